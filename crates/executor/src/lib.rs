@@ -164,7 +164,11 @@ mod tests {
             schedule_id: None,
             trigger: Trigger::OnDemand,
             scanner: "inventory".into(),
-            targets: vec!["account://111".into(), "account://222".into(), "10.0.0.1".into()],
+            targets: vec![
+                "account://111".into(),
+                "account://222".into(),
+                "10.0.0.1".into(),
+            ],
             billing: true,
             options: "{}".into(),
             timeout: Duration::from_secs(1800),
@@ -177,6 +181,9 @@ mod tests {
         assert_eq!(get("ACCOUNT_IDS"), Some("111,222"));
         assert_eq!(get("BILLING"), Some("true"));
         assert_eq!(get("SCANNER_TIMEOUT"), Some("30m"));
-        assert!(env.iter().all(|(_, v)| !v.contains("secret")), "token never in the shared env");
+        assert!(
+            env.iter().all(|(_, v)| !v.contains("secret")),
+            "token never in the shared env"
+        );
     }
 }

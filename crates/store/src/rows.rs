@@ -1,0 +1,302 @@
+//! Database rows and their conversion to and from domain types: the serialization boundary
+//! of the store (timestamps as Unix milliseconds, lists as JSON text).
+
+use chrono::{TimeZone, Utc};
+use scanplane_core::finding::Finding;
+use scanplane_core::maintenance::{MaintenanceWindow, Scope, WindowStart};
+use scanplane_core::scan::Scan;
+use scanplane_core::schedule::{parse_timezone, Cadence, Schedule};
+use scanplane_core::tenant::Tenant;
+use scanplane_core::Timestamp;
+use std::time::Duration;
+
+use crate::{StoreError, StoredFinding};
+
+pub fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(ms)
+}
+
+pub fn ts(v: i64) -> Result<Timestamp, StoreError> {
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v} out of range")))
+}
+
+pub fn opt_ts(v: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    v.map(ts).transpose()
+}
+
+pub fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn parse_list(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
+}
+
+fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse::<T>()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn duration_ms(v: Option<i64>) -> Option<Duration> {
+    v.map(|ms| Duration::from_millis(ms.max(0) as u64))
+}
+
+pub fn dur_ms(d: Option<Duration>) -> Option<i64> {
+    d.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct TenantRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl TenantRow {
+    pub fn into_domain(self) -> Result<Tenant, StoreError> {
+        Ok(Tenant {
+            id: self.id,
+            name: self.name,
+            created_at: ts(self.created_at)?,
+        })
+    }
+}
+
+pub const SCAN_COLUMNS: &str = "id, tenant_id, project_id, schedule_id, fire_time, trigger, scanner, targets, billing, options, status, reason, attempts, created_at, updated_at, admitted_at, started_at, finished_at, executor_ref, error, targets_scanned, findings_count";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ScanRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub project_id: Option<String>,
+    pub schedule_id: Option<String>,
+    pub fire_time: Option<i64>,
+    pub trigger: String,
+    pub scanner: String,
+    pub targets: String,
+    pub billing: bool,
+    pub options: String,
+    pub status: String,
+    pub reason: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub admitted_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub executor_ref: Option<String>,
+    pub error: Option<String>,
+    pub targets_scanned: String,
+    pub findings_count: i64,
+}
+
+impl ScanRow {
+    pub fn into_domain(self) -> Result<Scan, StoreError> {
+        Ok(Scan {
+            trigger: parse(&self.trigger, "scan trigger")?,
+            status: parse(&self.status, "scan status")?,
+            targets: parse_list(&self.targets)?,
+            targets_scanned: parse_list(&self.targets_scanned)?,
+            fire_time: opt_ts(self.fire_time)?,
+            created_at: ts(self.created_at)?,
+            updated_at: ts(self.updated_at)?,
+            admitted_at: opt_ts(self.admitted_at)?,
+            started_at: opt_ts(self.started_at)?,
+            finished_at: opt_ts(self.finished_at)?,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            findings_count: u64::try_from(self.findings_count).unwrap_or(0),
+            id: self.id,
+            tenant_id: self.tenant_id,
+            project_id: self.project_id,
+            schedule_id: self.schedule_id,
+            scanner: self.scanner,
+            billing: self.billing,
+            options: self.options,
+            reason: self.reason,
+            executor_ref: self.executor_ref,
+            error: self.error,
+        })
+    }
+}
+
+pub const SCHEDULE_COLUMNS: &str = "id, tenant_id, project_id, name, cron_exp, timezone, once_at, scanner, targets, billing, options, enabled, status, missed_tick_policy, starting_deadline_ms, jitter_ms, on_maintenance, next_tick, next_fire_at, last_fired_at, created_at, updated_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ScheduleRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub project_id: Option<String>,
+    pub name: String,
+    pub cron_exp: Option<String>,
+    pub timezone: String,
+    pub once_at: Option<i64>,
+    pub scanner: String,
+    pub targets: String,
+    pub billing: bool,
+    pub options: String,
+    pub enabled: bool,
+    pub status: String,
+    pub missed_tick_policy: String,
+    pub starting_deadline_ms: Option<i64>,
+    pub jitter_ms: Option<i64>,
+    pub on_maintenance: String,
+    pub next_tick: Option<i64>,
+    pub next_fire_at: Option<i64>,
+    pub last_fired_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ScheduleRow {
+    pub fn into_domain(self) -> Result<Schedule, StoreError> {
+        let cadence = match (&self.cron_exp, self.once_at) {
+            (Some(expr), _) => Cadence::Cron {
+                expr: expr.clone(),
+                timezone: parse_timezone(&self.timezone)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            },
+            (None, Some(at)) => Cadence::Once { at: ts(at)? },
+            (None, None) => {
+                return Err(StoreError::Corrupt(format!(
+                    "schedule {} has neither cron_exp nor time",
+                    self.id
+                )))
+            }
+        };
+        Ok(Schedule {
+            cadence,
+            targets: parse_list(&self.targets)?,
+            status: parse(&self.status, "schedule status")?,
+            missed_tick_policy: parse(&self.missed_tick_policy, "missed tick policy")?,
+            on_maintenance: parse(&self.on_maintenance, "maintenance action")?,
+            starting_deadline: duration_ms(self.starting_deadline_ms),
+            jitter: duration_ms(self.jitter_ms),
+            next_tick: opt_ts(self.next_tick)?,
+            next_fire_at: opt_ts(self.next_fire_at)?,
+            last_fired_at: opt_ts(self.last_fired_at)?,
+            created_at: ts(self.created_at)?,
+            updated_at: ts(self.updated_at)?,
+            id: self.id,
+            tenant_id: self.tenant_id,
+            project_id: self.project_id,
+            name: self.name,
+            scanner: self.scanner,
+            billing: self.billing,
+            options: self.options,
+            enabled: self.enabled,
+        })
+    }
+}
+
+/// The columns a schedule's cadence is stored in: `(cron_exp, timezone, once_at)`.
+pub fn cadence_columns(c: &Cadence) -> (Option<String>, String, Option<i64>) {
+    match c {
+        Cadence::Cron { expr, timezone } => (Some(expr.clone()), timezone.name().to_string(), None),
+        Cadence::Once { at } => (None, "UTC".to_string(), Some(ms(*at))),
+    }
+}
+
+pub const WINDOW_COLUMNS: &str = "id, tenant_id, admin, name, start_at, cron_exp, timezone, duration_ms, scope, action, created_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct WindowRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub admin: bool,
+    pub name: String,
+    pub start_at: Option<i64>,
+    pub cron_exp: Option<String>,
+    pub timezone: String,
+    pub duration_ms: i64,
+    pub scope: String,
+    pub action: String,
+    pub created_at: i64,
+}
+
+impl WindowRow {
+    pub fn into_domain(self) -> Result<MaintenanceWindow, StoreError> {
+        let start = match (&self.cron_exp, self.start_at) {
+            (Some(expr), _) => WindowStart::Cron(
+                Cadence::cron(expr, &self.timezone)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ),
+            (None, Some(at)) => WindowStart::At(ts(at)?),
+            (None, None) => {
+                return Err(StoreError::Corrupt(format!(
+                    "window {} has no start",
+                    self.id
+                )))
+            }
+        };
+        Ok(MaintenanceWindow {
+            start,
+            duration: Duration::from_millis(self.duration_ms.max(0) as u64),
+            scope: Scope::parse(&self.scope).map_err(StoreError::Corrupt)?,
+            action: parse(&self.action, "window action")?,
+            created_at: ts(self.created_at)?,
+            id: self.id,
+            tenant_id: self.tenant_id,
+            admin: self.admin,
+            name: self.name,
+        })
+    }
+}
+
+/// The columns a window's start is stored in: `(start_at, cron_exp, timezone)`.
+pub fn window_start_columns(s: &WindowStart) -> (Option<i64>, Option<String>, String) {
+    match s {
+        WindowStart::At(at) => (Some(ms(*at)), None, "UTC".to_string()),
+        WindowStart::Cron(Cadence::Cron { expr, timezone }) => {
+            (None, Some(expr.clone()), timezone.name().to_string())
+        }
+        WindowStart::Cron(Cadence::Once { at }) => (Some(ms(*at)), None, "UTC".to_string()),
+    }
+}
+
+pub const FINDING_COLUMNS: &str = "id, tenant_id, scan_id, scanner, target, rule_id, severity, title, location, detail, fingerprint, created_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct FindingRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub scan_id: String,
+    pub scanner: String,
+    pub target: String,
+    pub rule_id: String,
+    pub severity: String,
+    pub title: String,
+    pub location: String,
+    pub detail: String,
+    pub fingerprint: String,
+    pub created_at: i64,
+}
+
+impl FindingRow {
+    pub fn into_domain(self) -> Result<StoredFinding, StoreError> {
+        Ok(StoredFinding {
+            created_at: ts(self.created_at)?,
+            finding: Finding {
+                target: self.target,
+                rule_id: self.rule_id,
+                severity: parse(&self.severity, "severity")?,
+                title: self.title,
+                location: self.location,
+                detail: self.detail,
+                fingerprint: self.fingerprint,
+            },
+            id: self.id,
+            tenant_id: self.tenant_id,
+            scan_id: self.scan_id,
+            scanner: self.scanner,
+        })
+    }
+}

@@ -1,0 +1,920 @@
+//! [`SqlStore`]: one implementation of [`Store`] over SQLite or PostgreSQL. Both backends
+//! run the same SQL text (`$N` parameters, `ON CONFLICT`, `RETURNING`); the `on_pool!` and
+//! `in_tx!` macros expand each body once per backend so that sqlx sees concrete types.
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use scanplane_core::admission::{self, Candidate, Decision, Limits, SlotUsage};
+use scanplane_core::finding::Finding;
+use scanplane_core::maintenance::MaintenanceWindow;
+use scanplane_core::ratelimit::{Bucket, RateLimitPolicy};
+use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus};
+use scanplane_core::schedule::{Schedule, TickPlan};
+use scanplane_core::tenant::Tenant;
+use scanplane_core::Timestamp;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, QueryBuilder, SqlitePool};
+
+use crate::rows::*;
+use crate::{
+    Backend, FindingFilter, NewScan, ScanChange, ScanFilter, Store, StoreError, StoredFinding,
+    TickOutcome,
+};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Rows per multi-row INSERT: 12 columns each stays far below both backends' limits on
+/// bound parameters.
+const FINDING_BATCH: usize = 1000;
+
+/// Advisory lock key serializing admission rounds across `serve` replicas on PostgreSQL.
+const ADMISSION_LOCK: i64 = 0x5343_414e_4144_4d; // "SCANADM"
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The SQL store. Cheap to clone handles are inside; share it as `Arc<dyn Store>`.
+pub struct SqlStore {
+    pool: Pool,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend.
+macro_rules! on_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` (an expression of type `Result<T, StoreError>`, using `$tx`) inside one
+/// write transaction, committing on `Ok`. SQLite write transactions start `IMMEDIATE` so
+/// that a reader never has to upgrade to a writer mid-transaction and fail with BUSY.
+macro_rules! in_tx {
+    ($self:expr, $tx:ident => $body:expr) => {
+        match &$self.pool {
+            Pool::Sqlite(p) => {
+                let mut $tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                if out.is_ok() {
+                    $tx.commit().await?;
+                }
+                out
+            }
+            Pool::Postgres(p) => {
+                let mut $tx = p.begin().await?;
+                let out = $body;
+                if out.is_ok() {
+                    $tx.commit().await?;
+                }
+                out
+            }
+        }
+    };
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn status_list(statuses: &[ScanStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Strips the password from a URL before it appears in an error message.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{}:***@{}", &url[..s], user, &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl SqlStore {
+    /// Opens (and for SQLite, creates) the database and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let shown = redact(url);
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
+                url: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError::Unreachable {
+                    url: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            POSTGRES_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+            Pool::Postgres(pool)
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            if path.is_empty() || url.contains("://") && !url.starts_with("sqlite://") {
+                return Err(StoreError::InvalidUrl {
+                    url: shown,
+                    reason: "expected sqlite://PATH, a file path, or postgres://USER@HOST/DB"
+                        .into(),
+                });
+            }
+            let (file, query) = path.split_once('?').unwrap_or((path, ""));
+            let memory = file == ":memory:";
+            let mut opts = SqliteConnectOptions::new()
+                .filename(file)
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            if !memory {
+                opts = opts
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal);
+            }
+            if !query.is_empty() && query != "mode=rwc" {
+                return Err(StoreError::InvalidUrl {
+                    url: shown,
+                    reason: format!("unsupported SQLite URL parameters {query:?}"),
+                });
+            }
+            let pool = SqlitePoolOptions::new()
+                // An in-memory database exists per connection: keep exactly one.
+                .max_connections(if memory { 1 } else { 8 })
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(1800))
+                })
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError::Unreachable {
+                    url: shown.clone(),
+                    reason: e.to_string(),
+                })?;
+            SQLITE_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+            Pool::Sqlite(pool)
+        };
+        Ok(SqlStore { pool })
+    }
+
+    /// Closes every connection (used at shutdown and by tests that restart a store).
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.pool {
+            Pool::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Pool::Postgres(_) => &POSTGRES_MIGRATIONS,
+        }
+    }
+}
+
+fn scan_rows(rows: Vec<ScanRow>) -> Result<Vec<Scan>, StoreError> {
+    rows.into_iter().map(ScanRow::into_domain).collect()
+}
+
+fn schedule_rows(rows: Vec<ScheduleRow>) -> Result<Vec<Schedule>, StoreError> {
+    rows.into_iter().map(ScheduleRow::into_domain).collect()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct CandidateRow {
+    id: String,
+    tenant_id: String,
+    tenant_name: String,
+    scanner: String,
+    provider: Option<String>,
+    targets: String,
+    trigger: String,
+    created_at: i64,
+    on_maintenance: String,
+    reason: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct UsageRow {
+    tenant_id: String,
+    scanner: String,
+    n: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct BucketRow {
+    provider: String,
+    tokens: f64,
+    updated_at: i64,
+}
+
+fn usage_from(rows: Vec<UsageRow>) -> SlotUsage {
+    let mut u = SlotUsage::default();
+    for r in rows {
+        let n = u32::try_from(r.n).unwrap_or(u32::MAX);
+        u.global += n;
+        *u.per_tenant.entry(r.tenant_id).or_default() += n;
+        *u.per_scanner.entry(r.scanner).or_default() += n;
+    }
+    u
+}
+
+fn candidate_from(r: CandidateRow) -> Result<(Candidate, String), StoreError> {
+    Ok((
+        Candidate {
+            targets: serde_json::from_str(&r.targets)
+                .map_err(|e| StoreError::Corrupt(format!("scan targets: {e}")))?,
+            trigger: r
+                .trigger
+                .parse()
+                .map_err(|e: scanplane_core::scan::UnknownTrigger| {
+                    StoreError::Corrupt(e.to_string())
+                })?,
+            created_at: ts(r.created_at)?,
+            on_maintenance: r.on_maintenance.parse().map_err(StoreError::Corrupt)?,
+            scan_id: r.id,
+            tenant_id: r.tenant_id,
+            tenant_name: r.tenant_name,
+            scanner: r.scanner,
+            provider: r.provider,
+        },
+        r.reason,
+    ))
+}
+
+const SLOT_STATES: &str = "'admitted','dispatched','running'";
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let applied: i64 = on_pool!(self, p => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(p)
+                .await?
+        });
+        let expected = self.migrator().iter().count() as i64;
+        if applied < expected {
+            return Err(StoreError::Migration(format!(
+                "{applied} of {expected} migrations applied"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn ensure_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        let now = ms(chrono::Utc::now());
+        let id = new_id();
+        let row: TenantRow = on_pool!(self, p => {
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                .bind(&id)
+                .bind(name)
+                .bind(now)
+                .execute(p)
+                .await?;
+            sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
+                .bind(name)
+                .fetch_one(p)
+                .await?
+        });
+        row.into_domain()
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        let row: Option<TenantRow> = on_pool!(self, p => {
+            sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+        });
+        row.map(TenantRow::into_domain).transpose()
+    }
+
+    async fn create_token(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<String, StoreError> {
+        let id = new_id();
+        let now = ms(chrono::Utc::now());
+        let res = on_pool!(self, p => {
+            sqlx::query("INSERT INTO api_tokens (id, tenant_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&id)
+                .bind(tenant_id)
+                .bind(name)
+                .bind(token_hash)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|_| ())
+        });
+        match res {
+            Ok(()) => Ok(id),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("token already exists".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn tenant_for_token(&self, token_hash: &str) -> Result<Option<Tenant>, StoreError> {
+        let row: Option<TenantRow> = on_pool!(self, p => {
+            sqlx::query_as("SELECT t.id, t.name, t.created_at FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id WHERE k.token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(p)
+                .await?
+        });
+        row.map(TenantRow::into_domain).transpose()
+    }
+
+    async fn create_scan(&self, scan: NewScan, now: Timestamp) -> Result<Scan, StoreError> {
+        let sql = format!(
+            "INSERT INTO scans (id, tenant_id, project_id, schedule_id, fire_time, trigger, priority, scanner, provider, targets, billing, options, on_maintenance, status, reason, attempts, created_at, updated_at, targets_scanned, findings_count) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', 'queued: waiting for admission', 0, $14, $14, '[]', 0) RETURNING {SCAN_COLUMNS}"
+        );
+        let id = new_id();
+        let res: Result<ScanRow, sqlx::Error> = on_pool!(self, p => {
+            sqlx::query_as(&sql)
+                .bind(&id)
+                .bind(&scan.tenant_id)
+                .bind(&scan.project_id)
+                .bind(&scan.schedule_id)
+                .bind(opt_ms(scan.fire_time))
+                .bind(scan.trigger.as_str())
+                .bind(i64::from(scan.trigger.priority()))
+                .bind(&scan.scanner)
+                .bind(&scan.provider)
+                .bind(json_list(&scan.targets))
+                .bind(scan.billing)
+                .bind(&scan.options)
+                .bind(scan.on_maintenance.as_str())
+                .bind(ms(now))
+                .fetch_one(p)
+                .await
+        });
+        match res {
+            Ok(row) => row.into_domain(),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
+                "a scan for this schedule tick already exists".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn scan(&self, tenant: Option<&str>, id: &str) -> Result<Option<Scan>, StoreError> {
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"
+        );
+        let row: Option<ScanRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql).bind(id).bind(tenant).fetch_optional(p).await?
+        });
+        row.map(ScanRow::into_domain).transpose()
+    }
+
+    async fn list_scans(
+        &self,
+        tenant: Option<&str>,
+        f: &ScanFilter,
+    ) -> Result<Vec<Scan>, StoreError> {
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans WHERE ($1 IS NULL OR tenant_id = $1) \
+             AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR scanner = $3) \
+             AND ($4 IS NULL OR schedule_id = $4) AND ($5 IS NULL OR trigger = $5) \
+             AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7) \
+             AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9"
+        );
+        let rows: Vec<ScanRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql)
+                .bind(tenant)
+                .bind(f.status.map(|s| s.as_str()))
+                .bind(f.scanner.as_deref())
+                .bind(f.schedule_id.as_deref())
+                .bind(f.trigger.map(|t| t.as_str()))
+                .bind(opt_ms(f.created_after))
+                .bind(opt_ms(f.created_before))
+                .bind(f.after.as_deref())
+                .bind(i64::from(f.limit.max(1)))
+                .fetch_all(p)
+                .await?
+        });
+        scan_rows(rows)
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        to: ScanStatus,
+        change: &ScanChange,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError> {
+        let sources = ScanStatus::sources_of(to);
+        let sql = format!(
+            "UPDATE scans SET status = $2, reason = $3, updated_at = $4, \
+               error = COALESCE($5, error), executor_ref = COALESCE($6, executor_ref), \
+               report_token_hash = CASE WHEN $7 THEN NULL ELSE COALESCE($8, report_token_hash) END, \
+               targets_scanned = COALESCE($9, targets_scanned), attempts = attempts + $10, \
+               admitted_at = CASE WHEN $2 = 'admitted' THEN $4 ELSE admitted_at END, \
+               started_at = CASE WHEN $2 = 'running' THEN $4 ELSE started_at END, \
+               finished_at = CASE WHEN $7 THEN $4 ELSE finished_at END \
+             WHERE id = $1 AND status IN ({}) RETURNING {SCAN_COLUMNS}",
+            status_list(&sources)
+        );
+        let terminal = to.is_terminal();
+        let row: Option<ScanRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql)
+                .bind(id)
+                .bind(to.as_str())
+                .bind(&change.reason)
+                .bind(ms(now))
+                .bind(change.error.as_deref())
+                .bind(change.executor_ref.as_deref())
+                .bind(terminal)
+                .bind(change.report_token_hash.as_deref())
+                .bind(change.targets_scanned.as_ref().map(|t| json_list(t)))
+                .bind(i64::from(change.new_attempt))
+                .fetch_optional(p)
+                .await?
+        });
+        match row {
+            Some(r) => r.into_domain(),
+            None => match self.scan(None, id).await? {
+                None => Err(StoreError::NotFound),
+                Some(current) => Err(StoreError::Illegal(IllegalTransition {
+                    from: current.status,
+                    to,
+                })),
+            },
+        }
+    }
+
+    async fn set_reason(
+        &self,
+        id: &str,
+        status: ScanStatus,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, p => {
+            sqlx::query("UPDATE scans SET reason = $1, updated_at = $2 WHERE id = $3 AND status = $4 AND reason <> $1")
+                .bind(reason)
+                .bind(ms(now))
+                .bind(id)
+                .bind(status.as_str())
+                .execute(p)
+                .await
+                .map(|_| ())?
+        });
+        Ok(())
+    }
+
+    async fn scans_with_status(
+        &self,
+        statuses: &[ScanStatus],
+        limit: u32,
+    ) -> Result<Vec<Scan>, StoreError> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans WHERE status IN ({}) ORDER BY priority, created_at LIMIT $1",
+            status_list(statuses)
+        );
+        let rows: Vec<ScanRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql).bind(i64::from(limit)).fetch_all(p).await?
+        });
+        scan_rows(rows)
+    }
+
+    async fn scan_for_report_token(&self, token_hash: &str) -> Result<Option<Scan>, StoreError> {
+        let sql = format!("SELECT {SCAN_COLUMNS} FROM scans WHERE report_token_hash = $1");
+        let row: Option<ScanRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql).bind(token_hash).fetch_optional(p).await?
+        });
+        row.map(ScanRow::into_domain).transpose()
+    }
+
+    async fn slot_usage(&self) -> Result<SlotUsage, StoreError> {
+        let sql = format!("SELECT tenant_id, scanner, COUNT(*) AS n FROM scans WHERE status IN ({SLOT_STATES}) GROUP BY tenant_id, scanner");
+        let rows: Vec<UsageRow> = on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await?);
+        Ok(usage_from(rows))
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(ScanStatus, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT status, COUNT(*) FROM scans GROUP BY status").fetch_all(p).await?
+        });
+        rows.into_iter()
+            .map(|(s, n)| {
+                let st: ScanStatus =
+                    s.parse()
+                        .map_err(|e: scanplane_core::scan::UnknownStatus| {
+                            StoreError::Corrupt(e.to_string())
+                        })?;
+                Ok((st, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn admission_round(
+        &self,
+        limits: &Limits,
+        policies: &[RateLimitPolicy],
+        max_candidates: u32,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Decision)>, StoreError> {
+        let candidates_sql = "SELECT s.id, s.tenant_id, t.name AS tenant_name, s.scanner, s.provider, s.targets, s.trigger, s.created_at, s.on_maintenance, s.reason \
+             FROM scans s JOIN tenants t ON t.id = s.tenant_id WHERE s.status = 'queued' ORDER BY s.priority, s.created_at LIMIT $1";
+        let usage_sql = format!("SELECT tenant_id, scanner, COUNT(*) AS n FROM scans WHERE status IN ({SLOT_STATES}) GROUP BY tenant_id, scanner");
+        let windows_sql = format!("SELECT {WINDOW_COLUMNS} FROM maintenance_windows");
+        let is_pg = self.backend() == Backend::Postgres;
+        in_tx!(self, tx => {
+            if is_pg {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ADMISSION_LOCK).execute(&mut *tx).await?;
+            }
+            let cand_rows: Vec<CandidateRow> = sqlx::query_as(candidates_sql)
+                .bind(i64::from(max_candidates))
+                .fetch_all(&mut *tx)
+                .await?;
+            let usage_rows: Vec<UsageRow> = sqlx::query_as(&usage_sql).fetch_all(&mut *tx).await?;
+            let window_rows: Vec<WindowRow> = sqlx::query_as(&windows_sql).fetch_all(&mut *tx).await?;
+            let bucket_rows: Vec<BucketRow> = sqlx::query_as("SELECT provider, tokens, updated_at FROM rate_buckets")
+                .fetch_all(&mut *tx)
+                .await?;
+            let round: Result<Vec<(String, Decision)>, StoreError> = async {
+                let mut candidates = Vec::with_capacity(cand_rows.len());
+                let mut reasons: HashMap<String, String> = HashMap::new();
+                for r in cand_rows {
+                    let (c, reason) = candidate_from(r)?;
+                    reasons.insert(c.scan_id.clone(), reason);
+                    candidates.push(c);
+                }
+                let windows: Vec<MaintenanceWindow> = window_rows
+                    .into_iter()
+                    .map(WindowRow::into_domain)
+                    .collect::<Result<_, _>>()?;
+                let mut buckets = BTreeMap::new();
+                for b in bucket_rows {
+                    buckets.insert(b.provider, Bucket { tokens: b.tokens, updated_at: ts(b.updated_at)? });
+                }
+                let before = buckets.clone();
+                let round = admission::decide(&candidates, &usage_from(usage_rows), limits, &windows, policies, &buckets, now);
+                for (id, d) in &round.decisions {
+                    match d {
+                        Decision::Admit => {
+                            sqlx::query("UPDATE scans SET status = 'admitted', reason = 'admitted: starting', admitted_at = $1, updated_at = $1 WHERE id = $2 AND status = 'queued'")
+                                .bind(ms(now)).bind(id).execute(&mut *tx).await?;
+                        }
+                        Decision::Skip(reason) => {
+                            sqlx::query("UPDATE scans SET status = 'skipped', reason = $1, finished_at = $2, updated_at = $2 WHERE id = $3 AND status = 'queued'")
+                                .bind(reason).bind(ms(now)).bind(id).execute(&mut *tx).await?;
+                        }
+                        Decision::Wait(reason) => {
+                            if reasons.get(id) != Some(reason) {
+                                sqlx::query("UPDATE scans SET reason = $1, updated_at = $2 WHERE id = $3 AND status = 'queued'")
+                                    .bind(reason).bind(ms(now)).bind(id).execute(&mut *tx).await?;
+                            }
+                        }
+                    }
+                }
+                for (provider, b) in &round.buckets {
+                    if before.get(provider) != Some(b) {
+                        sqlx::query("INSERT INTO rate_buckets (provider, tokens, updated_at) VALUES ($1, $2, $3) ON CONFLICT (provider) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at")
+                            .bind(provider).bind(b.tokens).bind(ms(b.updated_at)).execute(&mut *tx).await?;
+                    }
+                }
+                Ok(round.decisions)
+            }
+            .await;
+            round
+        })
+    }
+
+    async fn create_schedule(&self, s: &Schedule) -> Result<(), StoreError> {
+        let (cron, tz, once) = cadence_columns(&s.cadence);
+        let sql = format!("INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)");
+        let res = on_pool!(self, p => {
+            sqlx::query(&sql)
+                .bind(&s.id).bind(&s.tenant_id).bind(&s.project_id).bind(&s.name)
+                .bind(&cron).bind(&tz).bind(once).bind(&s.scanner)
+                .bind(json_list(&s.targets)).bind(s.billing).bind(&s.options).bind(s.enabled)
+                .bind(s.status.as_str()).bind(s.missed_tick_policy.as_str())
+                .bind(dur_ms(s.starting_deadline)).bind(dur_ms(s.jitter)).bind(s.on_maintenance.as_str())
+                .bind(opt_ms(s.next_tick)).bind(opt_ms(s.next_fire_at)).bind(opt_ms(s.last_fired_at))
+                .bind(ms(s.created_at)).bind(ms(s.updated_at))
+                .execute(p)
+                .await
+                .map(|_| ())
+        });
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "schedule {} already exists",
+                s.id
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn schedule(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<Schedule>, StoreError> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)");
+        let row: Option<ScheduleRow> = on_pool!(self, p => sqlx::query_as(&sql).bind(id).bind(tenant).fetch_optional(p).await?);
+        row.map(ScheduleRow::into_domain).transpose()
+    }
+
+    async fn list_schedules(
+        &self,
+        tenant: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3");
+        let rows: Vec<ScheduleRow> = on_pool!(self, p => sqlx::query_as(&sql).bind(tenant).bind(after).bind(i64::from(limit.max(1))).fetch_all(p).await?);
+        schedule_rows(rows)
+    }
+
+    async fn update_schedule(&self, s: &Schedule) -> Result<(), StoreError> {
+        let (cron, tz, once) = cadence_columns(&s.cadence);
+        let affected = on_pool!(self, p => {
+            sqlx::query("UPDATE schedules SET name = $3, cron_exp = $4, timezone = $5, once_at = $6, scanner = $7, targets = $8, billing = $9, options = $10, enabled = $11, status = $12, missed_tick_policy = $13, starting_deadline_ms = $14, jitter_ms = $15, on_maintenance = $16, next_tick = $17, next_fire_at = $18, updated_at = $19, project_id = $20 WHERE id = $1 AND tenant_id = $2")
+                .bind(&s.id).bind(&s.tenant_id).bind(&s.name)
+                .bind(&cron).bind(&tz).bind(once).bind(&s.scanner)
+                .bind(json_list(&s.targets)).bind(s.billing).bind(&s.options).bind(s.enabled)
+                .bind(s.status.as_str()).bind(s.missed_tick_policy.as_str())
+                .bind(dur_ms(s.starting_deadline)).bind(dur_ms(s.jitter)).bind(s.on_maintenance.as_str())
+                .bind(opt_ms(s.next_tick)).bind(opt_ms(s.next_fire_at)).bind(ms(s.updated_at)).bind(&s.project_id)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if affected == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_schedule(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => {
+            sqlx::query("DELETE FROM schedules WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)")
+                .bind(id).bind(tenant).execute(p).await?.rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: u32) -> Result<Vec<Schedule>, StoreError> {
+        let sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE next_fire_at <= $1 ORDER BY next_fire_at LIMIT $2");
+        let rows: Vec<ScheduleRow> = on_pool!(self, p => sqlx::query_as(&sql).bind(ms(now)).bind(i64::from(limit)).fetch_all(p).await?);
+        schedule_rows(rows)
+    }
+
+    async fn next_fire_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        let v: Option<i64> = on_pool!(self, p => sqlx::query_scalar("SELECT MIN(next_fire_at) FROM schedules").fetch_one(p).await?);
+        opt_ts(v)
+    }
+
+    async fn record_tick(
+        &self,
+        s: &Schedule,
+        plan: &TickPlan,
+        scan: Option<NewScan>,
+        now: Timestamp,
+    ) -> Result<TickOutcome, StoreError> {
+        let Some(expected) = s.next_tick else {
+            return Ok(TickOutcome::AlreadyHandled);
+        };
+        let insert_sql = format!(
+            "INSERT INTO scans (id, tenant_id, project_id, schedule_id, fire_time, trigger, priority, scanner, provider, targets, billing, options, on_maintenance, status, reason, attempts, created_at, updated_at, targets_scanned, findings_count) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', 'queued: waiting for admission', 0, $14, $14, '[]', 0) \
+             ON CONFLICT (schedule_id, fire_time) DO NOTHING RETURNING {SCAN_COLUMNS}"
+        );
+        let fired_at = plan.fire.map(|_| ms(now));
+        let scan_id = new_id();
+        in_tx!(self, tx => {
+            let advanced = sqlx::query("UPDATE schedules SET next_tick = $1, next_fire_at = $2, status = $3, last_fired_at = COALESCE($4, last_fired_at), updated_at = $5 WHERE id = $6 AND next_tick = $7")
+                .bind(opt_ms(plan.next_tick))
+                .bind(opt_ms(plan.next_fire_at))
+                .bind(plan.status.as_str())
+                .bind(fired_at)
+                .bind(ms(now))
+                .bind(&s.id)
+                .bind(ms(expected))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let out: Result<TickOutcome, StoreError> = if advanced == 0 {
+                Ok(TickOutcome::AlreadyHandled)
+            } else if let Some(scan) = &scan {
+                let row: Option<ScanRow> = sqlx::query_as(&insert_sql)
+                    .bind(&scan_id)
+                    .bind(&scan.tenant_id)
+                    .bind(&scan.project_id)
+                    .bind(&scan.schedule_id)
+                    .bind(opt_ms(scan.fire_time))
+                    .bind(scan.trigger.as_str())
+                    .bind(i64::from(scan.trigger.priority()))
+                    .bind(&scan.scanner)
+                    .bind(&scan.provider)
+                    .bind(json_list(&scan.targets))
+                    .bind(scan.billing)
+                    .bind(&scan.options)
+                    .bind(scan.on_maintenance.as_str())
+                    .bind(ms(now))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match row {
+                    Some(r) => r.into_domain().map(|scan| TickOutcome::Recorded { scan: Some(scan) }),
+                    None => Ok(TickOutcome::Recorded { scan: None }),
+                }
+            } else {
+                Ok(TickOutcome::Recorded { scan: None })
+            };
+            out
+        })
+    }
+
+    async fn create_window(&self, w: &MaintenanceWindow) -> Result<(), StoreError> {
+        let (start_at, cron, tz) = window_start_columns(&w.start);
+        on_pool!(self, p => {
+            sqlx::query("INSERT INTO maintenance_windows (id, tenant_id, admin, name, start_at, cron_exp, timezone, duration_ms, scope, action, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)")
+                .bind(&w.id).bind(&w.tenant_id).bind(w.admin).bind(&w.name)
+                .bind(start_at).bind(&cron).bind(&tz)
+                .bind(dur_ms(Some(w.duration))).bind(w.scope.to_string()).bind(w.action.as_str())
+                .bind(ms(w.created_at))
+                .execute(p)
+                .await
+                .map(|_| ())?
+        });
+        Ok(())
+    }
+
+    async fn window(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<MaintenanceWindow>, StoreError> {
+        let sql = format!("SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)");
+        let row: Option<WindowRow> = on_pool!(self, p => sqlx::query_as(&sql).bind(id).bind(tenant).fetch_optional(p).await?);
+        row.map(WindowRow::into_domain).transpose()
+    }
+
+    async fn list_windows(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        let sql = format!("SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY id");
+        let rows: Vec<WindowRow> =
+            on_pool!(self, p => sqlx::query_as(&sql).bind(tenant).fetch_all(p).await?);
+        rows.into_iter().map(WindowRow::into_domain).collect()
+    }
+
+    async fn update_window(&self, w: &MaintenanceWindow, now: Timestamp) -> Result<(), StoreError> {
+        let (start_at, cron, tz) = window_start_columns(&w.start);
+        let n = on_pool!(self, p => {
+            sqlx::query("UPDATE maintenance_windows SET name = $3, start_at = $4, cron_exp = $5, timezone = $6, duration_ms = $7, scope = $8, action = $9, updated_at = $10 WHERE id = $1 AND tenant_id = $2")
+                .bind(&w.id).bind(&w.tenant_id).bind(&w.name)
+                .bind(start_at).bind(&cron).bind(&tz)
+                .bind(dur_ms(Some(w.duration))).bind(w.scope.to_string()).bind(w.action.as_str())
+                .bind(ms(now))
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_window(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, p => {
+            sqlx::query("DELETE FROM maintenance_windows WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)")
+                .bind(id).bind(tenant).execute(p).await?.rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    async fn insert_findings(
+        &self,
+        tenant_id: &str,
+        scan_id: &str,
+        scanner: &str,
+        findings: &[Finding],
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        if findings.is_empty() {
+            return Ok(0);
+        }
+        let now_ms = ms(now);
+        in_tx!(self, tx => {
+            let mut inserted = 0u64;
+            for chunk in findings.chunks(FINDING_BATCH) {
+                let mut qb = QueryBuilder::new(format!("INSERT INTO findings ({FINDING_COLUMNS}) "));
+                qb.push_values(chunk, |mut b, f| {
+                    b.push_bind(new_id())
+                        .push_bind(tenant_id)
+                        .push_bind(scan_id)
+                        .push_bind(scanner)
+                        .push_bind(&f.target)
+                        .push_bind(&f.rule_id)
+                        .push_bind(f.severity.as_str())
+                        .push_bind(&f.title)
+                        .push_bind(&f.location)
+                        .push_bind(&f.detail)
+                        .push_bind(&f.fingerprint)
+                        .push_bind(now_ms);
+                });
+                qb.push(" ON CONFLICT (scan_id, fingerprint) DO NOTHING");
+                inserted += qb.build().execute(&mut *tx).await?.rows_affected();
+            }
+            let counted: Result<u64, StoreError> = async {
+                sqlx::query("UPDATE scans SET findings_count = findings_count + $1 WHERE id = $2")
+                    .bind(i64::try_from(inserted).unwrap_or(i64::MAX))
+                    .bind(scan_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(inserted)
+            }
+            .await;
+            counted
+        })
+    }
+
+    async fn list_findings(
+        &self,
+        tenant: Option<&str>,
+        scan_id: &str,
+        f: &FindingFilter,
+    ) -> Result<Vec<StoredFinding>, StoreError> {
+        let sql = format!(
+            "SELECT {FINDING_COLUMNS} FROM findings WHERE scan_id = $1 AND ($2 IS NULL OR tenant_id = $2) \
+             AND ($3 IS NULL OR severity = $3) AND ($4 IS NULL OR id > $4) ORDER BY id LIMIT $5"
+        );
+        let rows: Vec<FindingRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql)
+                .bind(scan_id)
+                .bind(tenant)
+                .bind(f.severity.map(|s| s.as_str()))
+                .bind(f.after.as_deref())
+                .bind(i64::from(f.limit.max(1)))
+                .fetch_all(p)
+                .await?
+        });
+        rows.into_iter().map(FindingRow::into_domain).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("scanplane.db"), "scanplane.db");
+    }
+}

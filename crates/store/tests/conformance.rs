@@ -1,0 +1,647 @@
+//! The store conformance suite: every test runs against SQLite and against a real
+//! PostgreSQL, with identical expectations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use scanplane_core::admission::{Decision, Limits};
+use scanplane_core::finding::{Finding, Severity};
+use scanplane_core::maintenance::{MaintenanceWindow, Scope, WindowAction, WindowStart};
+use scanplane_core::ratelimit::RateLimitPolicy;
+use scanplane_core::scan::{ScanStatus, Trigger};
+use scanplane_core::schedule::{
+    initial_ticks, plan_tick, Cadence, MissedTickPolicy, Schedule, ScheduleStatus,
+};
+use scanplane_core::Timestamp;
+use scanplane_store::testing::fresh_store;
+use scanplane_store::{
+    Backend, FindingFilter, NewScan, ScanChange, ScanFilter, Store, StoreError, TickOutcome,
+};
+
+fn t(h: u32, m: u32, s: u32) -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 11, 22, h, m, s).unwrap()
+}
+
+fn new_scan(tenant: &str, trigger: Trigger) -> NewScan {
+    NewScan {
+        tenant_id: tenant.into(),
+        project_id: None,
+        schedule_id: None,
+        fire_time: None,
+        trigger,
+        scanner: "tcp".into(),
+        provider: None,
+        targets: vec!["127.0.0.1:22".into(), "account://123".into()],
+        billing: true,
+        options: "{}".into(),
+        on_maintenance: WindowAction::Hold,
+    }
+}
+
+fn schedule(tenant: &str, id: &str, expr: &str, now: Timestamp) -> Schedule {
+    let cadence = Cadence::cron(expr, "UTC").unwrap();
+    let (next_tick, next_fire_at) = initial_ticks(id, &cadence, None, now).unwrap();
+    Schedule {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        project_id: None,
+        name: format!("sched-{id}"),
+        cadence,
+        scanner: "tcp".into(),
+        targets: vec!["127.0.0.1".into()],
+        billing: false,
+        options: "{}".into(),
+        enabled: true,
+        status: ScheduleStatus::Active,
+        missed_tick_policy: MissedTickPolicy::CatchUpOnce,
+        starting_deadline: None,
+        jitter: None,
+        on_maintenance: WindowAction::Hold,
+        next_tick,
+        next_fire_at,
+        last_fired_at: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+async fn tenants_and_tokens(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("team-a").await.unwrap();
+    let again = store.ensure_tenant("team-a").await.unwrap();
+    assert_eq!(a, again, "ensure_tenant is idempotent");
+    let id = store.create_token(&a.id, "ci", "hash-1").await.unwrap();
+    assert!(!id.is_empty());
+    assert_eq!(
+        store.tenant_for_token("hash-1").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.tenant_for_token("nope").await.unwrap(), None);
+    assert!(matches!(
+        store.create_token(&a.id, "dup", "hash-1").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.tenant(&a.id).await.unwrap(), Some(a));
+}
+
+async fn scans_are_tenant_scoped_and_paginated(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let b = store.ensure_tenant("b").await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let s = store
+            .create_scan(new_scan(&a.id, Trigger::OnDemand), t(1, 0, i))
+            .await
+            .unwrap();
+        assert_eq!(s.status, ScanStatus::Queued);
+        assert_eq!(s.accounts(), vec!["123".to_string()]);
+        ids.push(s.id);
+    }
+    let other = store
+        .create_scan(new_scan(&b.id, Trigger::Schedule), t(1, 0, 9))
+        .await
+        .unwrap();
+    assert!(
+        store.scan(Some(&a.id), &other.id).await.unwrap().is_none(),
+        "another tenant's scan is invisible"
+    );
+    assert!(
+        store.scan(None, &other.id).await.unwrap().is_some(),
+        "the admin sees every tenant"
+    );
+
+    let page1 = store
+        .list_scans(
+            Some(&a.id),
+            &ScanFilter {
+                limit: 3,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page1.len(), 3);
+    assert_eq!(page1[0].id, ids[4], "newest first");
+    let page2 = store
+        .list_scans(
+            Some(&a.id),
+            &ScanFilter {
+                limit: 3,
+                after: Some(page1[2].id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page2.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![ids[1].clone(), ids[0].clone()]
+    );
+
+    let sched = store
+        .list_scans(
+            None,
+            &ScanFilter {
+                trigger: Some(Trigger::Schedule),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sched.len(), 1);
+    let range = store
+        .list_scans(
+            Some(&a.id),
+            &ScanFilter {
+                created_after: Some(t(1, 0, 1)),
+                created_before: Some(t(1, 0, 3)),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(range.len(), 2);
+}
+
+async fn transitions_are_compare_and_set(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let s = store
+        .create_scan(new_scan(&a.id, Trigger::OnDemand), t(1, 0, 0))
+        .await
+        .unwrap();
+    let change = |r: &str| ScanChange {
+        reason: r.into(),
+        ..Default::default()
+    };
+    // Illegal: queued -> running.
+    let err = store
+        .transition(&s.id, ScanStatus::Running, &change("x"), t(1, 0, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Illegal(_)), "{err:?}");
+    let unchanged = store.scan(None, &s.id).await.unwrap().unwrap();
+    assert_eq!(
+        unchanged.status,
+        ScanStatus::Queued,
+        "a rejected transition changes nothing"
+    );
+
+    store
+        .transition(&s.id, ScanStatus::Admitted, &change("admitted"), t(1, 0, 1))
+        .await
+        .unwrap();
+    let dispatched = store
+        .transition(
+            &s.id,
+            ScanStatus::Dispatched,
+            &ScanChange {
+                reason: "dispatched".into(),
+                executor_ref: Some("pid-1".into()),
+                report_token_hash: Some("tok".into()),
+                new_attempt: true,
+                ..Default::default()
+            },
+            t(1, 0, 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dispatched.attempts, 1);
+    assert_eq!(dispatched.executor_ref.as_deref(), Some("pid-1"));
+    assert_eq!(
+        store
+            .scan_for_report_token("tok")
+            .await
+            .unwrap()
+            .map(|s| s.id),
+        Some(s.id.clone())
+    );
+    let running = store
+        .transition(&s.id, ScanStatus::Running, &change("running"), t(1, 0, 3))
+        .await
+        .unwrap();
+    assert_eq!(running.started_at, Some(t(1, 0, 3)));
+    assert_eq!(store.slot_usage().await.unwrap().global, 1);
+
+    // Two actors race to end the scan: exactly one wins.
+    let (done_change, cancel_change) = (change("done"), change("cancelled"));
+    let (r1, r2) = tokio::join!(
+        store.transition(&s.id, ScanStatus::Succeeded, &done_change, t(1, 0, 9)),
+        store.transition(&s.id, ScanStatus::Cancelled, &cancel_change, t(1, 0, 9)),
+    );
+    assert!(
+        r1.is_ok() ^ r2.is_ok(),
+        "exactly one terminal transition wins: {r1:?} {r2:?}"
+    );
+    let done = store.scan(None, &s.id).await.unwrap().unwrap();
+    assert!(done.status.is_terminal());
+    assert_eq!(done.finished_at, Some(t(1, 0, 9)));
+    assert_eq!(done.duration(), Some(chrono::Duration::seconds(6)));
+    assert_eq!(
+        store.slot_usage().await.unwrap().global,
+        0,
+        "the slot is released by the terminal transition"
+    );
+    assert_eq!(
+        store.scan_for_report_token("tok").await.unwrap(),
+        None,
+        "the report token expires with the scan"
+    );
+}
+
+async fn admission_respects_limits_windows_and_rate_limits(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let b = store.ensure_tenant("b").await.unwrap();
+    for i in 0..6 {
+        store
+            .create_scan(new_scan(&a.id, Trigger::Schedule), t(1, 0, i))
+            .await
+            .unwrap();
+    }
+    let b_scan = store
+        .create_scan(new_scan(&b.id, Trigger::Schedule), t(1, 0, 30))
+        .await
+        .unwrap();
+    let limits = Limits {
+        global: Some(3),
+        ..Default::default()
+    };
+    let decisions = store
+        .admission_round(&limits, &[], 100, t(2, 0, 0))
+        .await
+        .unwrap();
+    let admitted: Vec<&String> = decisions
+        .iter()
+        .filter(|(_, d)| *d == Decision::Admit)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(admitted.len(), 3);
+    assert!(
+        admitted.contains(&&b_scan.id),
+        "round-robin: tenant b's only scan is not starved by tenant a"
+    );
+    assert_eq!(store.slot_usage().await.unwrap().global, 3);
+    let waiting = store
+        .list_scans(
+            None,
+            &ScanFilter {
+                status: Some(ScanStatus::Queued),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 4);
+    assert!(
+        waiting
+            .iter()
+            .all(|s| s.reason.contains("MAX_CONCURRENT_JOBS")),
+        "the wait reason is visible"
+    );
+    // A second round admits nothing more.
+    let again = store
+        .admission_round(&limits, &[], 100, t(2, 0, 1))
+        .await
+        .unwrap();
+    assert!(again.iter().all(|(_, d)| *d != Decision::Admit));
+
+    // A maintenance window holds the rest even when slots free up.
+    let w = MaintenanceWindow {
+        id: "w1".into(),
+        tenant_id: a.id.clone(),
+        admin: true,
+        name: "nightly-freeze".into(),
+        start: WindowStart::At(t(2, 0, 0)),
+        duration: Duration::from_secs(3600),
+        scope: Scope::Global,
+        action: WindowAction::Hold,
+        created_at: t(0, 0, 0),
+    };
+    store.create_window(&w).await.unwrap();
+    let held = store
+        .admission_round(&Limits::default(), &[], 100, t(2, 30, 0))
+        .await
+        .unwrap();
+    assert!(held
+        .iter()
+        .all(|(_, d)| matches!(d, Decision::Wait(r) if r.contains("nightly-freeze"))));
+    // Released when it ends.
+    let released = store
+        .admission_round(&Limits::default(), &[], 100, t(3, 0, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        released
+            .iter()
+            .filter(|(_, d)| *d == Decision::Admit)
+            .count(),
+        4
+    );
+    assert!(store.delete_window(None, "w1").await.unwrap());
+}
+
+async fn rate_limits_persist_across_rounds(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    for i in 0..4 {
+        let mut s = new_scan(&a.id, Trigger::OnDemand);
+        s.provider = Some("aws".into());
+        store.create_scan(s, t(1, 0, i)).await.unwrap();
+    }
+    let policy = [RateLimitPolicy {
+        provider: "aws".into(),
+        count: 2,
+        per: Duration::from_secs(60),
+    }];
+    let r1 = store
+        .admission_round(&Limits::default(), &policy, 100, t(2, 0, 0))
+        .await
+        .unwrap();
+    assert_eq!(r1.iter().filter(|(_, d)| *d == Decision::Admit).count(), 2);
+    let r2 = store
+        .admission_round(&Limits::default(), &policy, 100, t(2, 0, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        r2.iter().filter(|(_, d)| *d == Decision::Admit).count(),
+        0,
+        "bucket state is stored"
+    );
+    assert!(r2.iter().all(
+        |(_, d)| matches!(d, Decision::Wait(r) if r.contains("rate limit for provider \"aws\""))
+    ));
+    let r3 = store
+        .admission_round(&Limits::default(), &policy, 100, t(2, 0, 31))
+        .await
+        .unwrap();
+    assert_eq!(
+        r3.iter().filter(|(_, d)| *d == Decision::Admit).count(),
+        1,
+        "one token refilled after 30s"
+    );
+}
+
+async fn schedules_crud_and_exactly_once_ticks(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let b = store.ensure_tenant("b").await.unwrap();
+    let now = t(1, 0, 0);
+    let s = schedule(&a.id, "sch-1", "*/10 * * * * *", now);
+    store.create_schedule(&s).await.unwrap();
+    assert_eq!(
+        store.schedule(Some(&a.id), "sch-1").await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(store.schedule(Some(&b.id), "sch-1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .list_schedules(Some(&a.id), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.next_fire_at().await.unwrap(), Some(t(1, 0, 10)));
+    assert!(store
+        .due_schedules(t(1, 0, 9), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store.due_schedules(t(1, 0, 10), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+
+    // Two replicas race on the same tick: one scan, one winner.
+    let fire_now = t(1, 0, 10);
+    let plan = plan_tick(&due[0], fire_now).unwrap().unwrap();
+    let mk = || NewScan {
+        schedule_id: Some("sch-1".into()),
+        fire_time: plan.fire,
+        ..new_scan(&a.id, Trigger::Schedule)
+    };
+    let (r1, r2) = tokio::join!(
+        store.record_tick(&due[0], &plan, Some(mk()), fire_now),
+        store.record_tick(&due[0], &plan, Some(mk()), fire_now),
+    );
+    let outcomes = [r1.unwrap(), r2.unwrap()];
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, TickOutcome::Recorded { scan: Some(_) }))
+        .count();
+    let lost = outcomes
+        .iter()
+        .filter(|o| **o == TickOutcome::AlreadyHandled)
+        .count();
+    assert_eq!((created, lost), (1, 1), "{outcomes:?}");
+    let scans = store
+        .list_scans(
+            None,
+            &ScanFilter {
+                schedule_id: Some("sch-1".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(scans.len(), 1);
+    assert_eq!(scans[0].fire_time, Some(t(1, 0, 10)));
+    let after = store.schedule(None, "sch-1").await.unwrap().unwrap();
+    assert_eq!(after.next_tick, Some(t(1, 0, 20)));
+
+    // A direct duplicate insert for the same tick is refused by the unique key.
+    let dup = store.create_scan(mk(), fire_now).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+
+    let mut edited = after.clone();
+    edited.name = "renamed".into();
+    edited.enabled = false;
+    edited.next_tick = None;
+    edited.next_fire_at = None;
+    store.update_schedule(&edited).await.unwrap();
+    assert_eq!(
+        store.schedule(None, "sch-1").await.unwrap().unwrap().name,
+        "renamed"
+    );
+    assert_eq!(
+        store.next_fire_at().await.unwrap(),
+        None,
+        "disabled schedules are never due"
+    );
+    assert!(
+        !store.delete_schedule(Some(&b.id), "sch-1").await.unwrap(),
+        "another tenant cannot delete it"
+    );
+    assert!(store.delete_schedule(Some(&a.id), "sch-1").await.unwrap());
+    assert_eq!(store.schedule(None, "sch-1").await.unwrap(), None);
+}
+
+async fn findings_are_idempotent(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let s = store
+        .create_scan(new_scan(&a.id, Trigger::OnDemand), t(1, 0, 0))
+        .await
+        .unwrap();
+    let findings: Vec<Finding> = (0..2500)
+        .map(|i| {
+            Finding::new(
+                "tcp",
+                "127.0.0.1",
+                "open-port",
+                if i % 2 == 0 {
+                    Severity::Info
+                } else {
+                    Severity::High
+                },
+                format!("port {i}"),
+                format!("tcp/{i}"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        store
+            .insert_findings(&a.id, &s.id, "tcp", &findings, t(1, 0, 1))
+            .await
+            .unwrap(),
+        2500
+    );
+    // A retried chunk overlapping the first inserts nothing new.
+    assert_eq!(
+        store
+            .insert_findings(&a.id, &s.id, "tcp", &findings[2000..], t(1, 0, 2))
+            .await
+            .unwrap(),
+        0
+    );
+    let scan = store.scan(None, &s.id).await.unwrap().unwrap();
+    assert_eq!(scan.findings_count, 2500);
+    let page = store
+        .list_findings(
+            Some(&a.id),
+            &s.id,
+            &FindingFilter {
+                severity: Some(Severity::High),
+                limit: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 100);
+    assert!(page.iter().all(|f| f.finding.severity == Severity::High));
+    let other = store.ensure_tenant("b").await.unwrap();
+    assert!(store
+        .list_findings(
+            Some(&other.id),
+            &s.id,
+            &FindingFilter {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn windows_crud(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let mut w = MaintenanceWindow {
+        id: "w-cron".into(),
+        tenant_id: a.id.clone(),
+        admin: false,
+        name: "weekly".into(),
+        start: WindowStart::Cron(Cadence::cron("0 2 * * 0", "Europe/Berlin").unwrap()),
+        duration: Duration::from_secs(5400),
+        scope: Scope::Provider("aws".into()),
+        action: WindowAction::Skip,
+        created_at: t(0, 0, 0),
+    };
+    store.create_window(&w).await.unwrap();
+    assert_eq!(
+        store.window(Some(&a.id), "w-cron").await.unwrap(),
+        Some(w.clone())
+    );
+    w.name = "weekly-2".into();
+    store.update_window(&w, t(1, 0, 0)).await.unwrap();
+    assert_eq!(
+        store.list_windows(Some(&a.id)).await.unwrap(),
+        vec![w.clone()]
+    );
+    assert!(store.list_windows(Some("nobody")).await.unwrap().is_empty());
+    assert!(store.delete_window(Some(&a.id), "w-cron").await.unwrap());
+    assert!(store.window(None, "w-cron").await.unwrap().is_none());
+}
+
+async fn concurrent_admission_never_exceeds_the_limit(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    for i in 0..40 {
+        store
+            .create_scan(
+                new_scan(&a.id, Trigger::OnDemand),
+                t(1, 0, 0) + chrono::Duration::milliseconds(i),
+            )
+            .await
+            .unwrap();
+    }
+    let limits = Limits {
+        global: Some(4),
+        ..Default::default()
+    };
+    let mut tasks = Vec::new();
+    for k in 0..4 {
+        let store = store.clone();
+        let limits = limits.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .admission_round(&limits, &[], 100, t(2, 0, k))
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        store.slot_usage().await.unwrap().global,
+        4,
+        "rounds racing from several tasks still admit exactly the limit"
+    );
+}
+
+async fn readiness(store: Arc<dyn Store>) {
+    store.check_ready().await.unwrap();
+}
+
+macro_rules! conformance {
+    ($backend:ident, $b:expr, [$($test:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let store: std::sync::Arc<dyn super::Store> = std::sync::Arc::new(super::fresh_store($b).await);
+                    super::$test(store).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! both {
+    ($($test:ident),* $(,)?) => {
+        conformance!(sqlite, super::Backend::Sqlite, [$($test),*]);
+        conformance!(postgres, super::Backend::Postgres, [$($test),*]);
+    };
+}
+
+both!(
+    readiness,
+    tenants_and_tokens,
+    scans_are_tenant_scoped_and_paginated,
+    transitions_are_compare_and_set,
+    admission_respects_limits_windows_and_rate_limits,
+    rate_limits_persist_across_rounds,
+    schedules_crud_and_exactly_once_ticks,
+    findings_are_idempotent,
+    windows_crud,
+    concurrent_admission_never_exceeds_the_limit,
+);

