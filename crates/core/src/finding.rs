@@ -58,7 +58,7 @@ impl Severity {
             s if s >= 7.0 => Severity::High,
             s if s >= 4.0 => Severity::Medium,
             s if s > 0.0 => Severity::Low,
-            s if s == 0.0 => Severity::Info,
+            0.0 => Severity::Info,
             _ => Severity::Unknown,
         }
     }

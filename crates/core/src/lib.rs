@@ -6,8 +6,10 @@
 //! Callers pass in "now" and the state they read; functions return decisions.
 
 pub mod admission;
+pub mod clock;
 pub mod duration;
 pub mod finding;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod ratelimit;
 pub mod scan;

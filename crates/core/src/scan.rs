@@ -77,13 +77,16 @@ impl ScanStatus {
     /// Whether the state machine allows `self -> to`.
     pub fn can_transition_to(self, to: ScanStatus) -> bool {
         use ScanStatus::*;
-        match (self, to) {
-            (Queued, Admitted | Skipped | Cancelled | Failed) => true,
-            (Admitted, Dispatched | Queued | Cancelled | Failed) => true,
-            (Dispatched, Running | Queued | Succeeded | Failed | TimedOut | Cancelled) => true,
-            (Running, Queued | Succeeded | Failed | TimedOut | Cancelled) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Queued, Admitted | Skipped | Cancelled | Failed)
+                | (Admitted, Dispatched | Queued | Cancelled | Failed)
+                | (
+                    Dispatched,
+                    Running | Queued | Succeeded | Failed | TimedOut | Cancelled
+                )
+                | (Running, Queued | Succeeded | Failed | TimedOut | Cancelled)
+        )
     }
 
     /// Checks `self -> to`, returning the new state or the reason it is illegal.

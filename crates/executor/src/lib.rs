@@ -5,6 +5,8 @@
 //! Every executor runs the same scanner mode (`scanplane job`) configured only by the env
 //! vars [`job_env`] builds, so a scan behaves the same wherever it runs.
 
+pub mod local;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,27 +37,7 @@ pub struct LaunchSpec {
     pub image: Option<String>,
 }
 
-/// What an executor saw happen to a unit of work.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UnitState {
-    /// The unit started executing (process spawned, pod running). `detail` names the pod
-    /// or process for log retrieval.
-    Running { detail: Option<String> },
-    /// The unit ended by itself. Success means the scanner process exited 0; the scan's
-    /// result still comes from its report.
-    Exited {
-        success: bool,
-        exit_code: Option<i32>,
-        /// Termination message or the last lines of stderr.
-        message: String,
-    },
-    /// The unit was killed at its deadline.
-    TimedOut { message: String },
-    /// The unit could not run (image pull failure, unschedulable, spawn error).
-    Failed { message: String },
-    /// The unit no longer exists and nothing is known about how it ended.
-    Gone,
-}
+pub use scanplane_core::lifecycle::UnitState;
 
 /// One report about one unit of work.
 #[derive(Debug, Clone, PartialEq)]

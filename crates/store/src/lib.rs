@@ -112,7 +112,7 @@ pub struct ScanFilter {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TickOutcome {
     /// The schedule advanced; `scan` is the scan created for the tick, if the plan fired.
-    Recorded { scan: Option<Scan> },
+    Recorded { scan: Option<Box<Scan>> },
     /// Another replica (or an earlier attempt) already handled this tick.
     AlreadyHandled,
 }
@@ -173,6 +173,16 @@ pub trait Store: Send + Sync {
         change: &ScanChange,
         now: Timestamp,
     ) -> Result<Scan, StoreError>;
+    /// Records the unit of work of a scan that is still in `status`.
+    async fn set_executor_ref(
+        &self,
+        id: &str,
+        status: ScanStatus,
+        executor_ref: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Records the error a scan's final report gave, without changing its state.
+    async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError>;
     /// Updates the reason of a scan that is still in `status` (waiting explanations).
     async fn set_reason(
         &self,

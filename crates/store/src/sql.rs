@@ -33,7 +33,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 const FINDING_BATCH: usize = 1000;
 
 /// Advisory lock key serializing admission rounds across `serve` replicas on PostgreSQL.
-const ADMISSION_LOCK: i64 = 0x5343_414e_4144_4d; // "SCANADM"
+const ADMISSION_LOCK: i64 = 0x0053_4341_4e41_444d; // "SCANADM"
 
 enum Pool {
     Sqlite(SqlitePool),
@@ -488,6 +488,44 @@ impl Store for SqlStore {
         }
     }
 
+    async fn set_executor_ref(
+        &self,
+        id: &str,
+        status: ScanStatus,
+        executor_ref: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let n = on_pool!(self, p => {
+            sqlx::query("UPDATE scans SET executor_ref = $1, updated_at = $2 WHERE id = $3 AND status = $4")
+                .bind(executor_ref)
+                .bind(ms(now))
+                .bind(id)
+                .bind(status.as_str())
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "scan {id} is no longer {status}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError> {
+        on_pool!(self, p => {
+            sqlx::query("UPDATE scans SET error = $1, updated_at = $2 WHERE id = $3")
+                .bind(error)
+                .bind(ms(now))
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|_| ())?
+        });
+        Ok(())
+    }
+
     async fn set_reason(
         &self,
         id: &str,
@@ -766,7 +804,7 @@ impl Store for SqlStore {
                     .fetch_optional(&mut *tx)
                     .await?;
                 match row {
-                    Some(r) => r.into_domain().map(|scan| TickOutcome::Recorded { scan: Some(scan) }),
+                    Some(r) => r.into_domain().map(|scan| TickOutcome::Recorded { scan: Some(Box::new(scan)) }),
                     None => Ok(TickOutcome::Recorded { scan: None }),
                 }
             } else {

@@ -1,6 +1,8 @@
 //! The store conformance suite: every test runs against SQLite and against a real
 //! PostgreSQL, with identical expectations.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,94 @@
+//! Bearer-token authentication: one admin token from configuration, and tenant tokens that
+//! admins create and the store keeps only as SHA-256 hashes.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use rand::RngCore;
+use scanplane_core::tenant::Tenant;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub admin: bool,
+    /// The caller's tenant; objects the admin creates belong to `default`.
+    pub tenant: Tenant,
+}
+
+impl Caller {
+    /// The tenant filter for reads: the admin sees every tenant.
+    pub fn scope(&self) -> Option<&str> {
+        if self.admin {
+            None
+        } else {
+            Some(&self.tenant.id)
+        }
+    }
+}
+
+/// SHA-256 of a token, hex: what the store keeps instead of the token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token with a recognizable prefix.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// Compares hashes in constant time so that token checks leak no timing.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::unauthorized("Authorization: missing header; expected Bearer <token>")
+            })?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("Authorization: header is not ASCII"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("Authorization: expected Bearer <token>"))?;
+        let hash = hash_token(token);
+        if let Some(admin) = &state.admin_token_hash {
+            if same(&hash, admin) {
+                return Ok(Caller {
+                    admin: true,
+                    tenant: state.default_tenant.clone(),
+                });
+            }
+        }
+        match state.store.tenant_for_token(&hash).await? {
+            Some(tenant) => Ok(Caller {
+                admin: false,
+                tenant,
+            }),
+            None => Err(ApiError::unauthorized(
+                "Authorization: unknown or revoked token",
+            )),
+        }
+    }
+}

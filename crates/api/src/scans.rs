@@ -1,0 +1,392 @@
+//! Scan endpoints: seed 000's `POST /scans/now` and seed 002's `/api/v1/scans`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use scanplane_core::maintenance::WindowAction;
+use scanplane_core::scan::{Scan, ScanStatus, Trigger};
+use scanplane_core::target::Target;
+use scanplane_store::{NewScan, ScanChange, ScanFilter};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::{fmt_ts, parse_ts, AppJson, AppQuery, AppState, Page};
+
+/// Most targets one scan may name.
+pub const MAX_TARGETS: usize = 10_000;
+
+/// Body of `POST /scans/now` and `POST /api/v1/scans`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    /// Scanner name, see `GET /api/v1/scanners`.
+    pub scanner: String,
+    /// Cloud account ids (seed 000); passed to the scanner as `ACCOUNT_IDS`.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Targets: `host[:port[-port]]`, URLs, `image://REF`, `registry://HOST/REPO`,
+    /// `cluster://NAME?namespaces=...`, `fs://PATH`, `config://PATH`.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Billing flag passed to the scanner as `BILLING`.
+    #[serde(default)]
+    pub billing: bool,
+    /// The scanner's own options, validated by the scanner.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub options: Option<serde_json::Value>,
+}
+
+/// Answer of `POST /scans/now`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScanAccepted {
+    pub scan_run_id: String,
+    pub status: String,
+}
+
+/// A scan as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScanView {
+    pub id: String,
+    pub scan_run_id: String,
+    pub schedule_id: Option<String>,
+    pub fire_time: Option<String>,
+    pub trigger: String,
+    pub scanner: String,
+    pub targets: Vec<String>,
+    pub accounts: Vec<String>,
+    pub billing: bool,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+    pub status: String,
+    /// Why the scan is in its current state (e.g. what it waits for).
+    pub reason: String,
+    pub attempts: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    pub admitted_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Run time, e.g. `1m30s`, once started.
+    pub duration: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub accounts_scanned: Vec<String>,
+    pub targets_scanned: Vec<String>,
+    /// The unit of work: process id, Job name, message id.
+    pub executor_ref: Option<String>,
+    pub error: Option<String>,
+    pub findings_count: u64,
+}
+
+impl From<Scan> for ScanView {
+    fn from(s: Scan) -> Self {
+        let duration = s.duration();
+        let accounts = s.accounts();
+        let accounts_scanned = s
+            .targets_scanned
+            .iter()
+            .filter_map(|t| t.strip_prefix("account://").map(str::to_string))
+            .collect();
+        ScanView {
+            scan_run_id: s.id.clone(),
+            id: s.id,
+            schedule_id: s.schedule_id,
+            fire_time: s.fire_time.map(fmt_ts),
+            trigger: s.trigger.to_string(),
+            scanner: s.scanner,
+            targets: s.targets,
+            accounts,
+            billing: s.billing,
+            options: serde_json::from_str(&s.options).unwrap_or(serde_json::Value::Null),
+            status: s.status.to_string(),
+            reason: s.reason,
+            attempts: s.attempts,
+            created_at: fmt_ts(s.created_at),
+            updated_at: fmt_ts(s.updated_at),
+            admitted_at: s.admitted_at.map(fmt_ts),
+            started_at: s.started_at.map(fmt_ts),
+            finished_at: s.finished_at.map(fmt_ts),
+            duration: duration
+                .and_then(|d| d.to_std().ok())
+                .map(scanplane_core::duration::format_duration),
+            duration_seconds: duration.map(|d| d.num_milliseconds() as f64 / 1000.0),
+            accounts_scanned,
+            targets_scanned: s.targets_scanned,
+            executor_ref: s.executor_ref,
+            error: s.error,
+            findings_count: s.findings_count,
+        }
+    }
+}
+
+/// Validated scan input shared by on-demand scans and schedules.
+pub struct ValidScan {
+    pub scanner: String,
+    pub provider: Option<String>,
+    pub targets: Vec<String>,
+    pub options: String,
+}
+
+/// Checks scanner, accounts, targets and options; returns canonical targets.
+pub fn validate_scan_input(
+    state: &AppState,
+    scanner: &str,
+    accounts: &[String],
+    targets: &[String],
+    options: Option<&serde_json::Value>,
+    accounts_field: &str,
+) -> Result<ValidScan, ApiError> {
+    let def = state.catalog.definition(scanner).ok_or_else(|| {
+        let names: Vec<String> = state
+            .catalog
+            .definitions()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        ApiError::invalid(
+            "scanner",
+            format!(
+                "unknown scanner {scanner:?}; available: {}",
+                names.join(", ")
+            ),
+        )
+    })?;
+    if accounts.is_empty() && targets.is_empty() {
+        return Err(ApiError::invalid(
+            &format!("{accounts_field}, targets"),
+            "at least one of them must be non-empty",
+        ));
+    }
+    if accounts.len() + targets.len() > MAX_TARGETS {
+        return Err(ApiError::invalid(
+            "targets",
+            format!("at most {MAX_TARGETS} targets and accounts per scan"),
+        ));
+    }
+    let mut parsed = Vec::with_capacity(accounts.len() + targets.len());
+    for (i, a) in accounts.iter().enumerate() {
+        parsed.push(
+            Target::account(a)
+                .map_err(|e| ApiError::invalid(&format!("{accounts_field}[{i}]"), e))?,
+        );
+    }
+    for (i, t) in targets.iter().enumerate() {
+        parsed.push(Target::parse(t).map_err(|e| ApiError::invalid(&format!("targets[{i}]"), e))?);
+    }
+    let options = options.cloned().unwrap_or_else(|| serde_json::json!({}));
+    if !options.is_object() {
+        return Err(ApiError::invalid("options", "must be a JSON object"));
+    }
+    state
+        .catalog
+        .validate(scanner, &parsed, &options)
+        .map_err(|m| ApiError::invalid("options", m))?;
+    Ok(ValidScan {
+        scanner: scanner.to_string(),
+        provider: def.provider,
+        targets: parsed.iter().map(ToString::to_string).collect(),
+        options: options.to_string(),
+    })
+}
+
+async fn create(state: &AppState, caller: &Caller, req: ScanRequest) -> Result<Scan, ApiError> {
+    let v = validate_scan_input(
+        state,
+        &req.scanner,
+        &req.accounts,
+        &req.targets,
+        req.options.as_ref(),
+        "accounts",
+    )?;
+    let scan = state
+        .store
+        .create_scan(
+            NewScan {
+                tenant_id: caller.tenant.id.clone(),
+                project_id: None,
+                schedule_id: None,
+                fire_time: None,
+                trigger: Trigger::OnDemand,
+                scanner: v.scanner,
+                provider: v.provider,
+                targets: v.targets,
+                billing: req.billing,
+                options: v.options,
+                on_maintenance: WindowAction::Hold,
+            },
+            state.clock.now(),
+        )
+        .await?;
+    tracing::info!(scan_run_id = %scan.id, scanner = %scan.scanner, targets = scan.targets.len(), "scan queued");
+    state.wake_dispatcher.notify_one();
+    Ok(scan)
+}
+
+/// Triggers an on-demand scan (seed 000 FR-7).
+#[utoipa::path(post, path = "/scans/now", request_body = ScanRequest, tag = "scans",
+    responses((status = 202, body = ScanAccepted), (status = 422, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn scan_now(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    AppJson(req): AppJson<ScanRequest>,
+) -> Result<(StatusCode, Json<ScanAccepted>), ApiError> {
+    let scan = create(&state, &caller, req).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ScanAccepted {
+            scan_run_id: scan.id,
+            status: scan.status.to_string(),
+        }),
+    ))
+}
+
+/// Creates a scan (seed 002); answers the full scan.
+#[utoipa::path(post, path = "/api/v1/scans", request_body = ScanRequest, tag = "scans",
+    responses((status = 202, body = ScanView), (status = 422, body = ErrorBody)))]
+pub async fn create_scan(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    AppJson(req): AppJson<ScanRequest>,
+) -> Result<(StatusCode, Json<ScanView>), ApiError> {
+    let scan = create(&state, &caller, req).await?;
+    Ok((StatusCode::ACCEPTED, Json(scan.into())))
+}
+
+/// Query of `GET /api/v1/scans`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ScanQuery {
+    pub status: Option<String>,
+    pub scanner: Option<String>,
+    pub schedule: Option<String>,
+    pub trigger: Option<String>,
+    /// RFC 3339; scans created at or after.
+    pub since: Option<String>,
+    /// RFC 3339; scans created before.
+    pub until: Option<String>,
+    /// Cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1-1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(l) if (1..=1000).contains(&l) => Ok(l),
+        Some(l) => Err(ApiError::invalid("limit", format!("{l} is outside 1-1000"))),
+    }
+}
+
+/// Lists scans, newest first, with filters and cursor pagination.
+#[utoipa::path(get, path = "/api/v1/scans", params(ScanQuery), tag = "scans",
+    responses((status = 200, body = ScanPage), (status = 422, body = ErrorBody)))]
+pub async fn list_scans(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    AppQuery(q): AppQuery<ScanQuery>,
+) -> Result<Json<Page<ScanView>>, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let filter = ScanFilter {
+        status: q
+            .status
+            .as_deref()
+            .map(str::parse::<ScanStatus>)
+            .transpose()
+            .map_err(|e| ApiError::invalid("status", e))?,
+        scanner: q.scanner,
+        schedule_id: q.schedule,
+        trigger: q
+            .trigger
+            .as_deref()
+            .map(str::parse::<Trigger>)
+            .transpose()
+            .map_err(|e| ApiError::invalid("trigger", e))?,
+        created_after: q
+            .since
+            .as_deref()
+            .map(|s| parse_ts("since", s))
+            .transpose()?,
+        created_before: q
+            .until
+            .as_deref()
+            .map(|s| parse_ts("until", s))
+            .transpose()?,
+        after: q.cursor,
+        limit,
+    };
+    let scans = state.store.list_scans(caller.scope(), &filter).await?;
+    let next_cursor = (scans.len() == limit as usize)
+        .then(|| scans.last().map(|s| s.id.clone()))
+        .flatten();
+    Ok(Json(Page {
+        items: scans.into_iter().map(ScanView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Page of scans.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ScanPage {
+    items: Vec<ScanView>,
+    next_cursor: Option<String>,
+}
+
+/// One scan: status, reason, timings, duration, accounts scanned, executor reference, error.
+#[utoipa::path(get, path = "/api/v1/scans/{id}", tag = "scans",
+    responses((status = 200, body = ScanView), (status = 404, body = ErrorBody)))]
+pub async fn get_scan(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ScanView>, ApiError> {
+    let scan = state
+        .store
+        .scan(caller.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("scan", &id))?;
+    Ok(Json(scan.into()))
+}
+
+/// Cancels a scan: it ends `cancelled`, its unit of work is stopped and its slot released.
+#[utoipa::path(delete, path = "/api/v1/scans/{id}", tag = "scans",
+    responses((status = 200, body = ScanView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_scan(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ScanView>, ApiError> {
+    let scan = state
+        .store
+        .scan(caller.scope(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("scan", &id))?;
+    if scan.status.is_terminal() {
+        return Err(ApiError::conflict(format!(
+            "scan {id} already ended as {}",
+            scan.status
+        )));
+    }
+    let who = if caller.admin {
+        "admin".to_string()
+    } else {
+        format!("tenant {}", caller.tenant.name)
+    };
+    let change = ScanChange {
+        reason: format!("cancelled by {who}"),
+        ..Default::default()
+    };
+    let scan = state
+        .store
+        .transition(&id, ScanStatus::Cancelled, &change, state.clock.now())
+        .await?;
+    tracing::info!(scan_run_id = %id, "scan cancelled");
+    // The dispatcher stops the unit of work of every scan that ended while it ran.
+    state.wake_dispatcher.notify_one();
+    Ok(Json(scan.into()))
+}
