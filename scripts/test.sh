@@ -108,6 +108,13 @@ PY
   [ -n "$trivy_bin" ] && export TRIVY_BIN="$trivy_bin"
 fi
 
+# The Helm chart test renders templates with Helm's own engine, shipped in this wheel
+# (no helm binary is packaged for Debian, PyPI or npm).
+if ! command -v helm >/dev/null 2>&1 && ! python3 -c 'import helm_python' >/dev/null 2>&1; then
+  log "pip install helm-python-sdk"
+  python3 -m pip install -q helm-python-sdk==0.2.2 >/dev/null
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

@@ -34,13 +34,21 @@ use error::{ApiError, ErrorBody};
 pub trait ScannerCatalog: Send + Sync {
     fn definitions(&self) -> Vec<ScannerDef>;
     fn definition(&self, name: &str) -> Option<ScannerDef>;
-    /// Checks targets and options for `scanner`; the message names the problem.
+    /// Checks targets and options for `scanner`.
     fn validate(
         &self,
         scanner: &str,
         targets: &[Target],
         options: &serde_json::Value,
-    ) -> Result<(), String>;
+    ) -> Result<(), Rejection>;
+}
+
+/// Why a scanner refused a request: the request field at fault and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// `targets` or `options`.
+    pub field: &'static str,
+    pub message: String,
 }
 
 /// Everything handlers share.

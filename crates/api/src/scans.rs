@@ -184,7 +184,7 @@ pub fn validate_scan_input(
     state
         .catalog
         .validate(scanner, &parsed, &options)
-        .map_err(|m| ApiError::invalid("options", m))?;
+        .map_err(|r| ApiError::invalid(r.field, r.message))?;
     Ok(ValidScan {
         scanner: scanner.to_string(),
         provider: def.provider,

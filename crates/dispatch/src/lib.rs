@@ -190,44 +190,68 @@ impl Dispatcher {
         }
     }
 
-    /// Start-up recovery: every scan holding a slot is either ours to re-adopt (never,
-    /// after a restart: this process launched nothing yet) or an orphan. Units of work the
-    /// executor still sees are stopped first, so no orphan keeps running; then each scan is
-    /// re-queued or failed with a reason.
+    /// Start-up recovery (seed 001 §6.2). Units of work that cannot be adopted (child
+    /// processes of a previous process) are stopped, so no orphan keeps running. Units that
+    /// can (Kubernetes Jobs) are adopted while their scan is live and deleted when their scan
+    /// is terminal or unknown. Then every scan holding a slot without a unit is re-queued or
+    /// failed, with a reason.
     pub async fn recover(&mut self) -> Result<u32, StoreError> {
-        match self.executor.list().await {
-            Ok(units) => {
-                for u in units {
-                    tracing::warn!(scan_run_id = %u.scan_id, unit = %u.executor_ref, "stopping orphaned unit of work");
-                    if let Err(e) = self.executor.cancel(&u.scan_id, &u.executor_ref).await {
-                        tracing::warn!(error = %e, "could not stop orphan");
-                    }
-                    let _ = self.executor.cleanup(&u.scan_id, &u.executor_ref).await;
+        let adopt = self.executor.units_survive_restart();
+        let units = match self.executor.list().await {
+            Ok(units) => units,
+            Err(e) => {
+                // Without the list nothing can be told apart: leave the scans as they are
+                // rather than re-queue work that may still be running.
+                tracing::error!(error = %e, "cannot list units of work; recovery postponed");
+                return Err(StoreError::Conflict(format!("executor list failed: {e}")));
+            }
+        };
+        let now = self.clock.now();
+        for u in units {
+            let scan = self.store.scan(None, &u.scan_id).await?;
+            let live = scan.as_ref().is_some_and(|s| s.status.holds_slot());
+            if adopt && live {
+                self.tracked.insert(
+                    u.scan_id.clone(),
+                    Tracked {
+                        executor_ref: u.executor_ref.clone(),
+                        launched_at: now,
+                        exited_at: None,
+                        ended: !u.active,
+                    },
+                );
+                continue;
+            }
+            if u.active || !adopt {
+                tracing::warn!(scan_run_id = %u.scan_id, unit = %u.executor_ref, "stopping orphaned unit of work");
+                if let Err(e) = self.executor.cancel(&u.scan_id, &u.executor_ref).await {
+                    tracing::warn!(error = %e, "could not stop orphan");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot list units of work for recovery"),
+            if !adopt {
+                let _ = self.executor.cleanup(&u.scan_id, &u.executor_ref).await;
+            }
         }
         let mut recovered = 0;
-        loop {
-            let stuck = self
-                .store
-                .scans_with_status(
-                    &[
-                        ScanStatus::Admitted,
-                        ScanStatus::Dispatched,
-                        ScanStatus::Running,
-                    ],
-                    500,
-                )
-                .await?;
-            if stuck.is_empty() {
-                break;
-            }
-            for scan in &stuck {
-                let intent = recover(scan, self.config.max_attempts);
-                self.apply(scan, intent).await?;
-                recovered += 1;
-            }
+        let stuck = self
+            .store
+            .scans_with_status(
+                &[
+                    ScanStatus::Admitted,
+                    ScanStatus::Dispatched,
+                    ScanStatus::Running,
+                ],
+                100_000,
+            )
+            .await?;
+        let orphaned: Vec<Scan> = stuck
+            .into_iter()
+            .filter(|s| !self.tracked.contains_key(&s.id))
+            .collect();
+        for scan in &orphaned {
+            let intent = recover(scan, self.config.max_attempts);
+            self.apply(scan, intent).await?;
+            recovered += 1;
         }
         if recovered > 0 {
             tracing::warn!(recovered, "recovered scans left by a previous process");
@@ -444,8 +468,13 @@ impl Dispatcher {
     /// Runs until `shutdown` turns true. Units of work keep running across a shutdown;
     /// the next start recovers them.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        if let Err(e) = self.recover().await {
-            tracing::error!(error = %e, "start-up recovery failed; will retry scans as they are seen");
+        // Nothing is launched before recovery has sorted out what a previous process left.
+        while let Err(e) = self.recover().await {
+            tracing::error!(error = %e, "start-up recovery failed; retrying in 5s");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.changed() => return,
+            }
         }
         tracing::info!(executor = self.executor.name(), "dispatcher started");
         loop {

@@ -76,6 +76,13 @@ pub trait Executor: Send + Sync {
     /// A short name: `local`, `kubernetes`, `nats`.
     fn name(&self) -> &'static str;
 
+    /// Whether units of work outlive the process that launched them, so that a restarted
+    /// control plane adopts them (Kubernetes Jobs) rather than stopping them (child
+    /// processes, which die with their parent and cannot be waited on by a new one).
+    fn units_survive_restart(&self) -> bool {
+        false
+    }
+
     /// Starts one attempt and returns the executor reference (pid, Job name, message id).
     /// What then happens to it arrives as [`Observation`]s on the executor's channel.
     async fn launch(&self, spec: &LaunchSpec) -> Result<String, ExecutorError>;

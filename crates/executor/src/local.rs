@@ -55,6 +55,27 @@ fn kill_group(pgid: i32) -> Result<(), ExecutorError> {
     }
 }
 
+/// Kills every process group holding a process of `scan_id`: the job's own group and any
+/// group a scanner adapter created for its tool, found through the inherited environment.
+async fn kill_scan(
+    instance: String,
+    scan_id: String,
+    leader_group: Option<i32>,
+) -> Result<(), ExecutorError> {
+    if let Some(pgid) = leader_group {
+        kill_group(pgid)?;
+    }
+    let units = tokio::task::spawn_blocking(move || scan_proc(&instance))
+        .await
+        .map_err(|e| ExecutorError::Backend(format!("process listing failed: {e}")))?;
+    for u in units.into_iter().filter(|u| u.scan_id == scan_id) {
+        if let Some(pgid) = parse_ref(&u.executor_ref) {
+            kill_group(pgid)?;
+        }
+    }
+    Ok(())
+}
+
 fn parse_ref(executor_ref: &str) -> Option<i32> {
     executor_ref
         .strip_prefix("pid:")
@@ -194,13 +215,14 @@ impl Executor for LocalExecutor {
         let max_output = self.config.max_output;
         let log = dir.join("stderr.log");
         let unit_ref = executor_ref.clone();
+        let instance = self.instance.clone();
         tokio::spawn(async move {
             let tail_task = stderr.map(|s| tokio::spawn(drain_stderr(s, log, max_output)));
             let waited = tokio::time::timeout(timeout, child.wait()).await;
             let state = match waited {
                 Ok(Ok(status)) => {
                     // Scanner processes the job started die with it rather than linger.
-                    let _ = kill_group(pid);
+                    let _ = kill_scan(instance.clone(), scan_id.clone(), Some(pid)).await;
                     let tail = match tail_task {
                         Some(t) => t.await.unwrap_or_default(),
                         None => VecDeque::new(),
@@ -212,13 +234,13 @@ impl Executor for LocalExecutor {
                     }
                 }
                 Ok(Err(e)) => {
-                    let _ = kill_group(pid);
+                    let _ = kill_scan(instance.clone(), scan_id.clone(), Some(pid)).await;
                     UnitState::Failed {
                         message: format!("waiting for the scanner process failed: {e}"),
                     }
                 }
                 Err(_) => {
-                    let _ = kill_group(pid);
+                    let _ = kill_scan(instance.clone(), scan_id.clone(), Some(pid)).await;
                     let _ = child.wait().await;
                     UnitState::TimedOut {
                         message: format!(

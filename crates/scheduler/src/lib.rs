@@ -115,7 +115,7 @@ impl Scheduler {
                             }
                             if let Some(scan) = scan {
                                 stats.fired += 1;
-                                tracing::info!(schedule_id = %s.id, scan_run_id = %scan.id, fire_time = ?scan.fire_time, "schedule fired");
+                                tracing::debug!(schedule_id = %s.id, scan_run_id = %scan.id, fire_time = ?scan.fire_time, "schedule fired");
                             }
                             s.next_tick = plan.next_tick;
                             s.next_fire_at = plan.next_fire_at;

@@ -1,0 +1,188 @@
+//! The `scanplane` binary. `serve` runs the API, the scheduler and the dispatcher over one
+//! store; `job` is scanner mode, started by an executor to run one scan and report back.
+//! Configuration errors end the process with one line naming the problem and exit code 2.
+
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scanplane",
+    version,
+    about = "The control plane for continuous security scanning"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, env = "SCANPLANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API, the scheduler and the dispatcher.
+    Serve(Box<ServeArgs>),
+    /// Scanner mode: run one scan configured by env vars and report it (started by executors).
+    Job,
+}
+
+/// Which executor runs scans.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// Child processes on this machine.
+    Local,
+    /// One Kubernetes Job per scan attempt (in-cluster config or KUBECONFIG).
+    Kubernetes,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Database: a SQLite file path or `sqlite://PATH`, or `postgres://USER:PASS@HOST/DB`.
+    #[arg(
+        long,
+        env = "SCANPLANE_DATABASE_URL",
+        default_value = "sqlite://scanplane.db"
+    )]
+    pub database_url: String,
+    /// Address to listen on.
+    #[arg(long, env = "SCANPLANE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Configuration file (YAML: `rate_limits`, `limits`, `scanners`).
+    #[arg(long, env = "SCANPLANE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Admin bearer token. Without it only tenant tokens (which only an admin can create) work.
+    #[arg(long, env = "SCANPLANE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Where scans run.
+    #[arg(long, env = "SCANPLANE_EXECUTOR", value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+    /// Most scans running at once (default 5; MAX_CONCURRENT_SCANS is an alias).
+    #[arg(long, env = "MAX_CONCURRENT_JOBS")]
+    pub max_concurrent_jobs: Option<u32>,
+    /// Most scans of one tenant running at once (unlimited when unset).
+    #[arg(long, env = "SCANPLANE_MAX_CONCURRENT_PER_TENANT")]
+    pub max_concurrent_per_tenant: Option<u32>,
+    /// Default scan timeout, e.g. `30m`.
+    #[arg(long, env = "SCANNER_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    pub scanner_timeout: Duration,
+    /// Retries of a failed scan before it ends `failed`.
+    #[arg(long, env = "SCANNER_BACKOFF_LIMIT", default_value_t = 2)]
+    pub backoff_limit: u32,
+    /// URL scanner processes report to (default: derived from --listen).
+    #[arg(long, env = "SCANPLANE_SERVER_URL")]
+    pub server_url: Option<String>,
+    /// Parent directory of the local executor's per-scan working directories.
+    #[arg(long, env = "SCANPLANE_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
+/// Settings of the Kubernetes executor (`--executor kubernetes`).
+#[derive(Debug, clap::Args)]
+pub struct KubernetesArgs {
+    /// Namespace of scan Jobs, their Secrets and Events.
+    #[arg(long, env = "SCANPLANE_K8S_NAMESPACE", default_value = "default")]
+    pub k8s_namespace: String,
+    /// Default scanner image.
+    #[arg(long, env = "SCANNER_IMAGE", default_value = "scanplane:latest")]
+    pub scanner_image: String,
+    /// Service account of scanner pods (it needs no permissions).
+    #[arg(
+        long,
+        env = "SCANPLANE_SCANNER_SERVICE_ACCOUNT",
+        default_value = "scanplane-scanner"
+    )]
+    pub scanner_service_account: String,
+    /// The Job's own backoffLimit (pod retries inside one attempt).
+    #[arg(long, env = "SCANPLANE_JOB_BACKOFF_LIMIT", default_value_t = 0)]
+    pub job_backoff_limit: i32,
+    /// Seconds finished Jobs are kept (ttlSecondsAfterFinished).
+    #[arg(long, env = "JOB_TTL_AFTER_FINISHED", default_value_t = 3600)]
+    pub job_ttl_after_finished: i32,
+    #[arg(long, env = "SCANNER_CPU_REQUEST", default_value = "100m")]
+    pub scanner_cpu_request: String,
+    #[arg(long, env = "SCANNER_MEMORY_REQUEST", default_value = "256Mi")]
+    pub scanner_memory_request: String,
+    #[arg(long, env = "SCANNER_CPU_LIMIT", default_value = "1")]
+    pub scanner_cpu_limit: String,
+    #[arg(long, env = "SCANNER_MEMORY_LIMIT", default_value = "1Gi")]
+    pub scanner_memory_limit: String,
+    /// Node selector of scanner pods, `key=value,key2=value2`.
+    #[arg(long, env = "SCANNER_NODE_SELECTOR")]
+    pub scanner_node_selector: Option<String>,
+    /// Tolerations of scanner pods, a JSON array.
+    #[arg(long, env = "SCANNER_TOLERATIONS")]
+    pub scanner_tolerations: Option<String>,
+    /// How long a pod may fail to pull its image or be unschedulable before the attempt fails.
+    #[arg(long, env = "SCANNER_PENDING_GRACE", default_value = "5m", value_parser = parse_duration)]
+    pub scanner_pending_grace: Duration,
+    /// The app.kubernetes.io/instance label of this installation's Jobs.
+    #[arg(long, env = "SCANPLANE_INSTANCE", default_value = "scanplane")]
+    pub instance: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    scanplane_core::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn init_logging(format: LogFormat, default_filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCANPLANE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse_from(std::env::args_os());
+    // Scanner mode's stderr becomes the failure reason of its scan: keep it to warnings.
+    let default_filter = match cli.command {
+        Command::Job => "warn",
+        Command::Serve(_) => "info,sqlx=warn",
+    };
+    init_logging(cli.log_format, default_filter);
+    // Both ring and aws-lc may be linked in; TLS clients need one process-wide choice.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => match serve::serve(*args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    2
+                }
+            },
+            Command::Job => serve::job().await,
+        }
+    });
+    std::process::exit(code);
+}

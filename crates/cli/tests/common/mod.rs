@@ -1,0 +1,197 @@
+//! Test harness: starts the real `scanplane` binary on a free loopback port against a fresh
+//! SQLite file or PostgreSQL database, and talks to it over HTTP.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use scanplane_store::Backend;
+use serde_json::Value;
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn fresh_db(backend: Backend) -> String {
+    scanplane_store::testing::fresh_url(backend)
+        .await
+        .unwrap_or_else(|m| panic!("{m}"))
+}
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub db: String,
+    pub port: u16,
+    pub work_dir: PathBuf,
+    pub log: PathBuf,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    pub fn command(
+        db: &str,
+        port: u16,
+        work_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scanplane"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SCANPLANE_DATABASE_URL", db)
+            .env("SCANPLANE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SCANPLANE_ADMIN_TOKEN", ADMIN)
+            .env("SCANPLANE_WORK_DIR", work_dir)
+            .env("SCANPLANE_LOG", "info,sqlx=warn");
+        if let Ok(t) = std::env::var("TRIVY_BIN") {
+            cmd.env("TRIVY_BIN", t);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts `serve` on `db` and waits until it is ready.
+    pub async fn start(db: &str, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        Self::start_on(db, port, env).await
+    }
+
+    pub async fn start_on(db: &str, port: u16, env: &[(&str, &str)]) -> Server {
+        let work_dir =
+            std::env::temp_dir().join(format!("scanplane-it-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&work_dir).unwrap();
+        let log = work_dir.with_extension("log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Self::command(db, port, &work_dir, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start scanplane");
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            db: db.to_string(),
+            port,
+            work_dir,
+            log,
+            client: reqwest::Client::new(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.client.get(format!("{}/readyz", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("server did not become ready; log:\n{}", self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.child.wait().unwrap()
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    /// Polls a scan until `done(status)` or the timeout.
+    pub async fn wait_scan(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, scan) = self.get(&format!("/api/v1/scans/{id}"), ADMIN).await;
+            assert_eq!(code, 200, "{scan}");
+            if done(scan["status"].as_str().unwrap_or("")) {
+                return scan;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "scan {id} still {} after {timeout:?}: {scan}\nlog:\n{}",
+                    scan["status"],
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
+
+pub fn terminal(status: &str) -> bool {
+    matches!(
+        status,
+        "succeeded" | "failed" | "timed_out" | "cancelled" | "skipped"
+    )
+}

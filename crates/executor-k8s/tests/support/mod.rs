@@ -1,0 +1,47 @@
+//! Fixtures shared by the integration tests: one launch spec and one config.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use scanplane_core::scan::Trigger;
+use scanplane_executor::LaunchSpec;
+use scanplane_executor_k8s::{parse_tolerations, KubernetesConfig};
+
+/// The token every fixture uses; tests check it never leaks into the Job.
+pub const TOKEN: &str = "tok-3f9a1c2b7d";
+
+pub fn spec() -> LaunchSpec {
+    LaunchSpec {
+        scan_id: "0192f1c4-7d2a-7b3e-9c4d-5e6f7a8b9c0d".into(),
+        attempt: 2,
+        tenant: "acme".into(),
+        schedule_id: Some("nightly-all".into()),
+        trigger: Trigger::Schedule,
+        scanner: "nmap".into(),
+        targets: vec![
+            "10.0.0.0/30".into(),
+            "account://123456789012".into(),
+            "https://example.com/a,b".into(),
+        ],
+        billing: true,
+        options: r#"{"ports":"1-1024"}"#.into(),
+        timeout: Duration::from_secs(1800),
+        server_url: "http://scanplane.scans.svc:8080".into(),
+        report_token: TOKEN.into(),
+        image: None,
+    }
+}
+
+pub fn config() -> KubernetesConfig {
+    KubernetesConfig {
+        namespace: "scans".into(),
+        scanner_image: "registry.example.com/scanplane:1.2.3".into(),
+        node_selector: BTreeMap::from([("kubernetes.io/os".into(), "linux".into())]),
+        tolerations: parse_tolerations(
+            r#"[{"key":"dedicated","operator":"Equal","value":"scanners","effect":"NoSchedule"}]"#,
+        )
+        .unwrap(),
+        instance: "prod".into(),
+        ..KubernetesConfig::default()
+    }
+}

@@ -1,0 +1,122 @@
+//! Scanner adapters for scanplane: the built-in TCP and HTTP scanners, wrappers around
+//! external tools (nmap, trivy, nuclei, grype), custom commands from the configuration file,
+//! and the pure parsers that turn each tool's output into [`Finding`]s.
+//!
+//! Every adapter implements [`Scanner`]; the [`Registry`] maps scanner names to adapters.
+//! Parsers are plain synchronous functions over bytes so they can be tested against captured
+//! tool output without running anything.
+
+pub mod custom;
+pub mod error;
+pub mod grype;
+pub mod http;
+pub mod nmap;
+pub mod nuclei;
+mod options;
+mod process;
+pub mod registry;
+pub mod sarif;
+pub mod scanplane_json;
+pub mod tcp;
+#[cfg(test)]
+mod testutil;
+pub mod trivy;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use scanplane_core::finding::Finding;
+use scanplane_core::scanner::ScannerDef;
+use scanplane_core::target::Target;
+use tokio::sync::mpsc;
+
+pub use custom::CustomScannerConfig;
+pub use error::{ConfigError, ParseError, ScanError, ValidationError};
+pub use registry::Registry;
+
+/// Everything a scanner needs to run one scan.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    /// The scan run id, passed to custom scanners as `SCAN_RUN_ID`.
+    pub scan_id: String,
+    pub targets: Vec<Target>,
+    /// Whether the scan may touch billing data (passed to custom scanners as `BILLING`).
+    pub billing: bool,
+    /// Scanner-specific options, already checked by [`Scanner::validate`].
+    pub options: serde_json::Value,
+    /// A private directory the scanner may write to; external processes run in it.
+    pub work_dir: PathBuf,
+    /// How long the scan may take before it is stopped.
+    pub timeout: Duration,
+}
+
+/// What a finished scan reports besides its findings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanOutcome {
+    /// Canonical strings of the targets that were actually scanned.
+    pub targets_scanned: Vec<String>,
+}
+
+/// A scanner scanplane can run.
+#[async_trait]
+pub trait Scanner: Send + Sync {
+    fn definition(&self) -> &ScannerDef;
+
+    /// Checks targets (kinds accepted) and options (unknown option names and bad values
+    /// rejected with a message naming the option) before a scan is queued.
+    fn validate(
+        &self,
+        targets: &[Target],
+        options: &serde_json::Value,
+    ) -> Result<(), ValidationError>;
+
+    /// Runs the scan, sending findings as they are produced.
+    async fn run(
+        &self,
+        req: &ScanRequest,
+        findings: mpsc::Sender<Finding>,
+    ) -> Result<ScanOutcome, ScanError>;
+}
+
+/// Checks that every target is of a kind the scanner accepts; shared by all adapters.
+pub(crate) fn check_target_kinds(
+    def: &ScannerDef,
+    targets: &[Target],
+) -> Result<(), ValidationError> {
+    if targets.is_empty() {
+        return Err(ValidationError::NoTargets {
+            scanner: def.name.clone(),
+        });
+    }
+    for t in targets {
+        if !def.accepts(t.kind()) {
+            return Err(ValidationError::Target {
+                scanner: def.name.clone(),
+                target: t.to_string(),
+                reason: format!(
+                    "{} targets are not accepted; this scanner accepts {}",
+                    t.kind().as_str(),
+                    def.accepts
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Sends a finding to the collector; a closed channel means the receiver gave up on the
+/// scan, which is reported as an error so the scanner stops doing work nobody will read.
+pub(crate) async fn emit(
+    scanner: &str,
+    tx: &mpsc::Sender<Finding>,
+    finding: Finding,
+) -> Result<(), ScanError> {
+    tx.send(finding).await.map_err(|_| ScanError::Cancelled {
+        scanner: scanner.to_string(),
+    })
+}

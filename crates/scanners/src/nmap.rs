@@ -1,0 +1,493 @@
+//! The `nmap` adapter: runs `nmap -sT -sV --open -oX - -p <ports> <host>` (an unprivileged
+//! connect scan with service detection) once per host target and parses its XML report.
+//!
+//! Targets are hosts. Ports come from the target (`host:22`, `host:1-1024`), else from the
+//! `ports` option, else nmap's own `--top-ports 1000`. Option `timing` (0-5) maps to `-T<n>`.
+//!
+//! Each open port is one `info` finding with rule `open-port`, location `tcp/<port>` (or
+//! `udp/<port>`), and a title naming the detected service, product and version; the detail
+//! lists everything nmap reported about the service, including CPEs.
+//!
+//! Fingerprint recipe: `fingerprint("nmap", [host, port, protocol])` where host is the name
+//! the user asked for (nmap's `hostname type="user"`) if any, else the scanned address,
+//! normalized with [`normalize_host`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
+use scanplane_core::finding::{fingerprint, normalize_host, Finding, Severity};
+use scanplane_core::scanner::{ScannerDef, ScannerKind};
+use scanplane_core::target::{PortRange, Target, TargetKind};
+use tokio::sync::mpsc;
+
+use crate::error::{ParseError, ScanError, ValidationError};
+use crate::options::Options;
+use crate::process::{find_program, ExternalCommand};
+use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+
+pub const NAME: &str = "nmap";
+pub const PROGRAM: &str = "nmap";
+const OPTIONS: &[&str] = &["ports", "timing"];
+
+#[derive(Debug, Default)]
+struct Service {
+    name: String,
+    product: String,
+    version: String,
+    extrainfo: String,
+    cpes: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Port {
+    protocol: String,
+    port: String,
+    state: String,
+    reason: String,
+    service: Option<Service>,
+}
+
+#[derive(Debug, Default)]
+struct Host {
+    address: Option<String>,
+    user_hostname: Option<String>,
+    ports: Vec<Port>,
+}
+
+fn attrs(scanner_pos: u64, e: &BytesStart<'_>) -> Result<Vec<(String, String)>, ParseError> {
+    e.attributes()
+        .map(|a| {
+            let a = a.map_err(|err| {
+                ParseError::new(
+                    NAME,
+                    format!("malformed XML attribute at byte {scanner_pos}: {err}"),
+                )
+            })?;
+            let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+            let value = a
+                .unescape_value()
+                .map_err(|err| {
+                    ParseError::new(
+                        NAME,
+                        format!("malformed XML attribute at byte {scanner_pos}: {err}"),
+                    )
+                })?
+                .into_owned();
+            Ok((key, value))
+        })
+        .collect()
+}
+
+fn attr(list: &[(String, String)], name: &str) -> String {
+    list.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+#[derive(Default)]
+struct State {
+    saw_root: bool,
+    finished: bool,
+    host: Option<Host>,
+    port: Option<Port>,
+    in_cpe: bool,
+    findings: Vec<Finding>,
+}
+
+impl State {
+    fn open(&mut self, pos: u64, e: &BytesStart<'_>) -> Result<(), ParseError> {
+        let a = attrs(pos, e)?;
+        match e.name().as_ref() {
+            b"nmaprun" => self.saw_root = true,
+            _ if !self.saw_root => {
+                return Err(ParseError::new(
+                    NAME,
+                    format!("not an nmap XML report: unexpected element at byte {pos}"),
+                ))
+            }
+            b"host" => self.host = Some(Host::default()),
+            b"address" => {
+                if let Some(h) = self.host.as_mut() {
+                    if attr(&a, "addrtype") != "mac" && h.address.is_none() {
+                        h.address = Some(attr(&a, "addr"));
+                    }
+                }
+            }
+            b"hostname" => {
+                if let Some(h) = self.host.as_mut() {
+                    if attr(&a, "type") == "user" {
+                        h.user_hostname = Some(attr(&a, "name"));
+                    }
+                }
+            }
+            b"port" => {
+                self.port = Some(Port {
+                    protocol: attr(&a, "protocol"),
+                    port: attr(&a, "portid"),
+                    ..Port::default()
+                })
+            }
+            b"state" => {
+                if let Some(p) = self.port.as_mut() {
+                    p.state = attr(&a, "state");
+                    p.reason = attr(&a, "reason");
+                }
+            }
+            b"service" => {
+                if let Some(p) = self.port.as_mut() {
+                    p.service = Some(Service {
+                        name: attr(&a, "name"),
+                        product: attr(&a, "product"),
+                        version: attr(&a, "version"),
+                        extrainfo: attr(&a, "extrainfo"),
+                        cpes: Vec::new(),
+                    });
+                }
+            }
+            b"cpe" => self.in_cpe = true,
+            b"finished" if attr(&a, "exit") == "error" => {
+                return Err(ParseError::new(
+                    NAME,
+                    format!("nmap reported an error: {}", attr(&a, "errormsg")),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, name: &[u8]) -> Result<(), ParseError> {
+        match name {
+            b"cpe" => self.in_cpe = false,
+            b"nmaprun" => self.finished = true,
+            b"port" => {
+                if let (Some(p), Some(h)) = (self.port.take(), self.host.as_mut()) {
+                    h.ports.push(p);
+                }
+            }
+            b"host" => {
+                if let Some(h) = self.host.take() {
+                    let name = h
+                        .user_hostname
+                        .clone()
+                        .or_else(|| h.address.clone())
+                        .ok_or_else(|| ParseError::new(NAME, "a <host> has no address"))?;
+                    for p in h.ports.iter().filter(|p| p.state == "open") {
+                        self.findings.push(port_finding(&name, p)?);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Parses nmap's XML report (`-oX`) into one finding per open port.
+pub fn parse(input: &[u8]) -> Result<Vec<Finding>, ParseError> {
+    if input.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::empty(NAME));
+    }
+    let mut reader = Reader::from_reader(input);
+    reader.config_mut().trim_text(true);
+    let mut st = State::default();
+    loop {
+        let pos = reader.buffer_position();
+        let event = reader
+            .read_event()
+            .map_err(|e| ParseError::new(NAME, format!("malformed XML at byte {pos}: {e}")))?;
+        match event {
+            Event::Eof => break,
+            Event::Start(e) => st.open(pos, &e)?,
+            Event::Empty(e) => {
+                st.open(pos, &e)?;
+                st.close(e.name().as_ref())?;
+            }
+            Event::End(e) => st.close(e.name().as_ref())?,
+            Event::Text(t) if st.in_cpe => {
+                let text = t.unescape().map_err(|e| {
+                    ParseError::new(NAME, format!("malformed XML text at byte {pos}: {e}"))
+                })?;
+                if let Some(s) = st.port.as_mut().and_then(|p| p.service.as_mut()) {
+                    s.cpes.push(text.into_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    if !st.saw_root {
+        return Err(ParseError::new(
+            NAME,
+            "not an nmap XML report: no <nmaprun> element",
+        ));
+    }
+    if !st.finished {
+        return Err(ParseError::new(
+            NAME,
+            "truncated XML: the report ends before </nmaprun>",
+        ));
+    }
+    Ok(st.findings)
+}
+
+fn port_finding(host: &str, p: &Port) -> Result<Finding, ParseError> {
+    let number: u16 = p
+        .port
+        .parse()
+        .map_err(|_| ParseError::new(NAME, format!("port number {:?} is not a port", p.port)))?;
+    let protocol = if p.protocol.is_empty() {
+        "tcp"
+    } else {
+        p.protocol.as_str()
+    };
+    let host = normalize_host(host);
+    let mut title = format!("Open port {number}/{protocol}");
+    let mut detail = format!("nmap reports port {number}/{protocol} open");
+    if !p.reason.is_empty() {
+        detail.push_str(&format!(" (reason: {})", p.reason));
+    }
+    detail.push('.');
+    if let Some(s) = &p.service {
+        let product: Vec<&str> = [s.product.as_str(), s.version.as_str()]
+            .into_iter()
+            .filter(|x| !x.is_empty())
+            .collect();
+        if !s.name.is_empty() {
+            title.push_str(&format!(": {}", s.name));
+        }
+        if !product.is_empty() {
+            title.push_str(&format!(" ({})", product.join(" ")));
+        }
+        detail.push_str(&format!(" Service: {}", s.name));
+        if !product.is_empty() {
+            detail.push_str(&format!("; product: {}", product.join(" ")));
+        }
+        if !s.extrainfo.is_empty() {
+            detail.push_str(&format!("; {}", s.extrainfo));
+        }
+        if !s.cpes.is_empty() {
+            detail.push_str(&format!("; CPE: {}", s.cpes.join(", ")));
+        }
+        detail.push('.');
+    }
+    let target = Target::Host {
+        host: host.clone(),
+        ports: None,
+    }
+    .to_string();
+    let mut f = Finding::new(
+        NAME,
+        target,
+        "open-port",
+        Severity::Info,
+        title,
+        format!("{protocol}/{number}"),
+    )
+    .with_detail(detail);
+    f.fingerprint = fingerprint(NAME, &[&host, &number.to_string(), protocol]);
+    Ok(f)
+}
+
+/// The nmap adapter.
+pub struct NmapScanner {
+    def: ScannerDef,
+}
+
+impl Default for NmapScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NmapScanner {
+    pub fn new() -> Self {
+        NmapScanner {
+            def: ScannerDef {
+                name: NAME.to_string(),
+                description: "nmap TCP connect scan with service detection".to_string(),
+                kind: ScannerKind::External {
+                    program: PROGRAM.to_string(),
+                },
+                provider: None,
+                timeout: None,
+                image: None,
+                accepts: vec![TargetKind::Host],
+                options: OPTIONS.to_vec(),
+            },
+        }
+    }
+}
+
+struct Settings {
+    ports: Option<Vec<PortRange>>,
+    timing: Option<u64>,
+}
+
+fn settings(options: &serde_json::Value) -> Result<Settings, ValidationError> {
+    let o = Options::parse(NAME, options, OPTIONS)?;
+    Ok(Settings {
+        ports: o.ports("ports")?,
+        timing: o.integer("timing", 0, 5)?,
+    })
+}
+
+/// Builds nmap's argument list for one host.
+fn args(host: &str, ports: Option<&[PortRange]>, timing: Option<u64>) -> Vec<String> {
+    let mut args: Vec<String> = ["-sT", "-sV", "--open", "-oX", "-"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(t) = timing {
+        args.push(format!("-T{t}"));
+    }
+    match ports {
+        Some(p) => {
+            args.push("-p".into());
+            args.push(
+                p.iter()
+                    .map(PortRange::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        None => {
+            args.push("--top-ports".into());
+            args.push("1000".into());
+        }
+    }
+    if host.contains(':') {
+        args.push("-6".into());
+    }
+    // `--` keeps a host name from ever being read as an option.
+    args.push("--".into());
+    args.push(host.to_string());
+    args
+}
+
+#[async_trait]
+impl Scanner for NmapScanner {
+    fn definition(&self) -> &ScannerDef {
+        &self.def
+    }
+
+    fn validate(
+        &self,
+        targets: &[Target],
+        options: &serde_json::Value,
+    ) -> Result<(), ValidationError> {
+        check_target_kinds(&self.def, targets)?;
+        settings(options).map(|_| ())
+    }
+
+    async fn run(
+        &self,
+        req: &ScanRequest,
+        findings: mpsc::Sender<Finding>,
+    ) -> Result<ScanOutcome, ScanError> {
+        self.validate(&req.targets, &req.options)?;
+        let s = settings(&req.options)?;
+        let program = find_program(NAME, PROGRAM)?;
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let mut scanned = Vec::new();
+        for t in &req.targets {
+            let Target::Host { host, ports } = t else {
+                continue;
+            };
+            let ports = match ports {
+                Some(p) => Some(std::slice::from_ref(p)),
+                None => s.ports.as_deref(),
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(ScanError::Timeout {
+                    scanner: NAME.to_string(),
+                    after: req.timeout,
+                });
+            }
+            let mut running = ExternalCommand {
+                scanner: NAME.to_string(),
+                program: program.clone(),
+                args: args(host, ports, s.timing),
+                env: Vec::new(),
+                work_dir: req.work_dir.clone(),
+                timeout: remaining.max(Duration::from_millis(1)),
+            }
+            .spawn()?;
+            let xml = running.read_all().await?;
+            running.finish().await?;
+            for f in parse(&xml)? {
+                emit(NAME, &findings, f).await?;
+            }
+            scanned.push(t.to_string());
+        }
+        Ok(ScanOutcome {
+            targets_scanned: scanned,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPEN: &[u8] = include_bytes!("../tests/data/nmap/open-ssh-http.xml");
+    const NONE_OPEN: &[u8] = include_bytes!("../tests/data/nmap/no-open-ports.xml");
+
+    #[test]
+    fn parses_real_report() {
+        let f = parse(OPEN).unwrap();
+        assert_eq!(f.len(), 2, "{f:#?}");
+        assert_eq!(f[0].target, "127.0.0.1");
+        assert_eq!(f[0].location, "tcp/42022");
+        assert_eq!(f[0].rule_id, "open-port");
+        assert_eq!(f[0].severity, Severity::Info);
+        assert_eq!(
+            f[0].title,
+            "Open port 42022/tcp: ssh (OpenSSH 9.2p1 Debian 2+deb12u3)"
+        );
+        assert!(
+            f[0].detail.contains("cpe:/a:openbsd:openssh:9.2p1"),
+            "{}",
+            f[0].detail
+        );
+        assert_eq!(
+            f[0].fingerprint,
+            fingerprint("nmap", &["127.0.0.1", "42022", "tcp"])
+        );
+        assert_eq!(f[1].title, "Open port 42080/tcp: http (nginx 1.22.1)");
+        assert!(parse(NONE_OPEN).unwrap().is_empty());
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors_naming_nmap() {
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"not xml at all",
+            b"{\"json\": true}",
+            b"<html></html>",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.to_string().starts_with("nmap: "), "{e}");
+        }
+        let e = parse(&OPEN[..OPEN.len() / 2]).unwrap_err();
+        assert!(e.to_string().starts_with("nmap: "), "{e}");
+        crate::testutil::assert_robust(NAME, OPEN, parse);
+    }
+
+    #[test]
+    fn arguments() {
+        let p = scanplane_core::target::parse_port_list("22,80-81").unwrap();
+        assert_eq!(
+            args("127.0.0.1", Some(&p), Some(4)).join(" "),
+            "-sT -sV --open -oX - -T4 -p 22,80-81 -- 127.0.0.1"
+        );
+        assert_eq!(
+            args("::1", None, None).join(" "),
+            "-sT -sV --open -oX - --top-ports 1000 -6 -- ::1"
+        );
+    }
+}

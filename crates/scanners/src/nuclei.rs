@@ -1,0 +1,331 @@
+//! The `nuclei` adapter: template-based checks of web applications and hosts with
+//! ProjectDiscovery's nuclei, run as `nuclei -jsonl -silent -u <target>` once per target.
+//!
+//! Targets are URLs and hosts. Options: `tags` (comma-separated template tags, `-tags`),
+//! `severity` (comma-separated, `-severity`), `rate_limit` (requests per second, `-rl`).
+//! Output is JSON Lines, parsed line by line while nuclei runs so findings stream out.
+//!
+//! Each result line is one finding: rule id `template-id`, title `info.name` (plus the
+//! matcher name when the template has several matchers), location the normalized
+//! `matched-at`, detail the description, extracted results and references.
+//!
+//! Severity mapping: `info.severity` through [`Severity::normalize`]
+//! (info, low, medium, high, critical; anything else is unknown).
+//!
+//! Fingerprint recipe: `fingerprint("nuclei", [target, template-id, matcher-name,
+//! normalize_url(matched-at)])`.
+
+use async_trait::async_trait;
+use scanplane_core::finding::{fingerprint, normalize_url, Finding, Severity};
+use scanplane_core::scanner::{ScannerDef, ScannerKind};
+use scanplane_core::target::{Target, TargetKind};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::error::{ParseError, ScanError, ValidationError};
+use crate::options::Options;
+use crate::process::{find_program, ExternalCommand};
+use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+
+pub const NAME: &str = "nuclei";
+pub const PROGRAM: &str = "nuclei";
+const OPTIONS: &[&str] = &["tags", "severity", "rate_limit"];
+const SEVERITIES: &[&str] = &["info", "low", "medium", "high", "critical", "unknown"];
+
+#[derive(Deserialize)]
+struct Line {
+    #[serde(rename = "template-id")]
+    template_id: String,
+    #[serde(default)]
+    info: Info,
+    #[serde(rename = "matcher-name", default)]
+    matcher_name: String,
+    #[serde(rename = "matched-at", default)]
+    matched_at: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    url: String,
+    #[serde(rename = "extracted-results", default)]
+    extracted_results: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Info {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    reference: Option<Value>,
+}
+
+/// Parses nuclei's JSONL output; each finding's target is the result's `url` or `host`.
+pub fn parse(input: &[u8]) -> Result<Vec<Finding>, ParseError> {
+    if input.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::empty(NAME));
+    }
+    let mut out = Vec::new();
+    for (i, line) in input.split(|b| *b == b'\n').enumerate() {
+        if let Some(f) = parse_line(line, i + 1, None)? {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one JSONL line (`line_no` is 1-based, for messages); blank lines give `None`.
+/// `target` overrides the result's own `url`/`host` as the finding's target.
+pub fn parse_line(
+    line: &[u8],
+    line_no: usize,
+    target: Option<&str>,
+) -> Result<Option<Finding>, ParseError> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let l: Line = serde_json::from_slice(line).map_err(|e| {
+        ParseError::new(
+            NAME,
+            format!(
+                "line {line_no}: malformed result at column {}: {e}",
+                e.column()
+            ),
+        )
+    })?;
+    if l.template_id.is_empty() {
+        return Err(ParseError::new(
+            NAME,
+            format!("line {line_no}: empty \"template-id\""),
+        ));
+    }
+    let target = target
+        .map(str::to_string)
+        .or_else(|| Some(l.url.clone()).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| l.host.clone());
+    let location = if l.matched_at.contains("://") {
+        normalize_url(&l.matched_at)
+    } else {
+        l.matched_at.clone()
+    };
+    let name = if l.info.name.is_empty() {
+        l.template_id.clone()
+    } else {
+        l.info.name.clone()
+    };
+    let title = if l.matcher_name.is_empty() {
+        name
+    } else {
+        format!("{name} ({})", l.matcher_name)
+    };
+    let mut detail = l.info.description.trim().to_string();
+    if !l.extracted_results.is_empty() {
+        detail.push_str(&format!("\nExtracted: {}", l.extracted_results.join(", ")));
+    }
+    detail.push_str(&format!("\nMatched at: {}", l.matched_at));
+    let refs: Vec<String> = match &l.info.reference {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !refs.is_empty() {
+        detail.push_str(&format!("\nReferences: {}", refs.join(" ")));
+    }
+    let mut f = Finding::new(
+        NAME,
+        target.clone(),
+        l.template_id.clone(),
+        Severity::normalize(&l.info.severity),
+        title,
+        location.clone(),
+    )
+    .with_detail(detail.trim().to_string());
+    f.fingerprint = fingerprint(NAME, &[&target, &l.template_id, &l.matcher_name, &location]);
+    Ok(Some(f))
+}
+
+/// The nuclei adapter.
+pub struct NucleiScanner {
+    def: ScannerDef,
+}
+
+impl Default for NucleiScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NucleiScanner {
+    pub fn new() -> Self {
+        NucleiScanner {
+            def: ScannerDef {
+                name: NAME.to_string(),
+                description: "nuclei template-based web and network checks".to_string(),
+                kind: ScannerKind::External {
+                    program: PROGRAM.to_string(),
+                },
+                provider: None,
+                timeout: None,
+                image: None,
+                accepts: vec![TargetKind::Url, TargetKind::Host],
+                options: OPTIONS.to_vec(),
+            },
+        }
+    }
+}
+
+fn args(target: &str, options: &serde_json::Value) -> Result<Vec<String>, ValidationError> {
+    let o = Options::parse(NAME, options, OPTIONS)?;
+    let mut args: Vec<String> = vec!["-jsonl".into(), "-silent".into()];
+    if let Some(tags) = o.string("tags")? {
+        let ok = !tags.is_empty()
+            && tags
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_,.".contains(c));
+        if !ok {
+            return Err(o.error(
+                "tags",
+                "expected comma-separated tags of letters, digits, '-', '_' and '.'",
+            ));
+        }
+        args.extend(["-tags".to_string(), tags.to_string()]);
+    }
+    if let Some(sev) = o.word_list("severity", SEVERITIES)? {
+        args.extend(["-severity".to_string(), sev.join(",")]);
+    }
+    if let Some(rl) = o.integer("rate_limit", 1, 10_000)? {
+        args.extend(["-rl".to_string(), rl.to_string()]);
+    }
+    args.extend(["-u".to_string(), target.to_string()]);
+    Ok(args)
+}
+
+#[async_trait]
+impl Scanner for NucleiScanner {
+    fn definition(&self) -> &ScannerDef {
+        &self.def
+    }
+
+    fn validate(
+        &self,
+        targets: &[Target],
+        options: &serde_json::Value,
+    ) -> Result<(), ValidationError> {
+        check_target_kinds(&self.def, targets)?;
+        args("x", options).map(|_| ())
+    }
+
+    async fn run(
+        &self,
+        req: &ScanRequest,
+        findings: mpsc::Sender<Finding>,
+    ) -> Result<ScanOutcome, ScanError> {
+        self.validate(&req.targets, &req.options)?;
+        let program = find_program(NAME, PROGRAM)?;
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let mut scanned = Vec::new();
+        for t in &req.targets {
+            let canonical = t.to_string();
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(ScanError::Timeout {
+                    scanner: NAME.to_string(),
+                    after: req.timeout,
+                });
+            }
+            let mut running = ExternalCommand {
+                scanner: NAME.to_string(),
+                program: program.clone(),
+                args: args(&canonical, &req.options)?,
+                env: Vec::new(),
+                work_dir: req.work_dir.clone(),
+                timeout: remaining,
+            }
+            .spawn()?;
+            let mut line = Vec::new();
+            let mut line_no = 0;
+            while running.next_line(&mut line).await? {
+                line_no += 1;
+                if let Some(f) = parse_line(&line, line_no, Some(&canonical))? {
+                    emit(NAME, &findings, f).await?;
+                }
+            }
+            running.finish().await?;
+            scanned.push(canonical);
+        }
+        Ok(ScanOutcome {
+            targets_scanned: scanned,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &[u8] = include_bytes!("../tests/data/nuclei/results.jsonl");
+
+    #[test]
+    fn parses_schema_fixture() {
+        let f = parse(FIXTURE).unwrap();
+        assert_eq!(f.len(), 3, "{f:#?}");
+        let git = &f[0];
+        assert_eq!(git.rule_id, "git-config");
+        assert_eq!(git.severity, Severity::Medium);
+        assert_eq!(git.title, "Git Configuration - Detect");
+        assert_eq!(git.location, "https://app.example.com/.git/config");
+        assert_eq!(git.target, "https://app.example.com:443");
+        let hdr = &f[1];
+        assert_eq!(hdr.title, "HTTP Missing Security Headers (x-frame-options)");
+        assert_eq!(hdr.severity, Severity::Info);
+        assert_eq!(
+            hdr.fingerprint,
+            fingerprint(
+                "nuclei",
+                &[
+                    "https://app.example.com:443",
+                    "http-missing-security-headers",
+                    "x-frame-options",
+                    "https://app.example.com/"
+                ]
+            )
+        );
+        assert!(
+            f[2].detail.contains("Extracted: nginx/1.18.0"),
+            "{}",
+            f[2].detail
+        );
+        let with_target = parse_line(
+            FIXTURE.split(|b| *b == b'\n').next().unwrap(),
+            1,
+            Some("https://app.example.com/"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(with_target.target, "https://app.example.com/");
+    }
+
+    #[test]
+    fn garbage_and_truncation() {
+        for bad in [&b""[..], b"not json", b"{\"info\":{}}", b"[1]"] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.to_string().starts_with("nuclei: "), "{e}");
+        }
+        crate::testutil::assert_robust(NAME, FIXTURE, parse);
+    }
+
+    #[test]
+    fn options() {
+        let a = args("https://x.example/", &serde_json::json!({"tags": "cve,exposure", "severity": "high,critical", "rate_limit": 50})).unwrap();
+        assert_eq!(a.join(" "), "-jsonl -silent -tags cve,exposure -severity high,critical -rl 50 -u https://x.example/");
+        assert!(args("x", &serde_json::json!({"tags": "a b"})).is_err());
+        assert!(args("x", &serde_json::json!({"templates": "/etc"})).is_err());
+    }
+}
