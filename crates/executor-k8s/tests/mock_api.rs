@@ -10,11 +10,9 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::channel::mpsc as fmpsc;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, StatusCode};
 use http_body::Frame;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::BodyExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Client;
 use scanplane_executor::{Executor, ExecutorError, Observation, Unit, UnitState};
@@ -22,130 +20,13 @@ use scanplane_executor_k8s::{build_job, secret_owned_by, KubernetesExecutor};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-type Body = BoxBody<Bytes, std::io::Error>;
-type Handle = tower_test::mock::Handle<Request<kube::client::Body>, Response<Body>>;
-type Chunks = fmpsc::UnboundedSender<Result<Frame<Bytes>, std::io::Error>>;
-
-const NS: &str = "scans";
-const SELECTOR: &str =
-    "app.kubernetes.io/managed-by=scanplane,app.kubernetes.io/component=scanner,app.kubernetes.io/instance=prod";
-const WAIT: Duration = Duration::from_secs(10);
-
-fn mock() -> (Client, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
-    (Client::new(service, NS), handle)
-}
+use support::api::*;
 
 fn executor(client: Client) -> (KubernetesExecutor, mpsc::UnboundedReceiver<Observation>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (KubernetesExecutor::new(client, support::config(), tx), rx)
 }
 
-fn full(status: StatusCode, body: &Value) -> Response<Body> {
-    let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(bytes).map_err(|e| match e {}).boxed())
-        .unwrap()
-}
-
-fn streaming() -> (Chunks, Response<Body>) {
-    let (tx, rx) = fmpsc::unbounded();
-    let body = StreamBody::new(rx).boxed();
-    let resp = Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json")
-        .body(body)
-        .unwrap();
-    (tx, resp)
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code})
-}
-
-/// One received request: method, path, parsed query pairs and JSON body.
-struct Seen {
-    method: Method,
-    path: String,
-    query: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Seen {
-    fn query(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-async fn next(handle: &mut Handle) -> (Seen, tower_test::mock::SendResponse<Response<Body>>) {
-    let (req, send) = tokio::time::timeout(WAIT, handle.next_request())
-        .await
-        .expect("the executor sent no request in time")
-        .expect("the client went away");
-    let (parts, body) = req.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    let query = parts
-        .uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (decode(k), decode(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let seen = Seen {
-        method: parts.method,
-        path: parts.uri.path().to_string(),
-        query,
-        body,
-    };
-    (seen, send)
-}
-
-/// Percent-decoding of query parts, enough for label selectors.
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
-const JOBS: &str = "/apis/batch/v1/namespaces/scans/jobs";
-const PODS: &str = "/api/v1/namespaces/scans/pods";
-const SECRETS: &str = "/api/v1/namespaces/scans/secrets";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/scans/events";
 const JOB_NAME: &str = "scan-0192f1c4-7d2a-7b3e-9c4d-5e6f7a8b9c0d-2";
 const JOB_UID: &str = "5c1d2e3f-0000-4000-8000-000000000001";
 const SCAN_ID: &str = "0192f1c4-7d2a-7b3e-9c4d-5e6f7a8b9c0d";

@@ -9,10 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use scanplane_core::clock::{Clock, SystemClock};
-use scanplane_core::maintenance::WindowAction;
-use scanplane_core::schedule::{
-    initial_ticks, Cadence, MissedTickPolicy, Schedule, ScheduleStatus,
-};
+use scanplane_core::schedule::{Cadence, Schedule};
 use scanplane_scheduler::{Scheduler, SchedulerConfig};
 use scanplane_store::{ScanFilter, Store};
 use tokio::sync::{watch, Notify};
@@ -40,29 +37,14 @@ fn status_kb(field: &str) -> u64 {
 
 fn schedule(tenant: &str, i: usize, expr: &str, now: scanplane_core::Timestamp) -> Schedule {
     let id = uuid::Uuid::now_v7().to_string();
-    let cadence = Cadence::cron(expr, "UTC").unwrap();
-    let (next_tick, next_fire_at) = initial_ticks(&id, &cadence, None, now).unwrap();
     Schedule {
-        id,
-        tenant_id: tenant.into(),
-        project_id: None,
         name: format!("s{i}"),
-        cadence,
-        scanner: "tcp".into(),
-        targets: vec!["127.0.0.1".into()],
-        billing: false,
-        options: "{}".into(),
-        enabled: true,
-        status: ScheduleStatus::Active,
-        missed_tick_policy: MissedTickPolicy::CatchUpOnce,
-        starting_deadline: None,
-        jitter: None,
-        on_maintenance: WindowAction::Hold,
-        next_tick,
-        next_fire_at,
-        last_fired_at: None,
-        created_at: now,
-        updated_at: now,
+        ..scanplane_store::testing::new_schedule(
+            tenant,
+            &id,
+            Cadence::cron(expr, "UTC").unwrap(),
+            now,
+        )
     }
 }
 

@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use scanplane_core::clock::Clock;
-use scanplane_core::maintenance::WindowAction;
-use scanplane_core::schedule::{
-    initial_ticks, Cadence, MissedTickPolicy, Schedule, ScheduleStatus,
-};
+use scanplane_core::schedule::{Cadence, MissedTickPolicy, Schedule, ScheduleStatus};
 use scanplane_core::Timestamp;
 use scanplane_scheduler::{Scheduler, SchedulerConfig, TokioClock};
 use scanplane_store::testing::RemoteStore;
@@ -25,28 +22,10 @@ fn schedule(
     now: Timestamp,
     policy: MissedTickPolicy,
 ) -> Schedule {
-    let (next_tick, next_fire_at) = initial_ticks(id, &cadence, None, now).unwrap();
     Schedule {
-        id: id.into(),
-        tenant_id: tenant.into(),
-        project_id: None,
-        name: id.into(),
-        cadence,
-        scanner: "tcp".into(),
-        targets: vec!["127.0.0.1".into()],
-        billing: false,
-        options: "{}".into(),
-        enabled: true,
-        status: ScheduleStatus::Active,
         missed_tick_policy: policy,
-        starting_deadline: None,
-        jitter: None,
-        on_maintenance: WindowAction::Hold,
-        next_tick,
-        next_fire_at,
-        last_fired_at: None,
-        created_at: now,
-        updated_at: now,
+        name: id.into(),
+        ..scanplane_store::testing::new_schedule(tenant, id, cadence, now)
     }
 }
 

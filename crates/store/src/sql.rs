@@ -81,6 +81,35 @@ macro_rules! in_tx {
     };
 }
 
+/// The INSERT of a new queued scan; `conflict` is an optional `ON CONFLICT` clause.
+fn insert_scan_sql(conflict: &str) -> String {
+    format!(
+        "INSERT INTO scans (id, tenant_id, project_id, schedule_id, fire_time, trigger, priority, scanner, provider, targets, billing, options, on_maintenance, status, reason, attempts, created_at, updated_at, targets_scanned, findings_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', 'queued: waiting for admission', 0, $14, $14, '[]', 0) {conflict} RETURNING {SCAN_COLUMNS}"
+    )
+}
+
+/// Binds a [`NewScan`] to the parameters of [`insert_scan_sql`].
+macro_rules! bind_new_scan {
+    ($query:expr, $id:expr, $scan:expr, $now:expr) => {
+        $query
+            .bind($id)
+            .bind(&$scan.tenant_id)
+            .bind(&$scan.project_id)
+            .bind(&$scan.schedule_id)
+            .bind(opt_ms($scan.fire_time))
+            .bind($scan.trigger.as_str())
+            .bind(i64::from($scan.trigger.priority()))
+            .bind(&$scan.scanner)
+            .bind(&$scan.provider)
+            .bind(json_list(&$scan.targets))
+            .bind($scan.billing)
+            .bind(&$scan.options)
+            .bind($scan.on_maintenance.as_str())
+            .bind(ms($now))
+    };
+}
+
 fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
@@ -437,28 +466,11 @@ impl Store for SqlStore {
     }
 
     async fn create_scan(&self, scan: NewScan, now: Timestamp) -> Result<Scan, StoreError> {
-        let sql = format!(
-            "INSERT INTO scans (id, tenant_id, project_id, schedule_id, fire_time, trigger, priority, scanner, provider, targets, billing, options, on_maintenance, status, reason, attempts, created_at, updated_at, targets_scanned, findings_count) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', 'queued: waiting for admission', 0, $14, $14, '[]', 0) RETURNING {SCAN_COLUMNS}"
-        );
+        let sql = insert_scan_sql("");
         let id = new_id();
         let res: Result<ScanRow, sqlx::Error> = on_pool!(self, p => {
-            sqlx::query_as(&sql)
-                .bind(&id)
-                .bind(&scan.tenant_id)
-                .bind(&scan.project_id)
-                .bind(&scan.schedule_id)
-                .bind(opt_ms(scan.fire_time))
-                .bind(scan.trigger.as_str())
-                .bind(i64::from(scan.trigger.priority()))
-                .bind(&scan.scanner)
-                .bind(&scan.provider)
-                .bind(json_list(&scan.targets))
-                .bind(scan.billing)
-                .bind(&scan.options)
-                .bind(scan.on_maintenance.as_str())
-                .bind(ms(now))
-                .fetch_one(p)
+            bind_new_scan!(sqlx::query_as(&sql), &id, scan, now)
+                                .fetch_one(p)
                 .await
         });
         match res {
@@ -832,11 +844,7 @@ impl Store for SqlStore {
         let Some(expected) = s.next_tick else {
             return Ok(TickOutcome::AlreadyHandled);
         };
-        let insert_sql = format!(
-            "INSERT INTO scans (id, tenant_id, project_id, schedule_id, fire_time, trigger, priority, scanner, provider, targets, billing, options, on_maintenance, status, reason, attempts, created_at, updated_at, targets_scanned, findings_count) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued', 'queued: waiting for admission', 0, $14, $14, '[]', 0) \
-             ON CONFLICT (schedule_id, fire_time) DO NOTHING RETURNING {SCAN_COLUMNS}"
-        );
+        let insert_sql = insert_scan_sql("ON CONFLICT (schedule_id, fire_time) DO NOTHING");
         let fired_at = plan.fire.map(|_| ms(now));
         let scan_id = new_id();
         in_tx!(self, tx => {
@@ -854,22 +862,8 @@ impl Store for SqlStore {
             let out: Result<TickOutcome, StoreError> = if advanced == 0 {
                 Ok(TickOutcome::AlreadyHandled)
             } else if let Some(scan) = &scan {
-                let row: Option<ScanRow> = sqlx::query_as(&insert_sql)
-                    .bind(&scan_id)
-                    .bind(&scan.tenant_id)
-                    .bind(&scan.project_id)
-                    .bind(&scan.schedule_id)
-                    .bind(opt_ms(scan.fire_time))
-                    .bind(scan.trigger.as_str())
-                    .bind(i64::from(scan.trigger.priority()))
-                    .bind(&scan.scanner)
-                    .bind(&scan.provider)
-                    .bind(json_list(&scan.targets))
-                    .bind(scan.billing)
-                    .bind(&scan.options)
-                    .bind(scan.on_maintenance.as_str())
-                    .bind(ms(now))
-                    .fetch_optional(&mut *tx)
+                let row: Option<ScanRow> = bind_new_scan!(sqlx::query_as(&insert_sql), &scan_id, scan, now)
+                                        .fetch_optional(&mut *tx)
                     .await?;
                 match row {
                     Some(r) => r.into_domain().map(|scan| TickOutcome::Recorded { scan: Some(Box::new(scan)) }),

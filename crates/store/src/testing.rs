@@ -11,9 +11,12 @@ use async_trait::async_trait;
 use scanplane_core::admission::{Decision, Limits, SlotUsage};
 use scanplane_core::finding::Finding;
 use scanplane_core::maintenance::MaintenanceWindow;
+use scanplane_core::maintenance::WindowAction;
 use scanplane_core::ratelimit::RateLimitPolicy;
 use scanplane_core::scan::{Scan, ScanStatus};
-use scanplane_core::schedule::{Schedule, TickPlan};
+use scanplane_core::schedule::{
+    initial_ticks, Cadence, MissedTickPolicy, Schedule, ScheduleStatus, TickPlan,
+};
 use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
 
@@ -91,6 +94,36 @@ pub async fn fresh_store(backend: Backend) -> SqlStore {
     match SqlStore::open(&url).await {
         Ok(s) => s,
         Err(e) => panic!("cannot open test store {url}: {e}"),
+    }
+}
+
+/// An enabled, active schedule of `tcp` over `127.0.0.1`, due at its first tick after `now`.
+pub fn new_schedule(tenant_id: &str, id: &str, cadence: Cadence, now: Timestamp) -> Schedule {
+    let (next_tick, next_fire_at) = match initial_ticks(id, &cadence, None, now) {
+        Ok(t) => t,
+        Err(e) => panic!("test schedule {id}: {e}"),
+    };
+    Schedule {
+        id: id.into(),
+        tenant_id: tenant_id.into(),
+        project_id: None,
+        name: format!("schedule-{id}"),
+        cadence,
+        scanner: "tcp".into(),
+        targets: vec!["127.0.0.1".into()],
+        billing: false,
+        options: "{}".into(),
+        enabled: true,
+        status: ScheduleStatus::Active,
+        missed_tick_policy: MissedTickPolicy::CatchUpOnce,
+        starting_deadline: None,
+        jitter: None,
+        on_maintenance: WindowAction::Hold,
+        next_tick,
+        next_fire_at,
+        last_fired_at: None,
+        created_at: now,
+        updated_at: now,
     }
 }
 

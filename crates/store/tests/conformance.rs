@@ -12,9 +12,7 @@ use scanplane_core::finding::{Finding, Severity};
 use scanplane_core::maintenance::{MaintenanceWindow, Scope, WindowAction, WindowStart};
 use scanplane_core::ratelimit::RateLimitPolicy;
 use scanplane_core::scan::{ScanStatus, Trigger};
-use scanplane_core::schedule::{
-    initial_ticks, plan_tick, Cadence, MissedTickPolicy, Schedule, ScheduleStatus,
-};
+use scanplane_core::schedule::{plan_tick, Cadence, Schedule};
 use scanplane_core::Timestamp;
 use scanplane_store::testing::fresh_store;
 use scanplane_store::{
@@ -42,30 +40,7 @@ fn new_scan(tenant: &str, trigger: Trigger) -> NewScan {
 }
 
 fn schedule(tenant: &str, id: &str, expr: &str, now: Timestamp) -> Schedule {
-    let cadence = Cadence::cron(expr, "UTC").unwrap();
-    let (next_tick, next_fire_at) = initial_ticks(id, &cadence, None, now).unwrap();
-    Schedule {
-        id: id.into(),
-        tenant_id: tenant.into(),
-        project_id: None,
-        name: format!("sched-{id}"),
-        cadence,
-        scanner: "tcp".into(),
-        targets: vec!["127.0.0.1".into()],
-        billing: false,
-        options: "{}".into(),
-        enabled: true,
-        status: ScheduleStatus::Active,
-        missed_tick_policy: MissedTickPolicy::CatchUpOnce,
-        starting_deadline: None,
-        jitter: None,
-        on_maintenance: WindowAction::Hold,
-        next_tick,
-        next_fire_at,
-        last_fired_at: None,
-        created_at: now,
-        updated_at: now,
-    }
+    scanplane_store::testing::new_schedule(tenant, id, Cadence::cron(expr, "UTC").unwrap(), now)
 }
 
 async fn tenants_and_tokens(store: Arc<dyn Store>) {

@@ -1,5 +1,7 @@
 //! Fixtures shared by the integration tests: one launch spec and one config.
 
+pub mod api;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
