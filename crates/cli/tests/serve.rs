@@ -153,3 +153,23 @@ fn bad_config_file_is_a_one_line_error() {
     assert_eq!(code, 2);
     assert!(error_line(&err).contains("rate_limits.aws.per"), "{err}");
 }
+
+#[test]
+fn kubernetes_executor_without_a_cluster_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Server::command(
+        &format!("sqlite://{}/x.db", dir.path().display()),
+        free_port(),
+        dir.path(),
+        &[("SCANPLANE_EXECUTOR", "kubernetes")],
+    );
+    // Neither a kubeconfig nor an in-cluster service account is reachable.
+    cmd.env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+        .env("HOME", dir.path());
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_ne!(out.status.code(), Some(0));
+    let line = error_line(&err);
+    assert!(line.contains("kubernetes executor"), "{line}");
+    assert!(!err.contains("panicked"), "{err}");
+}

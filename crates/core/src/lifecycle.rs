@@ -30,8 +30,8 @@ pub enum UnitState {
 pub enum Intent {
     /// Nothing: the scan already moved on (e.g. it reported, or was cancelled).
     Nothing,
-    /// `dispatched -> running`.
-    MarkRunning,
+    /// `dispatched -> running`; the reason names the pod or process, for log retrieval.
+    MarkRunning { reason: String },
     /// The unit exited cleanly: the final report should be in; if the scan is still not
     /// terminal once the report grace has passed, it failed without a report.
     AwaitReport,
@@ -68,9 +68,13 @@ pub fn after_unit(scan: &Scan, state: &UnitState, max_attempts: u32) -> Intent {
         return Intent::Nothing;
     }
     match state {
-        UnitState::Running { .. } => {
+        UnitState::Running { detail } => {
             if scan.status == ScanStatus::Dispatched {
-                Intent::MarkRunning
+                let reason = match detail {
+                    Some(d) => format!("running: {d}"),
+                    None => "running".to_string(),
+                };
+                Intent::MarkRunning { reason }
             } else {
                 Intent::Nothing
             }
@@ -209,10 +213,14 @@ mod tests {
         assert_eq!(
             after_unit(
                 &scan(ScanStatus::Dispatched, 1),
-                &UnitState::Running { detail: None },
+                &UnitState::Running {
+                    detail: Some("pod scan-a-1-xk2p9".into())
+                },
                 3
             ),
-            Intent::MarkRunning
+            Intent::MarkRunning {
+                reason: "running: pod scan-a-1-xk2p9".into()
+            }
         );
         assert_eq!(
             after_unit(

@@ -134,9 +134,9 @@ impl Dispatcher {
         let now = self.clock.now();
         match intent {
             Intent::Nothing | Intent::AwaitReport => Ok(()),
-            Intent::MarkRunning => {
+            Intent::MarkRunning { reason } => {
                 let change = ScanChange {
-                    reason: "running".to_string(),
+                    reason,
                     ..Default::default()
                 };
                 match self
