@@ -5,6 +5,8 @@
 
 pub mod auth;
 pub mod error;
+pub mod export;
+pub mod findings;
 pub mod report;
 pub mod scans;
 pub mod schedules;
@@ -221,11 +223,12 @@ async fn not_found() -> ApiError {
         scans::scan_now, scans::create_scan, scans::list_scans, scans::get_scan, scans::cancel_scan,
         schedules::create_schedule, schedules::list_schedules, schedules::get_schedule, schedules::patch_schedule, schedules::delete_schedule,
         windows::create_window, windows::list_windows, windows::get_window, windows::replace_window, windows::delete_window,
-        report::report, report::list_findings,
+        report::report, findings::scan_findings, findings::diff, findings::list, findings::triage,
     ),
     components(schemas(ErrorBody, TokenRequest, TokenCreated, ScannerView, scans::ScanRequest, scans::ScanAccepted, scans::ScanView, scans::ScanPage,
         schedules::ScheduleCreate, schedules::SchedulePatch, schedules::ScheduleView, schedules::SchedulePage, windows::WindowRequest, windows::WindowView,
-        report::ReportLine, report::ReportAccepted, report::FindingView, report::FindingPage)),
+        report::ReportLine, report::ReportAccepted, report::FindingView, report::FindingPage,
+        findings::IdentityView, findings::IdentityPage, findings::TriageRequest, findings::DiffView, findings::DiffCounts)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -284,7 +287,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/scans/{id}",
             get(scans::get_scan).delete(scans::cancel_scan),
         )
-        .route("/api/v1/scans/{id}/findings", get(report::list_findings))
+        .route("/api/v1/scans/{id}/findings", get(findings::scan_findings))
+        .route("/api/v1/scans/{id}/diff", get(findings::diff))
+        .route("/api/v1/findings", get(findings::list))
+        .route(
+            "/api/v1/findings/{id}",
+            axum::routing::patch(findings::triage),
+        )
         .route(
             "/api/v1/scans/{id}/report",
             post(report::report).layer(DefaultBodyLimit::disable()),

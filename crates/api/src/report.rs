@@ -15,15 +15,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures::StreamExt;
 use scanplane_core::finding::{fingerprint, Finding, Severity};
-use scanplane_core::scan::ScanStatus;
-use scanplane_store::{FindingFilter, ScanChange};
+use scanplane_store::ScanChange;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use crate::auth::{hash_token, Caller};
+use crate::auth::hash_token;
 use crate::error::{ApiError, ErrorBody};
-use crate::scans::page_limit;
-use crate::{fmt_ts, AppQuery, AppState, Page};
+use crate::AppState;
 
 /// Findings stored per transaction while a report streams in.
 const BATCH: usize = 2000;
@@ -242,9 +240,10 @@ pub async fn report(
                     targets_scanned: Some(scanned),
                     ..Default::default()
                 };
+                // Success folds the run into the tenant's finding identities in one transaction.
                 let done = state
                     .store
-                    .transition(&scan.id, ScanStatus::Succeeded, &change, state.clock.now())
+                    .complete_scan(&scan.id, &change, state.clock.now())
                     .await?;
                 state.metrics.scan_ended(
                     "succeeded",
@@ -301,66 +300,4 @@ pub struct FindingView {
 pub struct FindingPage {
     items: Vec<FindingView>,
     next_cursor: Option<String>,
-}
-
-/// Query of `GET /api/v1/scans/:id/findings`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct FindingQuery {
-    pub severity: Option<String>,
-    pub cursor: Option<String>,
-    pub limit: Option<u32>,
-}
-
-/// The findings of one scan.
-#[utoipa::path(get, path = "/api/v1/scans/{id}/findings", params(FindingQuery), tag = "scans",
-    responses((status = 200, body = FindingPage), (status = 404, body = ErrorBody)))]
-pub async fn list_findings(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    Path(id): Path<String>,
-    AppQuery(q): AppQuery<FindingQuery>,
-) -> Result<Json<Page<FindingView>>, ApiError> {
-    state
-        .store
-        .scan(caller.scope(), &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("scan", &id))?;
-    let limit = page_limit(q.limit)?;
-    let filter = FindingFilter {
-        severity: q
-            .severity
-            .as_deref()
-            .map(str::parse::<Severity>)
-            .transpose()
-            .map_err(|e| ApiError::invalid("severity", e))?,
-        after: q.cursor,
-        limit,
-    };
-    let rows = state
-        .store
-        .list_findings(caller.scope(), &id, &filter)
-        .await?;
-    let next_cursor = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|f| f.id.clone()))
-        .flatten();
-    Ok(Json(Page {
-        items: rows
-            .into_iter()
-            .map(|f| FindingView {
-                id: f.id,
-                scan_id: f.scan_id,
-                scanner: f.scanner,
-                target: f.finding.target,
-                rule_id: f.finding.rule_id,
-                severity: f.finding.severity.to_string(),
-                title: f.finding.title,
-                location: f.finding.location,
-                detail: f.finding.detail,
-                fingerprint: f.finding.fingerprint,
-                created_at: fmt_ts(f.created_at),
-            })
-            .collect(),
-        next_cursor,
-    }))
 }

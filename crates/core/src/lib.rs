@@ -9,6 +9,7 @@ pub mod admission;
 pub mod clock;
 pub mod duration;
 pub mod finding;
+pub mod identity;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod ratelimit;

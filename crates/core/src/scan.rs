@@ -230,6 +230,12 @@ impl Scan {
         Some(end - start)
     }
 
+    /// The key of comparable runs: same tenant, scanner and set of targets. A finding's
+    /// "fixed" and a run's diff are decided among runs of one scope.
+    pub fn scope_key(&self) -> String {
+        scope_key(&self.tenant_id, &self.scanner, &self.targets)
+    }
+
     /// The accounts among the targets (seed 000's `accounts`).
     pub fn accounts(&self) -> Vec<String> {
         self.targets
@@ -239,10 +245,28 @@ impl Scan {
     }
 }
 
+/// See [`Scan::scope_key`]: target order and duplicates do not matter.
+pub fn scope_key(tenant_id: &str, scanner: &str, targets: &[String]) -> String {
+    let mut sorted: Vec<&str> = targets.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts = vec![tenant_id];
+    parts.extend(sorted);
+    crate::finding::fingerprint(scanner, &parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ScanStatus::*;
+
+    #[test]
+    fn scope_ignores_target_order() {
+        let a = scope_key("t", "nmap", &["b".into(), "a".into(), "a".into()]);
+        assert_eq!(a, scope_key("t", "nmap", &["a".into(), "b".into()]));
+        assert_ne!(a, scope_key("t", "tcp", &["a".into(), "b".into()]));
+        assert_ne!(a, scope_key("u", "nmap", &["a".into(), "b".into()]));
+    }
 
     #[test]
     fn happy_path_is_legal() {

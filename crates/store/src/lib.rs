@@ -18,6 +18,7 @@ pub mod testing;
 use async_trait::async_trait;
 use scanplane_core::admission::{Decision, Limits, SlotUsage};
 use scanplane_core::finding::{Finding, Severity};
+use scanplane_core::identity::{FindingStatus, Triage};
 use scanplane_core::maintenance::{MaintenanceWindow, WindowAction};
 use scanplane_core::ratelimit::RateLimitPolicy;
 use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus, Trigger};
@@ -134,6 +135,60 @@ pub struct FindingFilter {
     pub severity: Option<Severity>,
     pub after: Option<String>,
     pub limit: u32,
+}
+
+/// The current state of one finding across runs: one per (tenant, fingerprint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingIdentity {
+    pub id: String,
+    pub tenant_id: String,
+    pub scanner: String,
+    /// The attributes reported by the latest run that saw it.
+    pub finding: Finding,
+    pub status: FindingStatus,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// The scan that first reported it.
+    pub introduced_by: String,
+    /// The latest scan that reported it.
+    pub last_scan: String,
+    /// The scan whose complete run no longer reported it.
+    pub fixed_by: Option<String>,
+    pub fixed_at: Option<Timestamp>,
+    pub triage: Triage,
+    pub triage_comment: Option<String>,
+    pub triaged_by: Option<String>,
+    pub triaged_at: Option<Timestamp>,
+}
+
+/// Filters of `GET /api/v1/findings`. Results are ordered by first sighting (identity ids
+/// are time-ordered), newest first unless `oldest_first`; `after` is the cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IdentityFilter {
+    pub severity: Option<Severity>,
+    pub status: Option<FindingStatus>,
+    pub scanner: Option<String>,
+    pub target: Option<String>,
+    pub rule_id: Option<String>,
+    pub first_seen_after: Option<Timestamp>,
+    pub first_seen_before: Option<Timestamp>,
+    pub last_seen_after: Option<Timestamp>,
+    pub last_seen_before: Option<Timestamp>,
+    /// Case-insensitive substring of the title.
+    pub text: Option<String>,
+    pub oldest_first: bool,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// A run compared with the previous comparable one (same tenant, scanner and targets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDiff {
+    pub previous_scan_id: Option<String>,
+    pub new: Vec<StoredFinding>,
+    pub fixed: Vec<StoredFinding>,
+    pub reopened: Vec<StoredFinding>,
+    pub unchanged: u64,
 }
 
 /// The durable record of scanplane. `tenant` arguments are tenant ids; `None` means the
@@ -276,6 +331,39 @@ pub trait Store: Send + Sync {
         scan_id: &str,
         filter: &FindingFilter,
     ) -> Result<Vec<StoredFinding>, StoreError>;
+
+    // Finding identities.
+    /// Ends a scan `succeeded` and, in the same transaction, folds its findings into the
+    /// tenant's identities: new ones open, fixed ones reopened, and every live identity of
+    /// the same scope that this complete run did not report marked fixed by it.
+    async fn complete_scan(
+        &self,
+        id: &str,
+        change: &ScanChange,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError>;
+    async fn list_identities(
+        &self,
+        tenant: Option<&str>,
+        filter: &IdentityFilter,
+    ) -> Result<Vec<FindingIdentity>, StoreError>;
+    async fn identity(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<FindingIdentity>, StoreError>;
+    /// Sets the triage of an identity; it survives later runs.
+    async fn set_triage(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        triage: Triage,
+        comment: Option<&str>,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<FindingIdentity, StoreError>;
+    /// The scan's findings compared with the previous succeeded run of its scope.
+    async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError>;
 }
 
 /// Opens the store named by a URL (`sqlite://path`, a bare file path, or `postgres://...`),

@@ -300,3 +300,60 @@ impl FindingRow {
         })
     }
 }
+
+pub const IDENTITY_COLUMNS: &str = "id, tenant_id, fingerprint, scanner, target, rule_id, severity, title, location, detail, status, first_seen, last_seen, introduced_by, last_scan, fixed_by, fixed_at, triage, triage_comment, triaged_by, triaged_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct IdentityRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub fingerprint: String,
+    pub scanner: String,
+    pub target: String,
+    pub rule_id: String,
+    pub severity: String,
+    pub title: String,
+    pub location: String,
+    pub detail: String,
+    pub status: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub introduced_by: String,
+    pub last_scan: String,
+    pub fixed_by: Option<String>,
+    pub fixed_at: Option<i64>,
+    pub triage: String,
+    pub triage_comment: Option<String>,
+    pub triaged_by: Option<String>,
+    pub triaged_at: Option<i64>,
+}
+
+impl IdentityRow {
+    pub fn into_domain(self) -> Result<crate::FindingIdentity, StoreError> {
+        Ok(crate::FindingIdentity {
+            finding: Finding {
+                target: self.target,
+                rule_id: self.rule_id,
+                severity: parse(&self.severity, "severity")?,
+                title: self.title,
+                location: self.location,
+                detail: self.detail,
+                fingerprint: self.fingerprint,
+            },
+            status: parse(&self.status, "finding status")?,
+            first_seen: ts(self.first_seen)?,
+            last_seen: ts(self.last_seen)?,
+            fixed_at: opt_ts(self.fixed_at)?,
+            triage: parse(&self.triage, "triage")?,
+            triaged_at: opt_ts(self.triaged_at)?,
+            id: self.id,
+            tenant_id: self.tenant_id,
+            scanner: self.scanner,
+            introduced_by: self.introduced_by,
+            last_scan: self.last_scan,
+            fixed_by: self.fixed_by,
+            triage_comment: self.triage_comment,
+            triaged_by: self.triaged_by,
+        })
+    }
+}

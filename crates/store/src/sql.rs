@@ -21,9 +21,10 @@ use sqlx::{PgPool, QueryBuilder, SqlitePool};
 
 use crate::rows::*;
 use crate::{
-    Backend, FindingFilter, NewScan, ScanChange, ScanFilter, Store, StoreError, StoredFinding,
-    TickOutcome,
+    Backend, FindingFilter, FindingIdentity, IdentityFilter, NewScan, RunDiff, ScanChange,
+    ScanFilter, Store, StoreError, StoredFinding, TickOutcome,
 };
+use scanplane_core::identity::Triage;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1008,6 +1009,210 @@ impl Store for SqlStore {
         });
         rows.into_iter().map(FindingRow::into_domain).collect()
     }
+    async fn complete_scan(
+        &self,
+        id: &str,
+        change: &ScanChange,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError> {
+        let Some(current) = self.scan(None, id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        let scope = current.scope_key();
+        let update = format!(
+            "UPDATE scans SET status = 'succeeded', reason = $2, updated_at = $3, finished_at = $3, report_token_hash = NULL, \
+               targets_scanned = COALESCE($4, targets_scanned), scope_key = $5 \
+             WHERE id = $1 AND status IN ({}) RETURNING {SCAN_COLUMNS}",
+            status_list(&ScanStatus::sources_of(ScanStatus::Succeeded))
+        );
+        let upsert = "INSERT INTO finding_identities (id, tenant_id, fingerprint, scope_key, scanner, target, rule_id, severity, title, location, detail, status, first_seen, last_seen, introduced_by, last_scan, triage) \
+             SELECT f.id, f.tenant_id, f.fingerprint, $2, f.scanner, f.target, f.rule_id, f.severity, f.title, f.location, f.detail, 'open', $3, $3, f.scan_id, f.scan_id, 'none' \
+             FROM findings f WHERE f.scan_id = $1 \
+             ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET \
+               last_seen = excluded.last_seen, last_scan = excluded.last_scan, scope_key = excluded.scope_key, \
+               target = excluded.target, rule_id = excluded.rule_id, severity = excluded.severity, title = excluded.title, \
+               location = excluded.location, detail = excluded.detail, \
+               status = CASE WHEN finding_identities.status = 'fixed' THEN 'reopened' ELSE finding_identities.status END, \
+               fixed_by = CASE WHEN finding_identities.status = 'fixed' THEN NULL ELSE finding_identities.fixed_by END, \
+               fixed_at = CASE WHEN finding_identities.status = 'fixed' THEN NULL ELSE finding_identities.fixed_at END";
+        let mark_fixed = "UPDATE finding_identities SET status = 'fixed', fixed_by = $1, fixed_at = $2 \
+             WHERE tenant_id = $3 AND scope_key = $4 AND status IN ('open', 'reopened') AND last_scan <> $1";
+        let targets = change.targets_scanned.as_ref().map(|t| json_list(t));
+        in_tx!(self, tx => {
+            let row: Option<ScanRow> = sqlx::query_as(&update)
+                .bind(id)
+                .bind(&change.reason)
+                .bind(ms(now))
+                .bind(&targets)
+                .bind(&scope)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let out: Result<Scan, StoreError> = match row {
+                None => Err(StoreError::Illegal(IllegalTransition { from: current.status, to: ScanStatus::Succeeded })),
+                Some(row) => {
+                    sqlx::query(upsert).bind(id).bind(&scope).bind(ms(now)).execute(&mut *tx).await?;
+                    sqlx::query(mark_fixed).bind(id).bind(ms(now)).bind(&current.tenant_id).bind(&scope).execute(&mut *tx).await?;
+                    row.into_domain()
+                }
+            };
+            out
+        })
+    }
+
+    async fn list_identities(
+        &self,
+        tenant: Option<&str>,
+        f: &IdentityFilter,
+    ) -> Result<Vec<FindingIdentity>, StoreError> {
+        let (cmp, order) = if f.oldest_first {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        let sql = format!(
+            "SELECT {IDENTITY_COLUMNS} FROM finding_identities WHERE ($1 IS NULL OR tenant_id = $1) \
+             AND ($2 IS NULL OR severity = $2) AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR scanner = $4) \
+             AND ($5 IS NULL OR target = $5) AND ($6 IS NULL OR rule_id = $6) \
+             AND ($7 IS NULL OR first_seen >= $7) AND ($8 IS NULL OR first_seen < $8) \
+             AND ($9 IS NULL OR last_seen >= $9) AND ($10 IS NULL OR last_seen < $10) \
+             AND ($11 IS NULL OR LOWER(title) LIKE '%' || LOWER($11) || '%') \
+             AND ($12 IS NULL OR id {cmp} $12) ORDER BY id {order} LIMIT $13"
+        );
+        let rows: Vec<IdentityRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql)
+                .bind(tenant)
+                .bind(f.severity.map(|s| s.as_str()))
+                .bind(f.status.map(|s| s.as_str()))
+                .bind(f.scanner.as_deref())
+                .bind(f.target.as_deref())
+                .bind(f.rule_id.as_deref())
+                .bind(opt_ms(f.first_seen_after))
+                .bind(opt_ms(f.first_seen_before))
+                .bind(opt_ms(f.last_seen_after))
+                .bind(opt_ms(f.last_seen_before))
+                .bind(f.text.as_deref())
+                .bind(f.after.as_deref())
+                .bind(i64::from(f.limit.max(1)))
+                .fetch_all(p)
+                .await?
+        });
+        rows.into_iter().map(IdentityRow::into_domain).collect()
+    }
+
+    async fn identity(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<FindingIdentity>, StoreError> {
+        let sql = format!("SELECT {IDENTITY_COLUMNS} FROM finding_identities WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)");
+        let row: Option<IdentityRow> = on_pool!(self, p => sqlx::query_as(&sql).bind(id).bind(tenant).fetch_optional(p).await?);
+        row.map(IdentityRow::into_domain).transpose()
+    }
+
+    async fn set_triage(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        triage: Triage,
+        comment: Option<&str>,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<FindingIdentity, StoreError> {
+        let sql = format!(
+            "UPDATE finding_identities SET triage = $3, triage_comment = $4, triaged_by = $5, triaged_at = $6 \
+             WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2) RETURNING {IDENTITY_COLUMNS}"
+        );
+        let row: Option<IdentityRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql)
+                .bind(id)
+                .bind(tenant)
+                .bind(triage.as_str())
+                .bind(comment)
+                .bind(by)
+                .bind(ms(now))
+                .fetch_optional(p)
+                .await?
+        });
+        row.ok_or(StoreError::NotFound)?.into_domain()
+    }
+
+    async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError> {
+        let Some(scan) = self.scan(tenant, scan_id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        let scope = scan.scope_key();
+        let previous: Option<(String, i64)> = on_pool!(self, p => {
+            sqlx::query_as("SELECT id, created_at FROM scans WHERE scope_key = $1 AND status = 'succeeded' AND created_at < $2 AND id <> $3 ORDER BY created_at DESC, id DESC LIMIT 1")
+                .bind(&scope)
+                .bind(ms(scan.created_at))
+                .bind(scan_id)
+                .fetch_optional(p)
+                .await?
+        });
+        let fcols = "f.id, f.tenant_id, f.scan_id, f.scanner, f.target, f.rule_id, f.severity, f.title, f.location, f.detail, f.fingerprint, f.created_at";
+        let Some((prev_id, prev_created)) = previous else {
+            let sql = format!("SELECT {fcols} FROM findings f WHERE f.scan_id = $1 ORDER BY f.id");
+            let rows: Vec<FindingRow> =
+                on_pool!(self, p => sqlx::query_as(&sql).bind(scan_id).fetch_all(p).await?);
+            let new = rows
+                .into_iter()
+                .map(FindingRow::into_domain)
+                .collect::<Result<_, _>>()?;
+            return Ok(RunDiff {
+                previous_scan_id: None,
+                new,
+                fixed: Vec::new(),
+                reopened: Vec::new(),
+                unchanged: 0,
+            });
+        };
+        // Findings of this run the previous one did not have: reopened when their identity
+        // was first seen before the previous run, otherwise new.
+        let appeared = format!(
+            "SELECT {fcols}, CAST(CASE WHEN i.first_seen < $3 THEN 1 ELSE 0 END AS BIGINT) AS seen_before FROM findings f \
+             LEFT JOIN finding_identities i ON i.tenant_id = f.tenant_id AND i.fingerprint = f.fingerprint \
+             WHERE f.scan_id = $1 AND NOT EXISTS (SELECT 1 FROM findings p WHERE p.scan_id = $2 AND p.fingerprint = f.fingerprint) ORDER BY f.id"
+        );
+        let gone = format!(
+            "SELECT {fcols} FROM findings f WHERE f.scan_id = $2 \
+             AND NOT EXISTS (SELECT 1 FROM findings c WHERE c.scan_id = $1 AND c.fingerprint = f.fingerprint) ORDER BY f.id"
+        );
+        let kept = "SELECT COUNT(*) FROM findings f WHERE f.scan_id = $1 AND EXISTS (SELECT 1 FROM findings p WHERE p.scan_id = $2 AND p.fingerprint = f.fingerprint)";
+        let (appeared_rows, gone_rows, unchanged): (Vec<AppearedRow>, Vec<FindingRow>, i64) = on_pool!(self, p => {
+            let a = sqlx::query_as(&appeared).bind(scan_id).bind(&prev_id).bind(prev_created).fetch_all(p).await?;
+            let g = sqlx::query_as(&gone).bind(scan_id).bind(&prev_id).fetch_all(p).await?;
+            let k = sqlx::query_scalar(kept).bind(scan_id).bind(&prev_id).fetch_one(p).await?;
+            (a, g, k)
+        });
+        let mut new = Vec::new();
+        let mut reopened = Vec::new();
+        for r in appeared_rows {
+            let before = r.seen_before == 1;
+            let f = r.finding.into_domain()?;
+            if before {
+                reopened.push(f);
+            } else {
+                new.push(f);
+            }
+        }
+        Ok(RunDiff {
+            previous_scan_id: Some(prev_id),
+            new,
+            fixed: gone_rows
+                .into_iter()
+                .map(FindingRow::into_domain)
+                .collect::<Result<_, _>>()?,
+            reopened,
+            unchanged: u64::try_from(unchanged).unwrap_or(0),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct AppearedRow {
+    #[sqlx(flatten)]
+    finding: FindingRow,
+    seen_before: i64,
 }
 
 #[cfg(test)]

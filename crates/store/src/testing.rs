@@ -20,9 +20,11 @@ use scanplane_core::schedule::{
 use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
 
+use scanplane_core::identity::Triage;
+
 use crate::{
-    Backend, FindingFilter, NewScan, ScanChange, ScanFilter, SqlStore, Store, StoreError,
-    StoredFinding, TickOutcome,
+    Backend, FindingFilter, FindingIdentity, IdentityFilter, NewScan, RunDiff, ScanChange,
+    ScanFilter, SqlStore, Store, StoreError, StoredFinding, TickOutcome,
 };
 
 /// Env var naming a PostgreSQL server whose user may create databases.
@@ -384,6 +386,54 @@ impl Store for OtherRuntimeStore {
             filter.clone(),
         );
         forward!(self, |s| s.list_findings(t.as_deref(), &id, &f).await)
+    }
+    async fn complete_scan(
+        &self,
+        id: &str,
+        change: &ScanChange,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError> {
+        let (id, c) = (id.to_string(), change.clone());
+        forward!(self, |s| s.complete_scan(&id, &c, now).await)
+    }
+    async fn list_identities(
+        &self,
+        tenant: Option<&str>,
+        filter: &IdentityFilter,
+    ) -> Result<Vec<FindingIdentity>, StoreError> {
+        let (t, f) = (tenant.map(str::to_string), filter.clone());
+        forward!(self, |s| s.list_identities(t.as_deref(), &f).await)
+    }
+    async fn identity(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<FindingIdentity>, StoreError> {
+        let (t, id) = (tenant.map(str::to_string), id.to_string());
+        forward!(self, |s| s.identity(t.as_deref(), &id).await)
+    }
+    async fn set_triage(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        triage: Triage,
+        comment: Option<&str>,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<FindingIdentity, StoreError> {
+        let (t, id, c, b) = (
+            tenant.map(str::to_string),
+            id.to_string(),
+            comment.map(str::to_string),
+            by.to_string(),
+        );
+        forward!(self, |s| s
+            .set_triage(t.as_deref(), &id, triage, c.as_deref(), &b, now)
+            .await)
+    }
+    async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError> {
+        let (t, id) = (tenant.map(str::to_string), scan_id.to_string());
+        forward!(self, |s| s.diff(t.as_deref(), &id).await)
     }
 }
 

@@ -585,6 +585,247 @@ async fn concurrent_admission_never_exceeds_the_limit(store: Arc<dyn Store>) {
     );
 }
 
+/// Runs one complete scan of `tcp` over 127.0.0.1 reporting the given rule ids.
+async fn run_with(
+    store: &Arc<dyn Store>,
+    tenant: &str,
+    rules: &[&str],
+    at: Timestamp,
+    complete: bool,
+) -> String {
+    let scan = store
+        .create_scan(new_scan(tenant, Trigger::Schedule), at)
+        .await
+        .unwrap();
+    for st in [
+        ScanStatus::Admitted,
+        ScanStatus::Dispatched,
+        ScanStatus::Running,
+    ] {
+        store
+            .transition(
+                &scan.id,
+                st,
+                &ScanChange {
+                    reason: st.to_string(),
+                    ..Default::default()
+                },
+                at,
+            )
+            .await
+            .unwrap();
+    }
+    let findings: Vec<Finding> = rules
+        .iter()
+        .map(|r| {
+            Finding::new(
+                "tcp",
+                "127.0.0.1",
+                *r,
+                Severity::High,
+                format!("issue {r}"),
+                "tcp/22",
+            )
+        })
+        .collect();
+    store
+        .insert_findings(tenant, &scan.id, "tcp", &findings, at)
+        .await
+        .unwrap();
+    let change = ScanChange {
+        reason: "done".into(),
+        ..Default::default()
+    };
+    if complete {
+        store.complete_scan(&scan.id, &change, at).await.unwrap();
+    } else {
+        store
+            .transition(&scan.id, ScanStatus::Failed, &change, at)
+            .await
+            .unwrap();
+    }
+    scan.id
+}
+
+fn rules_of(fs: &[scanplane_store::StoredFinding]) -> Vec<String> {
+    let mut v: Vec<String> = fs.iter().map(|f| f.finding.rule_id.clone()).collect();
+    v.sort();
+    v
+}
+
+async fn identities_lifecycle_and_diff(store: Arc<dyn Store>) {
+    use scanplane_core::identity::{FindingStatus, Triage};
+    use scanplane_store::IdentityFilter;
+    let a = store.ensure_tenant("a").await.unwrap();
+    let tid = &a.id;
+    let r1 = run_with(&store, tid, &["a", "b", "c"], t(1, 0, 0), true).await;
+    let d = store.diff(None, &r1).await.unwrap();
+    assert_eq!(
+        (d.previous_scan_id.clone(), rules_of(&d.new).len()),
+        (None, 3),
+        "the first run is all new"
+    );
+
+    let r2 = run_with(&store, tid, &["a", "b"], t(2, 0, 0), true).await;
+    let d = store.diff(None, &r2).await.unwrap();
+    assert_eq!(d.previous_scan_id.as_deref(), Some(r1.as_str()));
+    assert_eq!(
+        rules_of(&d.fixed),
+        vec!["c"],
+        "exactly the one fixed in between"
+    );
+    assert!(d.new.is_empty() && d.reopened.is_empty());
+    assert_eq!(d.unchanged, 2);
+    let fixed = store
+        .list_identities(
+            Some(tid),
+            &IdentityFilter {
+                status: Some(FindingStatus::Fixed),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(fixed.len(), 1);
+    assert_eq!(fixed[0].finding.rule_id, "c");
+    assert_eq!(fixed[0].fixed_by.as_deref(), Some(r2.as_str()));
+    assert_eq!(fixed[0].introduced_by, r1);
+
+    let r3 = run_with(&store, tid, &["a", "b"], t(3, 0, 0), true).await;
+    let d = store.diff(None, &r3).await.unwrap();
+    assert!(
+        d.new.is_empty() && d.fixed.is_empty() && d.reopened.is_empty(),
+        "an unchanged re-run shows nothing new"
+    );
+    assert_eq!(d.unchanged, 2);
+
+    // A failed run that saw only "a" marks nothing fixed.
+    run_with(&store, tid, &["a"], t(4, 0, 0), false).await;
+    let open = store
+        .list_identities(
+            Some(tid),
+            &IdentityFilter {
+                status: Some(FindingStatus::Open),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 2, "a and b stay open after a failed run");
+
+    // Triage survives re-runs; "c" comes back as reopened.
+    let b = open.iter().find(|i| i.finding.rule_id == "b").unwrap();
+    store
+        .set_triage(
+            Some(tid),
+            &b.id,
+            Triage::AcceptedRisk,
+            Some("compensating control"),
+            "alice",
+            t(4, 30, 0),
+        )
+        .await
+        .unwrap();
+    let r5 = run_with(&store, tid, &["a", "b", "c"], t(5, 0, 0), true).await;
+    let d = store.diff(None, &r5).await.unwrap();
+    assert_eq!(
+        d.previous_scan_id.as_deref(),
+        Some(r3.as_str()),
+        "failed runs are not comparable runs"
+    );
+    assert_eq!(rules_of(&d.reopened), vec!["c"]);
+    assert!(d.new.is_empty() && d.fixed.is_empty());
+    let b_after = store.identity(Some(tid), &b.id).await.unwrap().unwrap();
+    assert_eq!(b_after.triage, Triage::AcceptedRisk);
+    assert_eq!(
+        b_after.triage_comment.as_deref(),
+        Some("compensating control")
+    );
+    assert_eq!(b_after.triaged_by.as_deref(), Some("alice"));
+    assert_eq!(b_after.last_scan, r5);
+    let c = store
+        .list_identities(
+            Some(tid),
+            &IdentityFilter {
+                rule_id: Some("c".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(c[0].status, FindingStatus::Reopened);
+    assert_eq!(c[0].fixed_by, None);
+
+    // Filters and tenancy.
+    let texts = store
+        .list_identities(
+            None,
+            &IdentityFilter {
+                text: Some("ISSUE B".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(texts.len(), 1);
+    let other = store.ensure_tenant("b").await.unwrap();
+    assert!(store
+        .list_identities(
+            Some(&other.id),
+            &IdentityFilter {
+                limit: 10,
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .identity(Some(&other.id), &b.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        store
+            .set_triage(
+                Some(&other.id),
+                &b.id,
+                Triage::FalsePositive,
+                None,
+                "mallory",
+                t(6, 0, 0)
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let page1 = store
+        .list_identities(
+            Some(tid),
+            &IdentityFilter {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let page2 = store
+        .list_identities(
+            Some(tid),
+            &IdentityFilter {
+                limit: 2,
+                after: Some(page1[1].id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), 3);
+}
+
 async fn readiness(store: Arc<dyn Store>) {
     store.check_ready().await.unwrap();
 }
@@ -621,4 +862,5 @@ both!(
     findings_are_idempotent,
     windows_crud,
     concurrent_admission_never_exceeds_the_limit,
+    identities_lifecycle_and_diff,
 );
