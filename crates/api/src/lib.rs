@@ -140,6 +140,42 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(TokenCreated { id, token })))
 }
 
+/// Body of `PUT /api/v1/tenants/:name/retention`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRequest {
+    /// Days ended scans and their findings are kept; null returns to the server default.
+    pub days: Option<u32>,
+}
+
+/// Sets a tenant's retention (admin only).
+#[utoipa::path(put, path = "/api/v1/tenants/{name}/retention", request_body = RetentionRequest, tag = "auth",
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_retention(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    AppJson(req): AppJson<RetentionRequest>,
+) -> Result<StatusCode, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::unauthorized(
+            "only the admin token may set retention",
+        ));
+    }
+    if req.days == Some(0) || req.days.is_some_and(|d| d > 36_500) {
+        return Err(ApiError::invalid("days", "must be between 1 and 36500"));
+    }
+    state
+        .store
+        .set_retention(&name, req.days)
+        .await
+        .map_err(|e| match e {
+            scanplane_store::StoreError::NotFound => ApiError::not_found("tenant", &name),
+            other => other.into(),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// A scanner as `GET /api/v1/scanners` lists it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScannerView {
@@ -219,13 +255,13 @@ async fn not_found() -> ApiError {
 #[openapi(
     info(title = "scanplane", description = "The control plane for continuous security scanning."),
     paths(
-        healthz, readyz, create_token, list_scanners,
+        healthz, readyz, create_token, set_retention, list_scanners,
         scans::scan_now, scans::create_scan, scans::list_scans, scans::get_scan, scans::cancel_scan,
         schedules::create_schedule, schedules::list_schedules, schedules::get_schedule, schedules::patch_schedule, schedules::delete_schedule,
         windows::create_window, windows::list_windows, windows::get_window, windows::replace_window, windows::delete_window,
         report::report, findings::scan_findings, findings::diff, findings::list, findings::triage,
     ),
-    components(schemas(ErrorBody, TokenRequest, TokenCreated, ScannerView, scans::ScanRequest, scans::ScanAccepted, scans::ScanView, scans::ScanPage,
+    components(schemas(ErrorBody, TokenRequest, TokenCreated, RetentionRequest, ScannerView, scans::ScanRequest, scans::ScanAccepted, scans::ScanView, scans::ScanPage,
         schedules::ScheduleCreate, schedules::SchedulePatch, schedules::ScheduleView, schedules::SchedulePage, windows::WindowRequest, windows::WindowView,
         report::ReportLine, report::ReportAccepted, report::FindingView, report::FindingPage,
         findings::IdentityView, findings::IdentityPage, findings::TriageRequest, findings::DiffView, findings::DiffCounts)),
@@ -278,6 +314,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(schedules::delete_schedule),
         )
         .route("/api/v1/tokens", post(create_token))
+        .route(
+            "/api/v1/tenants/{name}/retention",
+            axum::routing::put(set_retention),
+        )
         .route("/api/v1/scanners", get(list_scanners))
         .route(
             "/api/v1/scans",

@@ -86,6 +86,9 @@ pub struct ServeArgs {
     /// Parent directory of the local executor's per-scan working directories.
     #[arg(long, env = "SCANPLANE_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
+    /// How long ended scans and their findings are kept, unless a tenant sets its own.
+    #[arg(long, env = "SCANPLANE_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub retention: Duration,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
 }

@@ -272,6 +272,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let scheduler_task = tokio::spawn(scheduler.run(stop_rx.clone()));
+    let cleaner_task = tokio::spawn(scanplane_dispatch::cleaner::run(
+        store.clone(),
+        Arc::new(SystemClock),
+        scanplane_dispatch::cleaner::CleanerConfig {
+            default_retention: args.retention,
+            ..Default::default()
+        },
+        stop_rx.clone(),
+    ));
     let dispatcher_task = tokio::spawn(dispatcher.run(stop_rx));
 
     tracing::info!(listen = %local_addr, store = store.backend().as_str(), executor = executor.name(), max_concurrent_jobs = max_jobs, %server_url, "scanplane serving");
@@ -283,6 +292,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = scheduler_task.await;
         let _ = dispatcher_task.await;
+        let _ = cleaner_task.await;
     })
     .await;
     tracing::info!("scanplane stopped");

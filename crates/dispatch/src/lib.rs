@@ -4,6 +4,7 @@
 //! scans that ended (cancelled through the API, or reported), and refreshes the gauges.
 //! At start-up it recovers every scan a previous process left holding a slot.
 
+pub mod cleaner;
 pub mod metrics;
 
 use std::collections::HashMap;

@@ -364,6 +364,19 @@ pub trait Store: Send + Sync {
     ) -> Result<FindingIdentity, StoreError>;
     /// The scan's findings compared with the previous succeeded run of its scope.
     async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError>;
+
+    // Retention (seed 002's cleaner).
+    /// Sets a tenant's retention; `None` returns it to the server default.
+    async fn set_retention(&self, tenant_name: &str, days: Option<u32>) -> Result<(), StoreError>;
+    /// Deletes one bounded batch of expired data: findings of ended scans older than their
+    /// tenant's retention (or `default_retention`), then those scans, then identities fixed
+    /// before the cutoff. Returns how many rows went; zero means nothing is left to clean.
+    async fn clean_expired_batch(
+        &self,
+        now: Timestamp,
+        default_retention: std::time::Duration,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Opens the store named by a URL (`sqlite://path`, a bare file path, or `postgres://...`),

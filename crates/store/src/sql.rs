@@ -1206,6 +1206,56 @@ impl Store for SqlStore {
             unchanged: u64::try_from(unchanged).unwrap_or(0),
         })
     }
+
+    async fn set_retention(&self, tenant_name: &str, days: Option<u32>) -> Result<(), StoreError> {
+        let n = on_pool!(self, p => {
+            sqlx::query("UPDATE tenants SET retention_days = $1 WHERE name = $2")
+                .bind(days.map(i64::from))
+                .bind(tenant_name)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn clean_expired_batch(
+        &self,
+        now: Timestamp,
+        default_retention: std::time::Duration,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let default_ms = i64::try_from(default_retention.as_millis()).unwrap_or(i64::MAX);
+        let terminal = status_list(
+            &ScanStatus::ALL
+                .into_iter()
+                .filter(|s| s.is_terminal())
+                .collect::<Vec<_>>(),
+        );
+        let expired = format!(
+            "SELECT s.id FROM scans s JOIN tenants t ON t.id = s.tenant_id \
+             WHERE s.status IN ({terminal}) AND s.created_at < $1 - COALESCE(t.retention_days * 86400000, $2)"
+        );
+        let findings = format!("DELETE FROM findings WHERE id IN (SELECT f.id FROM findings f WHERE f.scan_id IN ({expired}) LIMIT $3)");
+        let scans = format!("DELETE FROM scans WHERE id IN ({expired} LIMIT $3)");
+        let identities = "DELETE FROM finding_identities WHERE id IN (SELECT i.id FROM finding_identities i JOIN tenants t ON t.id = i.tenant_id \
+             WHERE i.status = 'fixed' AND i.fixed_at < $1 - COALESCE(t.retention_days * 86400000, $2) LIMIT $3)";
+        let limit = i64::from(batch.max(1));
+        // Each statement is its own short transaction, so the API is never locked out for
+        // longer than one batch.
+        for sql in [findings.as_str(), scans.as_str(), identities] {
+            let n = on_pool!(self, p => {
+                sqlx::query(sql).bind(ms(now)).bind(default_ms).bind(limit).execute(p).await?.rows_affected()
+            });
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        Ok(0)
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]

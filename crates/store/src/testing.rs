@@ -435,6 +435,20 @@ impl Store for OtherRuntimeStore {
         let (t, id) = (tenant.map(str::to_string), scan_id.to_string());
         forward!(self, |s| s.diff(t.as_deref(), &id).await)
     }
+    async fn set_retention(&self, tenant_name: &str, days: Option<u32>) -> Result<(), StoreError> {
+        let n = tenant_name.to_string();
+        forward!(self, |s| s.set_retention(&n, days).await)
+    }
+    async fn clean_expired_batch(
+        &self,
+        now: Timestamp,
+        default_retention: std::time::Duration,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        forward!(self, |s| s
+            .clean_expired_batch(now, default_retention, batch)
+            .await)
+    }
 }
 
 /// A fresh store of `backend` living on its own runtime (kept alive by the returned value),

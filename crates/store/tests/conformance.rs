@@ -826,6 +826,97 @@ async fn identities_lifecycle_and_diff(store: Arc<dyn Store>) {
     assert_eq!(page1.len() + page2.len(), 3);
 }
 
+async fn retention_cleans_in_batches(store: Arc<dyn Store>) {
+    use scanplane_core::identity::FindingStatus;
+    use scanplane_store::IdentityFilter;
+    let now = t(12, 0, 0);
+    let day = chrono::Duration::days(1);
+    let a = store.ensure_tenant("a").await.unwrap();
+    let b = store.ensure_tenant("b").await.unwrap();
+    store.set_retention("b", Some(1)).await.unwrap();
+    assert!(matches!(
+        store.set_retention("nobody", Some(1)).await,
+        Err(StoreError::NotFound)
+    ));
+    // Tenant a (default 90 days): one run 100 days ago reporting x, y; one recent run with x.
+    let old = run_with(&store, &a.id, &["x", "y"], now - day * 100, true).await;
+    let recent = run_with(&store, &a.id, &["x"], now - day, true).await;
+    // Tenant b (1 day): an ended scan two days old goes, a queued one stays.
+    let b_old = run_with(&store, &b.id, &["z"], now - day * 2, true).await;
+    let b_queued = store
+        .create_scan(new_scan(&b.id, Trigger::OnDemand), now - day * 2)
+        .await
+        .unwrap()
+        .id;
+    let mut rounds = 0;
+    while store
+        .clean_expired_batch(now, Duration::from_secs(90 * 86_400), 1)
+        .await
+        .unwrap()
+        > 0
+    {
+        rounds += 1;
+        assert!(rounds < 100);
+    }
+    assert!(rounds >= 4, "work was done in small batches ({rounds})");
+    assert!(store.scan(None, &old).await.unwrap().is_none());
+    assert!(store.scan(None, &b_old).await.unwrap().is_none());
+    assert!(store.scan(None, &recent).await.unwrap().is_some());
+    assert!(
+        store.scan(None, &b_queued).await.unwrap().is_some(),
+        "only ended scans expire"
+    );
+    assert_eq!(
+        store
+            .list_findings(
+                None,
+                &recent,
+                &FindingFilter {
+                    limit: 10,
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // y was fixed by the recent run, which is inside the retention: it stays; x is open.
+    let ids = store
+        .list_identities(
+            Some(&a.id),
+            &IdentityFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert!(ids
+        .iter()
+        .any(|i| i.status == FindingStatus::Open && i.finding.rule_id == "x"));
+    // Much later, the fixed identity expires and the open one does not.
+    while store
+        .clean_expired_batch(now + day * 200, Duration::from_secs(90 * 86_400), 10)
+        .await
+        .unwrap()
+        > 0
+    {}
+    let ids = store
+        .list_identities(
+            Some(&a.id),
+            &IdentityFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0].finding.rule_id, "x");
+}
+
 async fn readiness(store: Arc<dyn Store>) {
     store.check_ready().await.unwrap();
 }
@@ -863,4 +954,5 @@ both!(
     windows_crud,
     concurrent_admission_never_exceeds_the_limit,
     identities_lifecycle_and_diff,
+    retention_cleans_in_batches,
 );
