@@ -551,7 +551,7 @@ mod tests {
         );
         assert_eq!(loc["logicalLocations"][0]["name"], "https://Example.com/x");
 
-        let again = sarif("scanplane", &[a1.clone()]);
+        let again = sarif("scanplane", std::slice::from_ref(&a1));
         assert_eq!(
             again["runs"][0]["results"][0]["partialFingerprints"],
             results[0]["partialFingerprints"],
