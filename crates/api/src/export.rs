@@ -391,6 +391,15 @@ fn push_row<'a>(out: &mut String, fields: impl IntoIterator<Item = &'a str>) {
 }
 
 fn push_field(out: &mut String, field: &str) {
+    // Scanned systems control titles and details: a cell a spreadsheet would read as a
+    // formula is written as text (OWASP's CSV-injection advice).
+    let neutral;
+    let field = if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        neutral = format!("'{field}");
+        neutral.as_str()
+    } else {
+        field
+    };
     if field.contains([',', '"', '\r', '\n']) {
         out.push('"');
         out.push_str(&field.replace('"', "\"\""));
@@ -479,6 +488,23 @@ mod tests {
         assert_eq!(rows[1][9], "a,b.txt:3");
         assert_eq!(rows[1][10], f.finding.fingerprint);
         assert_eq!(rows[2][5], "low");
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        let f = stored(
+            "h",
+            "r",
+            Severity::Low,
+            "=HYPERLINK(\"http://x\")",
+            "@SUM(1)",
+        );
+        let rows = parse_csv(&csv(&[f]));
+        assert!(
+            rows[1].iter().any(|c| c == "'=HYPERLINK(\"http://x\")"),
+            "{rows:?}"
+        );
+        assert!(rows[1].iter().any(|c| c == "'@SUM(1)"), "{rows:?}");
     }
 
     #[test]

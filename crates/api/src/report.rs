@@ -161,6 +161,15 @@ pub async fn report(
                     let severity = severity
                         .parse::<Severity>()
                         .unwrap_or_else(|_| Severity::normalize(&severity));
+                    if fp
+                        .as_deref()
+                        .is_some_and(|f| f.len() > 256 || f.chars().any(char::is_control))
+                    {
+                        return Err(line_error(
+                            *lines,
+                            "fingerprint must be at most 256 characters without control characters",
+                        ));
+                    }
                     let fingerprint = fp.filter(|f| !f.is_empty()).unwrap_or_else(|| {
                         fingerprint(&scan.scanner, &[&target, &rule_id, &location])
                     });

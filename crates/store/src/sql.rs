@@ -1038,25 +1038,24 @@ impl Store for SqlStore {
         let mark_fixed = "UPDATE finding_identities SET status = 'fixed', fixed_by = $1, fixed_at = $2 \
              WHERE tenant_id = $3 AND scope_key = $4 AND status IN ('open', 'reopened') AND last_scan <> $1";
         let targets = change.targets_scanned.as_ref().map(|t| json_list(t));
-        in_tx!(self, tx => {
-            let row: Option<ScanRow> = sqlx::query_as(&update)
-                .bind(id)
-                .bind(&change.reason)
-                .bind(ms(now))
-                .bind(&targets)
-                .bind(&scope)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let out: Result<Scan, StoreError> = match row {
-                None => Err(StoreError::Illegal(IllegalTransition { from: current.status, to: ScanStatus::Succeeded })),
-                Some(row) => {
-                    sqlx::query(upsert).bind(id).bind(&scope).bind(ms(now)).execute(&mut *tx).await?;
-                    sqlx::query(mark_fixed).bind(id).bind(ms(now)).bind(&current.tenant_id).bind(&scope).execute(&mut *tx).await?;
-                    row.into_domain()
+        let done = self
+            .complete_scan_tx(
+                id, &current, &scope, &update, upsert, mark_fixed, targets, change, now,
+            )
+            .await?;
+        // PostgreSQL plans from table statistics, which a bulk load leaves stale until
+        // autovacuum catches up; the docs' advice is to ANALYZE after one.
+        if self.backend() == Backend::Postgres && done.findings_count >= BULK_ANALYZE_THRESHOLD {
+            if let Pool::Postgres(p) = &self.pool {
+                if let Err(e) = sqlx::query("ANALYZE findings, finding_identities")
+                    .execute(p)
+                    .await
+                {
+                    tracing::warn!(error = %e, "ANALYZE after a large scan failed");
                 }
-            };
-            out
-        })
+            }
+        }
+        Ok(done)
     }
 
     async fn list_identities(
@@ -1149,15 +1148,12 @@ impl Store for SqlStore {
                 .fetch_optional(p)
                 .await?
         });
-        let fcols = "f.id, f.tenant_id, f.scan_id, f.scanner, f.target, f.rule_id, f.severity, f.title, f.location, f.detail, f.fingerprint, f.created_at";
+        // The two runs' fingerprints come from index-only range scans and are compared here:
+        // this stays fast however fresh the tables' planner statistics are.
+        let current = self.fingerprints_of(scan_id).await?;
         let Some((prev_id, prev_created)) = previous else {
-            let sql = format!("SELECT {fcols} FROM findings f WHERE f.scan_id = $1 ORDER BY f.id");
-            let rows: Vec<FindingRow> =
-                on_pool!(self, p => sqlx::query_as(&sql).bind(scan_id).fetch_all(p).await?);
-            let new = rows
-                .into_iter()
-                .map(FindingRow::into_domain)
-                .collect::<Result<_, _>>()?;
+            let all: Vec<String> = current.into_iter().collect();
+            let new = self.findings_by_fingerprint(scan_id, &all).await?;
             return Ok(RunDiff {
                 previous_scan_id: None,
                 new,
@@ -1166,44 +1162,23 @@ impl Store for SqlStore {
                 unchanged: 0,
             });
         };
-        // Findings of this run the previous one did not have: reopened when their identity
-        // was first seen before the previous run, otherwise new.
-        let appeared = format!(
-            "SELECT {fcols}, CAST(CASE WHEN i.first_seen < $3 THEN 1 ELSE 0 END AS BIGINT) AS seen_before FROM findings f \
-             LEFT JOIN finding_identities i ON i.tenant_id = f.tenant_id AND i.fingerprint = f.fingerprint \
-             WHERE f.scan_id = $1 AND NOT EXISTS (SELECT 1 FROM findings p WHERE p.scan_id = $2 AND p.fingerprint = f.fingerprint) ORDER BY f.id"
-        );
-        let gone = format!(
-            "SELECT {fcols} FROM findings f WHERE f.scan_id = $2 \
-             AND NOT EXISTS (SELECT 1 FROM findings c WHERE c.scan_id = $1 AND c.fingerprint = f.fingerprint) ORDER BY f.id"
-        );
-        let kept = "SELECT COUNT(*) FROM findings f WHERE f.scan_id = $1 AND EXISTS (SELECT 1 FROM findings p WHERE p.scan_id = $2 AND p.fingerprint = f.fingerprint)";
-        let (appeared_rows, gone_rows, unchanged): (Vec<AppearedRow>, Vec<FindingRow>, i64) = on_pool!(self, p => {
-            let a = sqlx::query_as(&appeared).bind(scan_id).bind(&prev_id).bind(prev_created).fetch_all(p).await?;
-            let g = sqlx::query_as(&gone).bind(scan_id).bind(&prev_id).fetch_all(p).await?;
-            let k = sqlx::query_scalar(kept).bind(scan_id).bind(&prev_id).fetch_one(p).await?;
-            (a, g, k)
-        });
-        let mut new = Vec::new();
-        let mut reopened = Vec::new();
-        for r in appeared_rows {
-            let before = r.seen_before == 1;
-            let f = r.finding.into_domain()?;
-            if before {
-                reopened.push(f);
-            } else {
-                new.push(f);
-            }
-        }
+        let before = self.fingerprints_of(&prev_id).await?;
+        let appeared: Vec<String> = current.difference(&before).cloned().collect();
+        let gone: Vec<String> = before.difference(&current).cloned().collect();
+        let unchanged = (current.len() - appeared.len()) as u64;
+        // A finding that appeared is reopened when its identity predates the previous run.
+        let seen_before = self
+            .first_seen_before(&scan.tenant_id, &appeared, prev_created)
+            .await?;
+        let (reopened_fps, new_fps): (Vec<String>, Vec<String>) = appeared
+            .into_iter()
+            .partition(|fp| seen_before.contains(fp));
         Ok(RunDiff {
-            previous_scan_id: Some(prev_id),
-            new,
-            fixed: gone_rows
-                .into_iter()
-                .map(FindingRow::into_domain)
-                .collect::<Result<_, _>>()?,
-            reopened,
-            unchanged: u64::try_from(unchanged).unwrap_or(0),
+            previous_scan_id: Some(prev_id.clone()),
+            new: self.findings_by_fingerprint(scan_id, &new_fps).await?,
+            fixed: self.findings_by_fingerprint(&prev_id, &gone).await?,
+            reopened: self.findings_by_fingerprint(scan_id, &reopened_fps).await?,
+            unchanged,
         })
     }
 
@@ -1258,11 +1233,131 @@ impl Store for SqlStore {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct AppearedRow {
-    #[sqlx(flatten)]
-    finding: FindingRow,
-    seen_before: i64,
+/// Rows fetched per `IN (...)` list: far below either backend's bound-parameter limit.
+const ID_CHUNK: usize = 1000;
+
+/// Separates aggregated fingerprints: a control character no fingerprint contains (the
+/// report endpoint rejects fingerprints with control characters).
+const FP_SEPARATOR: &str = "\u{1e}";
+
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|k| format!("${k}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Findings in one completed scan above which PostgreSQL statistics are refreshed.
+const BULK_ANALYZE_THRESHOLD: u64 = 50_000;
+
+impl SqlStore {
+    #[allow(clippy::too_many_arguments)]
+    async fn complete_scan_tx(
+        &self,
+        id: &str,
+        current: &Scan,
+        scope: &str,
+        update: &str,
+        upsert: &str,
+        mark_fixed: &str,
+        targets: Option<String>,
+        change: &ScanChange,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError> {
+        in_tx!(self, tx => {
+            let row: Option<ScanRow> = sqlx::query_as(update)
+                .bind(id)
+                .bind(&change.reason)
+                .bind(ms(now))
+                .bind(&targets)
+                .bind(scope)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let out: Result<Scan, StoreError> = match row {
+                None => Err(StoreError::Illegal(IllegalTransition { from: current.status, to: ScanStatus::Succeeded })),
+                Some(row) => {
+                    sqlx::query(upsert).bind(id).bind(scope).bind(ms(now)).execute(&mut *tx).await?;
+                    sqlx::query(mark_fixed).bind(id).bind(ms(now)).bind(&current.tenant_id).bind(scope).execute(&mut *tx).await?;
+                    row.into_domain()
+                }
+            };
+            out
+        })
+    }
+
+    /// The fingerprints of one scan, read from the `(scan_id, fingerprint)` index alone and
+    /// sent as one aggregated string: row by row, the SQLite driver's per-row cost would
+    /// dominate a 100,000-finding diff.
+    async fn fingerprints_of(
+        &self,
+        scan_id: &str,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let agg = match self.backend() {
+            Backend::Postgres => "string_agg(fingerprint, $2)",
+            Backend::Sqlite => "group_concat(fingerprint, $2)",
+        };
+        let sql = format!("SELECT {agg} FROM findings WHERE scan_id = $1");
+        let joined: Option<String> = on_pool!(self, p => sqlx::query_scalar(&sql).bind(scan_id).bind(FP_SEPARATOR).fetch_one(p).await?);
+        Ok(joined
+            .as_deref()
+            .unwrap_or("")
+            .split(FP_SEPARATOR)
+            .filter(|f| !f.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The findings of `scan_id` with these fingerprints, in id order.
+    async fn findings_by_fingerprint(
+        &self,
+        scan_id: &str,
+        fingerprints: &[String],
+    ) -> Result<Vec<StoredFinding>, StoreError> {
+        let mut out = Vec::with_capacity(fingerprints.len());
+        for chunk in fingerprints.chunks(ID_CHUNK) {
+            let sql = format!(
+                "SELECT {FINDING_COLUMNS} FROM findings WHERE scan_id = $1 AND fingerprint IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let rows: Vec<FindingRow> = on_pool!(self, p => {
+                let mut q = sqlx::query_as(&sql).bind(scan_id);
+                for fp in chunk {
+                    q = q.bind(fp);
+                }
+                q.fetch_all(p).await?
+            });
+            for r in rows {
+                out.push(r.into_domain()?);
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Which of these fingerprints have an identity first seen before `before_ms`.
+    async fn first_seen_before(
+        &self,
+        tenant_id: &str,
+        fingerprints: &[String],
+        before_ms: i64,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in fingerprints.chunks(ID_CHUNK) {
+            let sql = format!(
+                "SELECT fingerprint FROM finding_identities WHERE tenant_id = $1 AND first_seen < $2 AND fingerprint IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let rows: Vec<String> = on_pool!(self, p => {
+                let mut q = sqlx::query_scalar(&sql).bind(tenant_id).bind(before_ms);
+                for fp in chunk {
+                    q = q.bind(fp);
+                }
+                q.fetch_all(p).await?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
