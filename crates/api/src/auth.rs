@@ -5,7 +5,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use rand::RngCore;
 use scanplane_core::tenant::Tenant;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use crate::error::ApiError;
@@ -30,10 +29,9 @@ impl Caller {
     }
 }
 
-/// SHA-256 of a token, hex: what the store keeps instead of the token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
+/// SHA-256 of a token, hex: what the store keeps instead of the token. One definition
+/// serves tenant tokens here and the per-scan report tokens the dispatcher mints.
+pub use scanplane_dispatch::hash_token;
 
 /// A new random token with a recognizable prefix.
 pub fn new_token(prefix: &str) -> String {

@@ -44,6 +44,18 @@ fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
     path.display().to_string()
 }
 
+/// Writes the shell script `body` as custom scanner `name` (scanplane-json output) and a
+/// config file naming it; returns the config path.
+fn one_scanner(dir: &std::path::Path, name: &str, body: &str) -> String {
+    let sh = script(dir, &format!("{name}.sh"), body);
+    config(
+        dir,
+        &format!(
+            "scanners:\n  - name: {name}\n    command: [\"{sh}\"]\n    output: scanplane-json\n"
+        ),
+    )
+}
+
 async fn findings(s: &Server, scan_id: &str) -> Vec<Value> {
     let (code, page) = s
         .get(
@@ -258,13 +270,7 @@ async fn hanging_and_garbage_scanners_fail_cleanly(backend: Backend) {
 
 async fn cancel_kills_and_releases_the_slot(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let slow = script(dir.path(), "slow.sh", "sleep 600");
-    let cfg = config(
-        dir.path(),
-        &format!(
-            "scanners:\n  - name: slow\n    command: [\"{slow}\"]\n    output: scanplane-json\n"
-        ),
-    );
+    let cfg = one_scanner(dir.path(), "slow", "sleep 600");
     let s = Server::start(
         &fresh_db(backend).await,
         &[("SCANPLANE_CONFIG", &cfg), ("MAX_CONCURRENT_JOBS", "1")],
@@ -327,17 +333,7 @@ async fn cancel_kills_and_releases_the_slot(backend: Backend) {
 
 async fn concurrency_limit_is_never_exceeded(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let quick = script(
-        dir.path(),
-        "quick.sh",
-        "sleep 0.3; echo '{\"findings\": []}'",
-    );
-    let cfg = config(
-        dir.path(),
-        &format!(
-            "scanners:\n  - name: quick\n    command: [\"{quick}\"]\n    output: scanplane-json\n"
-        ),
-    );
+    let cfg = one_scanner(dir.path(), "quick", "sleep 0.3; echo '{\"findings\": []}'");
     let n = 2;
     let s = Server::start(
         &fresh_db(backend).await,
@@ -439,13 +435,7 @@ async fn maintenance_window_holds_then_releases(backend: Backend) {
 
 async fn sigkill_recovery(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let slow = script(dir.path(), "slow.sh", "sleep 600");
-    let cfg = config(
-        dir.path(),
-        &format!(
-            "scanners:\n  - name: slow\n    command: [\"{slow}\"]\n    output: scanplane-json\n"
-        ),
-    );
+    let cfg = one_scanner(dir.path(), "slow", "sleep 600");
     let db = fresh_db(backend).await;
     let port = free_port();
     let env = [

@@ -238,14 +238,6 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Records the error a scan's final report gave, without changing its state.
     async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError>;
-    /// Updates the reason of a scan that is still in `status` (waiting explanations).
-    async fn set_reason(
-        &self,
-        id: &str,
-        status: ScanStatus,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
     async fn scans_with_status(
         &self,
         statuses: &[ScanStatus],

@@ -223,11 +223,6 @@ impl SqlStore {
         Ok(SqlStore { pool })
     }
 
-    /// Closes every connection (used at shutdown and by tests that restart a store).
-    pub async fn close(&self) {
-        on_pool!(self, p => p.close().await)
-    }
-
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
         match self.pool {
             Pool::Sqlite(_) => &SQLITE_MIGRATIONS,
@@ -600,26 +595,6 @@ impl Store for SqlStore {
                 .bind(error)
                 .bind(ms(now))
                 .bind(id)
-                .execute(p)
-                .await
-                .map(|_| ())?
-        });
-        Ok(())
-    }
-
-    async fn set_reason(
-        &self,
-        id: &str,
-        status: ScanStatus,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, p => {
-            sqlx::query("UPDATE scans SET reason = $1, updated_at = $2 WHERE id = $3 AND status = $4 AND reason <> $1")
-                .bind(reason)
-                .bind(ms(now))
-                .bind(id)
-                .bind(status.as_str())
                 .execute(p)
                 .await
                 .map(|_| ())?
@@ -1025,24 +1000,26 @@ impl Store for SqlStore {
              WHERE id = $1 AND status IN ({}) RETURNING {SCAN_COLUMNS}",
             status_list(&ScanStatus::sources_of(ScanStatus::Succeeded))
         );
-        let upsert = "INSERT INTO finding_identities (id, tenant_id, fingerprint, scope_key, scanner, target, rule_id, severity, title, location, detail, status, first_seen, last_seen, introduced_by, last_scan, triage) \
-             SELECT f.id, f.tenant_id, f.fingerprint, $2, f.scanner, f.target, f.rule_id, f.severity, f.title, f.location, f.detail, 'open', $3, $3, f.scan_id, f.scan_id, 'none' \
-             FROM findings f WHERE f.scan_id = $1 \
-             ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET \
-               last_seen = excluded.last_seen, last_scan = excluded.last_scan, scope_key = excluded.scope_key, \
-               target = excluded.target, rule_id = excluded.rule_id, severity = excluded.severity, title = excluded.title, \
-               location = excluded.location, detail = excluded.detail, \
-               status = CASE WHEN finding_identities.status = 'fixed' THEN 'reopened' ELSE finding_identities.status END, \
-               fixed_by = CASE WHEN finding_identities.status = 'fixed' THEN NULL ELSE finding_identities.fixed_by END, \
-               fixed_at = CASE WHEN finding_identities.status = 'fixed' THEN NULL ELSE finding_identities.fixed_at END";
-        let mark_fixed = "UPDATE finding_identities SET status = 'fixed', fixed_by = $1, fixed_at = $2 \
-             WHERE tenant_id = $3 AND scope_key = $4 AND status IN ('open', 'reopened') AND last_scan <> $1";
         let targets = change.targets_scanned.as_ref().map(|t| json_list(t));
-        let done = self
-            .complete_scan_tx(
-                id, &current, &scope, &update, upsert, mark_fixed, targets, change, now,
-            )
-            .await?;
+        let done = in_tx!(self, tx => {
+            let row: Option<ScanRow> = sqlx::query_as(&update)
+                .bind(id)
+                .bind(&change.reason)
+                .bind(ms(now))
+                .bind(&targets)
+                .bind(&scope)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let out: Result<Scan, StoreError> = match row {
+                None => Err(StoreError::Illegal(IllegalTransition { from: current.status, to: ScanStatus::Succeeded })),
+                Some(row) => {
+                    sqlx::query(UPSERT_IDENTITIES).bind(id).bind(&scope).bind(ms(now)).execute(&mut *tx).await?;
+                    sqlx::query(MARK_FIXED).bind(id).bind(ms(now)).bind(&current.tenant_id).bind(&scope).execute(&mut *tx).await?;
+                    row.into_domain()
+                }
+            };
+            out
+        })?;
         // PostgreSQL plans from table statistics, which a bulk load leaves stale until
         // autovacuum catches up; the docs' advice is to ANALYZE after one.
         if self.backend() == Backend::Postgres && done.findings_count >= BULK_ANALYZE_THRESHOLD {
@@ -1247,44 +1224,28 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(",")
 }
 
+/// Folds a completed scan's findings into its tenant's identities: new ones open, fixed
+/// ones reopened, the latest attributes kept. `$1` scan, `$2` scope, `$3` now.
+const UPSERT_IDENTITIES: &str = "INSERT INTO finding_identities (id, tenant_id, fingerprint, scope_key, scanner, target, rule_id, severity, title, location, detail, status, first_seen, last_seen, introduced_by, last_scan, triage) \
+             SELECT f.id, f.tenant_id, f.fingerprint, $2, f.scanner, f.target, f.rule_id, f.severity, f.title, f.location, f.detail, 'open', $3, $3, f.scan_id, f.scan_id, 'none' \
+             FROM findings f WHERE f.scan_id = $1 \
+             ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET \
+               last_seen = excluded.last_seen, last_scan = excluded.last_scan, scope_key = excluded.scope_key, \
+               target = excluded.target, rule_id = excluded.rule_id, severity = excluded.severity, title = excluded.title, \
+               location = excluded.location, detail = excluded.detail, \
+               status = CASE WHEN finding_identities.status = 'fixed' THEN 'reopened' ELSE finding_identities.status END, \
+               fixed_by = CASE WHEN finding_identities.status = 'fixed' THEN NULL ELSE finding_identities.fixed_by END, \
+               fixed_at = CASE WHEN finding_identities.status = 'fixed' THEN NULL ELSE finding_identities.fixed_at END";
+
+/// Marks fixed every live identity of the scope that the completed scan `$1` did not
+/// report. `$2` now, `$3` tenant, `$4` scope.
+const MARK_FIXED: &str = "UPDATE finding_identities SET status = 'fixed', fixed_by = $1, fixed_at = $2 \
+             WHERE tenant_id = $3 AND scope_key = $4 AND status IN ('open', 'reopened') AND last_scan <> $1";
+
 /// Findings in one completed scan above which PostgreSQL statistics are refreshed.
 const BULK_ANALYZE_THRESHOLD: u64 = 50_000;
 
 impl SqlStore {
-    #[allow(clippy::too_many_arguments)]
-    async fn complete_scan_tx(
-        &self,
-        id: &str,
-        current: &Scan,
-        scope: &str,
-        update: &str,
-        upsert: &str,
-        mark_fixed: &str,
-        targets: Option<String>,
-        change: &ScanChange,
-        now: Timestamp,
-    ) -> Result<Scan, StoreError> {
-        in_tx!(self, tx => {
-            let row: Option<ScanRow> = sqlx::query_as(update)
-                .bind(id)
-                .bind(&change.reason)
-                .bind(ms(now))
-                .bind(&targets)
-                .bind(scope)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let out: Result<Scan, StoreError> = match row {
-                None => Err(StoreError::Illegal(IllegalTransition { from: current.status, to: ScanStatus::Succeeded })),
-                Some(row) => {
-                    sqlx::query(upsert).bind(id).bind(scope).bind(ms(now)).execute(&mut *tx).await?;
-                    sqlx::query(mark_fixed).bind(id).bind(ms(now)).bind(&current.tenant_id).bind(scope).execute(&mut *tx).await?;
-                    row.into_domain()
-                }
-            };
-            out
-        })
-    }
-
     /// The fingerprints of one scan, read from the `(scan_id, fingerprint)` index alone and
     /// sent as one aggregated string: row by row, the SQLite driver's per-row cost would
     /// dominate a 100,000-finding diff.

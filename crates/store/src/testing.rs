@@ -129,11 +129,6 @@ pub fn new_schedule(tenant_id: &str, id: &str, cadence: Cadence, now: Timestamp)
     }
 }
 
-/// Opens an existing test database again (a restart).
-pub async fn reopen(url: &str) -> Result<SqlStore, StoreError> {
-    SqlStore::open(url).await
-}
-
 /// A store whose every call runs on another tokio runtime: tests that pause tokio's clock
 /// run the code under test on the paused runtime while the database driver keeps real
 /// time (its pool timeouts would otherwise elapse the moment the paused clock auto-advances).
@@ -239,16 +234,6 @@ impl Store for OtherRuntimeStore {
     async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError> {
         let (id, e) = (id.to_string(), error.to_string());
         forward!(self, |s| s.set_error(&id, &e, now).await)
-    }
-    async fn set_reason(
-        &self,
-        id: &str,
-        status: ScanStatus,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let (id, r) = (id.to_string(), reason.to_string());
-        forward!(self, |s| s.set_reason(&id, status, &r, now).await)
     }
     async fn scans_with_status(
         &self,
