@@ -43,7 +43,7 @@ async fn serve(store: Arc<dyn Store>) -> String {
         default_tenant: tenant,
         wake_scheduler: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
-        metrics: Arc::new(scanplane_dispatch::Metrics::new()),
+        metrics: Arc::new(scanplane_metrics::Metrics::new()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

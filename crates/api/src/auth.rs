@@ -31,7 +31,7 @@ impl Caller {
 
 /// SHA-256 of a token, hex: what the store keeps instead of the token. One definition
 /// serves tenant tokens here and the per-scan report tokens the dispatcher mints.
-pub use scanplane_dispatch::hash_token;
+pub use scanplane_protocol::token::hash_token;
 
 /// A new random token with a recognizable prefix.
 pub fn new_token(prefix: &str) -> String {

@@ -66,7 +66,7 @@ pub struct AppState {
     pub wake_scheduler: Arc<Notify>,
     /// Wakes the dispatcher when scans are queued or cancelled, or windows change.
     pub wake_dispatcher: Arc<Notify>,
-    pub metrics: Arc<scanplane_dispatch::Metrics>,
+    pub metrics: Arc<scanplane_metrics::Metrics>,
 }
 
 /// JSON body extractor whose rejections are scanplane's JSON errors.
@@ -263,7 +263,7 @@ async fn not_found() -> ApiError {
     ),
     components(schemas(ErrorBody, TokenRequest, TokenCreated, RetentionRequest, ScannerView, scans::ScanRequest, scans::ScanAccepted, scans::ScanView, scans::ScanPage,
         schedules::ScheduleCreate, schedules::SchedulePatch, schedules::ScheduleView, schedules::SchedulePage, windows::WindowRequest, windows::WindowView,
-        report::ReportLine, report::ReportAccepted, report::FindingView, report::FindingPage,
+        scanplane_protocol::report::ReportLine, scanplane_protocol::report::ReportAccepted, report::FindingView, report::FindingPage,
         findings::IdentityView, findings::IdentityPage, findings::TriageRequest, findings::DiffView, findings::DiffCounts)),
     modifiers(&BearerAuth)
 )]

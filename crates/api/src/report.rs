@@ -15,8 +15,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures::StreamExt;
 use scanplane_core::finding::{fingerprint, Finding, Severity};
+use scanplane_protocol::report::{ReportAccepted, ReportLine, MAX_LINE};
 use scanplane_store::ScanChange;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::hash_token;
@@ -25,51 +26,6 @@ use crate::AppState;
 
 /// Findings stored per transaction while a report streams in.
 const BATCH: usize = 2000;
-/// Longest single report line.
-const MAX_LINE: usize = 1024 * 1024;
-
-/// One line of a report.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ReportLine {
-    /// A finding.
-    Finding {
-        target: String,
-        rule_id: String,
-        severity: String,
-        title: String,
-        #[serde(default)]
-        location: String,
-        #[serde(default)]
-        detail: String,
-        /// Stable identity; computed from scanner, target, rule and location when absent.
-        fingerprint: Option<String>,
-    },
-    /// The final summary (seed 000 FR-9).
-    Final {
-        scan_run_id: String,
-        /// `success` or `error`.
-        status: String,
-        #[serde(default)]
-        targets_scanned: Vec<String>,
-        #[serde(default)]
-        accounts_scanned: Vec<String>,
-        duration_seconds: Option<f64>,
-        error: Option<String>,
-    },
-}
-
-/// What a report request did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReportAccepted {
-    pub lines: u64,
-    /// Findings new to the scan (retries insert none).
-    pub inserted: u64,
-    /// Whether the final summary was in this request.
-    #[serde(rename = "final")]
-    pub final_seen: bool,
-    pub status: String,
-}
 
 fn line_error(n: u64, problem: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(&format!("line {n}"), problem)

@@ -5,13 +5,11 @@
 //! At start-up it recovers every scan a previous process left holding a slot.
 
 pub mod cleaner;
-pub mod metrics;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::RngCore;
 use scanplane_core::admission::{Decision, Limits};
 use scanplane_core::clock::Clock;
 use scanplane_core::lifecycle::{after_unit, recover, report_missing, Intent, UnitState};
@@ -20,10 +18,9 @@ use scanplane_core::scan::{Scan, ScanStatus};
 use scanplane_core::Timestamp;
 use scanplane_executor::{Executor, LaunchSpec, Observation};
 use scanplane_store::{ScanChange, Store, StoreError};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch, Notify};
 
-pub use metrics::Metrics;
+use scanplane_metrics::Metrics;
 
 /// Tunables of the dispatcher.
 #[derive(Debug, Clone)]
@@ -66,17 +63,6 @@ impl Default for DispatchConfig {
             max_idle: Duration::from_secs(1),
         }
     }
-}
-
-/// SHA-256 hex of a token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-fn new_report_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("spr_{}", hex::encode(bytes))
 }
 
 /// A unit of work this process launched and still tracks.
@@ -269,10 +255,10 @@ impl Dispatcher {
             if self.tracked.contains_key(&scan.id) {
                 continue;
             }
-            let token = new_report_token();
+            let token = scanplane_protocol::token::new_report_token();
             let change = ScanChange {
                 reason: "dispatched: starting its unit of work".to_string(),
-                report_token_hash: Some(hash_token(&token)),
+                report_token_hash: Some(scanplane_protocol::token::hash_token(&token)),
                 new_attempt: true,
                 ..Default::default()
             };

@@ -97,47 +97,29 @@ pub trait Executor: Send + Sync {
     async fn cleanup(&self, scan_id: &str, executor_ref: &str) -> Result<(), ExecutorError>;
 }
 
-/// Env var names of scanner mode (`scanplane job`), shared by every executor.
-pub mod env {
-    pub const SCAN_ID: &str = "SCANPLANE_SCAN_ID";
-    pub const SERVER_URL: &str = "SCANPLANE_SERVER_URL";
-    pub const REPORT_TOKEN: &str = "SCANPLANE_REPORT_TOKEN";
-    pub const SCANNER: &str = "SCANPLANE_SCANNER";
-    /// Newline-separated canonical targets (targets may contain commas).
-    pub const TARGETS: &str = "SCANPLANE_TARGETS";
-    /// Comma-separated account ids (seed 000 FR-4).
-    pub const ACCOUNT_IDS: &str = "ACCOUNT_IDS";
-    /// `true` or `false` (seed 000 FR-4).
-    pub const BILLING: &str = "BILLING";
-    /// Scanner options as JSON.
-    pub const OPTIONS: &str = "SCANPLANE_OPTIONS";
-    /// The scan's timeout, e.g. `30m`.
-    pub const TIMEOUT: &str = "SCANNER_TIMEOUT";
-    pub const ATTEMPT: &str = "SCANPLANE_ATTEMPT";
+/// The scanner-mode env contract, re-exported for executors.
+pub use scanplane_protocol::env;
+
+impl LaunchSpec {
+    /// What the unit of work is told about this attempt (everything but the report token).
+    pub fn unit_env(&self) -> env::UnitEnv {
+        env::UnitEnv {
+            scan_id: self.scan_id.clone(),
+            attempt: self.attempt,
+            server_url: self.server_url.clone(),
+            scanner: self.scanner.clone(),
+            targets: self.targets.clone(),
+            billing: self.billing,
+            options: self.options.clone(),
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// The env of scanner mode for one attempt, without the report token (which each executor
 /// delivers its own private way).
 pub fn job_env(spec: &LaunchSpec) -> Vec<(String, String)> {
-    let accounts: Vec<&str> = spec
-        .targets
-        .iter()
-        .filter_map(|t| t.strip_prefix("account://"))
-        .collect();
-    vec![
-        (env::SCAN_ID.into(), spec.scan_id.clone()),
-        (env::SERVER_URL.into(), spec.server_url.clone()),
-        (env::SCANNER.into(), spec.scanner.clone()),
-        (env::TARGETS.into(), spec.targets.join("\n")),
-        (env::ACCOUNT_IDS.into(), accounts.join(",")),
-        (env::BILLING.into(), spec.billing.to_string()),
-        (env::OPTIONS.into(), spec.options.clone()),
-        (
-            env::TIMEOUT.into(),
-            scanplane_core::duration::format_duration(spec.timeout),
-        ),
-        (env::ATTEMPT.into(), spec.attempt.to_string()),
-    ]
+    spec.unit_env().to_vars()
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! Scanner mode (`scanplane job`, seed 001 §2.3): stateless, configured only by env vars
-//! (NFR-1), it runs one scan attempt and streams its findings and final summary (seed 000
-//! FR-9: status, accounts scanned, duration, `scan_run_id`) to the control plane through the
-//! report endpoint. Chunks are retried with backoff until the deadline, which is safe
+//! Scanner mode (`scanplane job`): stateless and configured only by env vars (the contract
+//! in `scanplane-protocol`), so the same binary runs as a child process, in a Kubernetes Job
+//! or on a worker. It runs one scan attempt and streams its findings and final summary
+//! (status, targets and accounts scanned, duration, `scan_run_id`) to the control plane
+//! through the report endpoint. Chunks are retried with backoff until the deadline, which is safe
 //! because the server ignores findings it already has; a server restart mid-report costs
 //! nothing.
 
@@ -11,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use scanplane_core::finding::Finding;
 use scanplane_core::target::Target;
-use scanplane_executor::env;
+use scanplane_protocol::env::{self, UnitEnv};
+use scanplane_protocol::report::{ReportLine, CONTENT_TYPE};
 use scanplane_scanners::{Registry, ScanRequest};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 /// Findings per report request.
@@ -61,73 +62,25 @@ pub struct JobConfig {
 impl JobConfig {
     /// Reads the configuration from an env lookup (the process env in production).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, JobError> {
-        let need = |name: &str| {
-            get(name)
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| JobError::Config(format!("{name} is not set")))
-        };
-        let timeout = match get(env::TIMEOUT) {
-            Some(t) if !t.is_empty() => scanplane_core::duration::parse_duration(&t)
-                .map_err(|e| JobError::Config(format!("{}: {e}", env::TIMEOUT)))?,
-            _ => Duration::from_secs(1800),
-        };
-        let options = match get(env::OPTIONS) {
-            Some(o) if !o.trim().is_empty() => serde_json::from_str(&o)
-                .map_err(|e| JobError::Config(format!("{}: {e}", env::OPTIONS)))?,
-            _ => serde_json::json!({}),
-        };
-        let billing = match get(env::BILLING).as_deref() {
-            None | Some("") | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(JobError::Config(format!(
-                    "{}: {other:?} is not true or false",
-                    env::BILLING
-                )))
-            }
-        };
-        let targets: Vec<String> = get(env::TARGETS)
-            .unwrap_or_default()
-            .lines()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect();
+        let unit = UnitEnv::from_lookup(&get).map_err(|e| JobError::Config(e.to_string()))?;
+        let report_token = get(env::REPORT_TOKEN)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| JobError::Config(format!("{} is not set", env::REPORT_TOKEN)))?;
+        let options = serde_json::from_str(&unit.options)
+            .map_err(|e| JobError::Config(format!("{}: {e}", env::OPTIONS)))?;
         Ok(JobConfig {
-            scan_id: need(env::SCAN_ID)?,
-            server_url: need(env::SERVER_URL)?.trim_end_matches('/').to_string(),
-            report_token: need(env::REPORT_TOKEN)?,
-            scanner: need(env::SCANNER)?,
-            targets,
-            billing,
+            scan_id: unit.scan_id,
+            server_url: unit.server_url,
+            report_token,
+            scanner: unit.scanner,
+            targets: unit.targets,
+            billing: unit.billing,
             options,
-            timeout,
+            timeout: unit.timeout,
             work_dir: std::env::current_dir()
                 .map_err(|e| JobError::Config(format!("working directory: {e}")))?,
         })
     }
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Line<'a> {
-    Finding {
-        target: &'a str,
-        rule_id: &'a str,
-        severity: &'a str,
-        title: &'a str,
-        location: &'a str,
-        detail: &'a str,
-        fingerprint: &'a str,
-    },
-    Final {
-        scan_run_id: &'a str,
-        status: &'a str,
-        targets_scanned: Vec<String>,
-        accounts_scanned: Vec<String>,
-        duration_seconds: f64,
-        error: Option<String>,
-    },
 }
 
 /// Sends report chunks with retries until a deadline.
@@ -148,7 +101,7 @@ impl Reporter {
                 .client
                 .post(&self.url)
                 .bearer_auth(&self.token)
-                .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+                .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
                 .body(body.clone())
                 .send()
                 .await;
@@ -199,18 +152,17 @@ impl Reporter {
 fn encode_findings(findings: &[Finding]) -> Vec<u8> {
     let mut out = Vec::with_capacity(findings.len() * 200);
     for f in findings {
-        let line = Line::Finding {
-            target: &f.target,
-            rule_id: &f.rule_id,
-            severity: f.severity.as_str(),
-            title: &f.title,
-            location: &f.location,
-            detail: &f.detail,
-            fingerprint: &f.fingerprint,
+        let line = ReportLine::Finding {
+            target: f.target.clone(),
+            rule_id: f.rule_id.clone(),
+            severity: f.severity.as_str().to_string(),
+            title: f.title.clone(),
+            location: f.location.clone(),
+            detail: f.detail.clone(),
+            fingerprint: Some(f.fingerprint.clone()),
         };
-        if serde_json::to_writer(&mut out, &line).is_ok() {
-            out.push(b'\n');
-        }
+        // A finding that cannot be encoded (never happens for strings) is skipped, not fatal.
+        let _ = line.encode_into(&mut out);
     }
     out
 }
@@ -291,19 +243,21 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
     let (accounts, others): (Vec<String>, Vec<String>) = scanned
         .into_iter()
         .partition(|t| t.starts_with("account://"));
-    let final_line = Line::Final {
-        scan_run_id: &config.scan_id,
-        status,
+    let final_line = ReportLine::Final {
+        scan_run_id: config.scan_id.clone(),
+        status: status.to_string(),
         targets_scanned: others,
         accounts_scanned: accounts
             .iter()
             .map(|a| a.trim_start_matches("account://").to_string())
             .collect(),
-        duration_seconds,
+        duration_seconds: Some(duration_seconds),
         error: error.clone(),
     };
-    let mut body = serde_json::to_vec(&final_line).map_err(|e| JobError::Config(e.to_string()))?;
-    body.push(b'\n');
+    let mut body = Vec::new();
+    final_line
+        .encode_into(&mut body)
+        .map_err(|e| JobError::Config(e.to_string()))?;
     reporter.send(body, true).await?;
     tracing::info!(scan_run_id = %config.scan_id, status, findings = reported, duration_seconds, "scan finished");
     match outcome {

@@ -43,7 +43,7 @@ async fn serve_on(store: Arc<dyn Store>, port: u16) -> tokio::task::JoinHandle<(
         default_tenant: tenant,
         wake_scheduler: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
-        metrics: Arc::new(scanplane_dispatch::Metrics::new()),
+        metrics: Arc::new(scanplane_metrics::Metrics::new()),
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -84,7 +84,7 @@ async fn report_survives_restart(backend: Backend) {
         .await
         .unwrap();
     let change = ScanChange {
-        report_token_hash: Some(scanplane_dispatch::hash_token(token)),
+        report_token_hash: Some(scanplane_protocol::token::hash_token(token)),
         new_attempt: true,
         ..Default::default()
     };

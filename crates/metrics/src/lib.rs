@@ -1,6 +1,9 @@
-//! Prometheus metrics of seed 001 §10.1 and seed 002, prefixed `scanplane_`. Counters and
-//! the duration histogram count what this process did; queue depth and active jobs are
-//! gauges refreshed from the store, so every replica reports the shared truth.
+//! The Prometheus metrics of scanplane, prefixed `scanplane_`, under the names operators of
+//! scan orchestrators already alert on (jobs created, job duration, findings by severity,
+//! queue depth, active jobs). Counters and the duration histogram count what this process
+//! did; queue depth and active jobs are gauges refreshed from the store, so every replica
+//! reports the shared truth. The dispatcher and report ingest update them; the API serves
+//! them on `/metrics`.
 
 use std::sync::atomic::AtomicU64;
 

@@ -1,0 +1,9 @@
+//! The contract between the control plane and a unit of work, in one place so that every
+//! executor, scanner mode (`scanplane job`) and the report endpoint agree on it:
+//! - [`env`]: the env vars that configure scanner mode, built by executors and read by the job;
+//! - [`report`]: the NDJSON lines a job streams to `POST /api/v1/scans/:id/report`;
+//! - [`token`]: per-attempt report tokens, stored only as their hash.
+
+pub mod env;
+pub mod report;
+pub mod token;

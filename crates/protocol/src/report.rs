@@ -1,0 +1,107 @@
+//! The report a unit of work streams to `POST /api/v1/scans/:id/report`: NDJSON, one
+//! [`ReportLine`] per line, findings first and one `final` summary last (status, targets
+//! and accounts scanned, duration, `scan_run_id`). Chunks may be retried: the server ignores
+//! findings it already has for the scan (same fingerprint).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Content type of a report request.
+pub const CONTENT_TYPE: &str = "application/x-ndjson";
+/// Longest single report line the server accepts, in bytes (without the newline).
+pub const MAX_LINE: usize = 1024 * 1024;
+
+/// One line of a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReportLine {
+    /// A finding.
+    Finding {
+        target: String,
+        rule_id: String,
+        severity: String,
+        title: String,
+        #[serde(default)]
+        location: String,
+        #[serde(default)]
+        detail: String,
+        /// Stable identity; computed from scanner, target, rule and location when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+    },
+    /// The final summary of the attempt.
+    Final {
+        scan_run_id: String,
+        /// `success` or `error`.
+        status: String,
+        #[serde(default)]
+        targets_scanned: Vec<String>,
+        #[serde(default)]
+        accounts_scanned: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_seconds: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl ReportLine {
+    /// Appends the line and its newline to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(&mut *out, self)?;
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+/// What the server answers to one report request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReportAccepted {
+    pub lines: u64,
+    /// Findings new to the scan (retries insert none).
+    pub inserted: u64,
+    /// Whether the final summary was in this request.
+    #[serde(rename = "final")]
+    pub final_seen: bool,
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_unknown_fields_are_refused() {
+        let lines = [
+            ReportLine::Finding {
+                target: "127.0.0.1:22".into(),
+                rule_id: "open-port".into(),
+                severity: "info".into(),
+                title: "open".into(),
+                location: String::new(),
+                detail: String::new(),
+                fingerprint: Some("f".into()),
+            },
+            ReportLine::Final {
+                scan_run_id: "s".into(),
+                status: "success".into(),
+                targets_scanned: vec!["a".into()],
+                accounts_scanned: vec![],
+                duration_seconds: Some(1.5),
+                error: None,
+            },
+        ];
+        let mut out = Vec::new();
+        for l in &lines {
+            l.encode_into(&mut out).unwrap();
+        }
+        let back: Vec<ReportLine> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(back, lines);
+        let extra = br#"{"type":"final","scan_run_id":"s","status":"success","x":1}"#;
+        assert!(serde_json::from_slice::<ReportLine>(extra).is_err());
+    }
+}
