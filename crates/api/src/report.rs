@@ -180,6 +180,7 @@ pub async fn report(
         accounts_scanned,
         duration_seconds,
         error,
+        ..
     }) = final_line
     {
         if scan_run_id != scan.id {
@@ -240,6 +241,8 @@ pub async fn report(
         inserted,
         final_seen,
         status: status.to_string(),
+        rejected: 0,
+        rejections: Vec::new(),
     }))
 }
 

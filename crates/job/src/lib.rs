@@ -253,6 +253,8 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
             .collect(),
         duration_seconds: Some(duration_seconds),
         error: error.clone(),
+        findings_rejected: 0,
+        rejections: Vec::new(),
     };
     let mut body = Vec::new();
     final_line

@@ -42,7 +42,20 @@ pub enum ReportLine {
         duration_seconds: Option<f64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Findings the unit dropped because they were malformed or oversized.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        findings_rejected: u64,
+        /// The first reasons for those rejections (at most [`MAX_REJECTIONS`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rejections: Vec<String>,
     },
+}
+
+/// How many rejection reasons a report carries; the count covers the rest.
+pub const MAX_REJECTIONS: usize = 5;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ReportLine {
@@ -64,6 +77,12 @@ pub struct ReportAccepted {
     #[serde(rename = "final")]
     pub final_seen: bool,
     pub status: String,
+    /// Lines of this request that were dropped (malformed or oversized); the others were stored.
+    #[serde(default)]
+    pub rejected: u64,
+    /// The first reasons for those rejections, each naming its line.
+    #[serde(default)]
+    pub rejections: Vec<String>,
 }
 
 #[cfg(test)]
@@ -89,6 +108,8 @@ mod tests {
                 accounts_scanned: vec![],
                 duration_seconds: Some(1.5),
                 error: None,
+                findings_rejected: 2,
+                rejections: vec!["finding 3: detail longer than 1048576 bytes".into()],
             },
         ];
         let mut out = Vec::new();
