@@ -218,9 +218,12 @@ fn decide_one(
         }
     }
 
-    usage.global += 1;
-    *usage.per_tenant.entry(c.tenant_id.clone()).or_default() += 1;
-    *usage.per_scanner.entry(c.scanner.clone()).or_default() += 1;
+    // Saturating: usage comes from the database and is never trusted to be small.
+    usage.global = usage.global.saturating_add(1);
+    let tenant = usage.per_tenant.entry(c.tenant_id.clone()).or_default();
+    *tenant = tenant.saturating_add(1);
+    let scanner = usage.per_scanner.entry(c.scanner.clone()).or_default();
+    *scanner = scanner.saturating_add(1);
     Decision::Admit
 }
 

@@ -11,17 +11,22 @@ pub enum DurationError {
     Malformed(String),
     #[error("duration {0:?} is too large")]
     Overflow(String),
+    #[error("duration {text:?} is too large: at most {max}")]
+    TooLarge { text: String, max: String },
 }
 
-/// Parses a duration such as `90s`, `5m`, `1h30m` or `2d`. Units: `ms`, `s`, `m`, `h`, `d`.
+/// Parses a duration such as `90s`, `5m`, `1h30m` or `2d`. Units: `ms`, `s`, `m`, `h`, `d`,
+/// each at most once and largest first (`1h1h` and `30m1h` are refused as probable typos),
+/// with no surrounding white space. At most [`crate::limits::MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let s = text.trim();
-    if s.is_empty() {
+    if text.is_empty() {
         return Err(DurationError::Empty);
     }
     let malformed = || DurationError::Malformed(text.to_string());
     let mut total_ms: u64 = 0;
-    let mut rest = s;
+    let mut rest = text;
+    // Size of the previous unit: each unit must be smaller than the one before it.
+    let mut previous_factor = u64::MAX;
     while !rest.is_empty() {
         let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
@@ -44,13 +49,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             "d" => 86_400_000,
             _ => return Err(malformed()),
         };
+        if factor >= previous_factor {
+            return Err(malformed());
+        }
+        previous_factor = factor;
         total_ms = value
             .checked_mul(factor)
             .and_then(|v| total_ms.checked_add(v))
             .ok_or_else(|| DurationError::Overflow(text.to_string()))?;
         rest = tail;
     }
-    Ok(Duration::from_millis(total_ms))
+    let d = Duration::from_millis(total_ms);
+    if d > crate::limits::MAX_DURATION {
+        return Err(DurationError::TooLarge {
+            text: text.to_string(),
+            max: format_duration(crate::limits::MAX_DURATION),
+        });
+    }
+    Ok(d)
 }
 
 /// Formats a duration in the same notation [`parse_duration`] reads, largest units first.
@@ -112,6 +128,17 @@ mod tests {
             parse_duration("99999999999999999999d"),
             Err(DurationError::Overflow(_))
         ));
+        for typo in [" 5m", "5m ", "1h1h", "30m1h", "5 m"] {
+            assert!(
+                matches!(parse_duration(typo), Err(DurationError::Malformed(_))),
+                "{typo:?} must be refused"
+            );
+        }
+        assert!(matches!(
+            parse_duration("99999999999d"),
+            Err(DurationError::TooLarge { .. })
+        ));
+        assert_eq!(parse_duration("3650d"), Ok(crate::limits::MAX_DURATION));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod duration;
 pub mod finding;
 pub mod identity;
 pub mod lifecycle;
+pub mod limits;
 pub mod maintenance;
 pub mod ratelimit;
 pub mod scan;

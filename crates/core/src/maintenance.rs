@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::limits::{self, DurationLimit};
 use crate::schedule::{Cadence, CadenceError};
 use crate::Timestamp;
 
@@ -118,26 +119,38 @@ pub struct ScanFacts<'a> {
 impl MaintenanceWindow {
     /// If the window is open at `now`, when it closes.
     pub fn open_until(&self, now: Timestamp) -> Result<Option<Timestamp>, CadenceError> {
-        let length = chrono::Duration::from_std(self.duration).unwrap_or(chrono::Duration::MAX);
+        // Saturating arithmetic: a window longer than the representable range stays open
+        // until the end of time instead of overflowing.
         match &self.start {
             WindowStart::At(start) => {
-                let end = *start + length;
+                let end = limits::add(*start, self.duration);
                 Ok((*start <= now && now < end).then_some(end))
             }
             WindowStart::Cron(cadence) => {
-                // Every occurrence in (now - length, now] opens a window still open now;
-                // the latest of their ends is when the scan may go.
-                let mut until: Option<Timestamp> = None;
-                let mut t =
-                    cadence.first_at_or_after(now - length + chrono::Duration::milliseconds(1))?;
-                while let Some(tick) = t {
-                    if tick > now {
-                        break;
-                    }
-                    until = Some(tick + length);
-                    t = cadence.next_after(tick)?;
+                // Every occurrence in (now - length, now] opens a window still open now; the
+                // latest one closes last. It is found by bisection over the instants, so the
+                // cost is ~45 cron evaluations whatever the cadence and length. Lengths are
+                // bounded at input; a longer stored one is clamped to the same bound.
+                let length = self.duration.min(DurationLimit::WindowDuration.max());
+                let from = limits::add_millis(limits::sub(now, length), 1);
+                let Some(first) = cadence.first_at_or_after(from)? else {
+                    return Ok(None);
+                };
+                if first > now {
+                    return Ok(None);
                 }
-                Ok(until)
+                let at = |ms: i64| Timestamp::from_timestamp_millis(ms).unwrap_or(now);
+                // Invariant: the first tick at or after `lo` is at or before now.
+                let (mut lo, mut hi) = (first.timestamp_millis(), now.timestamp_millis());
+                while lo < hi {
+                    let mid = lo + (hi - lo + 1) / 2;
+                    match cadence.first_at_or_after(at(mid))? {
+                        Some(t) if t <= now => lo = mid,
+                        _ => hi = mid - 1,
+                    }
+                }
+                let latest = cadence.first_at_or_after(at(lo))?.unwrap_or(first);
+                Ok(Some(limits::add(latest, length)))
             }
         }
     }

@@ -51,8 +51,9 @@ impl RateLimitPolicy {
                 ..b
             })
         } else {
+            // `as` saturates a huge or NaN quotient; the addition saturates at the end of time.
             let missing_ms = ((1.0 - b.tokens) / self.rate_per_ms()).ceil() as i64;
-            Err(now + chrono::Duration::milliseconds(missing_ms.max(1)))
+            Err(crate::limits::add_millis(now, missing_ms.max(1)))
         }
     }
 }

@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use sha2::{Digest, Sha256};
 
+use crate::limits;
 use crate::maintenance::WindowAction;
 use crate::Timestamp;
 
@@ -85,6 +86,12 @@ impl Cadence {
         match self {
             Cadence::Once { at } => Ok((*at > after).then_some(*at)),
             Cadence::Cron { expr, timezone } => {
+                // Cron times are evaluated between 1970 and 9999 only: near the ends of the
+                // representable range a time zone offset overflows inside the cron library.
+                if after >= limits::max_time() {
+                    return Ok(None);
+                }
+                let after = after.max(limits::min_time());
                 let cron = parse_cron(expr)?;
                 let local = after.with_timezone(timezone);
                 match cron.find_next_occurrence(&local, false) {
@@ -99,7 +106,7 @@ impl Cadence {
     pub fn first_at_or_after(&self, from: Timestamp) -> Result<Option<Timestamp>, CadenceError> {
         match self {
             Cadence::Once { at } => Ok((*at >= from).then_some(*at)),
-            Cadence::Cron { .. } => self.next_after(from - chrono::Duration::milliseconds(1)),
+            Cadence::Cron { .. } => self.next_after(limits::add_millis(from, -1)),
         }
     }
 }
@@ -210,7 +217,8 @@ pub fn jitter_offset(
     let Some(j) = jitter else {
         return chrono::Duration::zero();
     };
-    let span = j.as_millis() as u64;
+    // Bounded so that the offset always fits a chrono duration, whatever was stored.
+    let span = j.min(limits::MAX_DURATION).as_millis() as u64;
     if span == 0 {
         return chrono::Duration::zero();
     }
@@ -226,7 +234,8 @@ pub fn jitter_offset(
 
 /// When `tick` of `schedule_id` is due.
 pub fn fire_at(schedule_id: &str, tick: Timestamp, jitter: Option<Duration>) -> Timestamp {
-    tick + jitter_offset(schedule_id, tick, jitter)
+    tick.checked_add_signed(jitter_offset(schedule_id, tick, jitter))
+        .unwrap_or(Timestamp::MAX_UTC)
 }
 
 /// The first tick of a new or edited schedule: the first tick strictly after `now` (a
@@ -300,7 +309,11 @@ pub fn plan_tick(schedule: &Schedule, now: Timestamp) -> Result<Option<TickPlan>
         if scanned >= MAX_TICKS_SCANNED {
             // Jump over the rest of the backlog: everything before `now - grace` is missed.
             // The catch-up run is then attributed to the last tick walked.
-            resume_at = Some(schedule.cadence.first_at_or_after(now - grace)?);
+            resume_at = Some(
+                schedule
+                    .cadence
+                    .first_at_or_after(limits::sub(now, MISSED_GRACE))?,
+            );
             break;
         }
         tick = schedule.cadence.next_after(t)?;
