@@ -102,7 +102,10 @@ impl Scheduler {
                         Ok(Some(p)) => p,
                         Ok(None) => break,
                         Err(e) => {
-                            tracing::error!(schedule_id = %s.id, error = %e, "schedule cannot be evaluated");
+                            // A row that cannot be evaluated (written before a validation
+                            // existed, or edited by hand) must not stay due forever: a batch
+                            // full of them would otherwise be fetched again and again.
+                            self.disable_invalid(&mut s, &e.to_string(), now).await?;
                             break;
                         }
                     };
@@ -136,6 +139,26 @@ impl Scheduler {
             self.wake_dispatcher.notify_one();
         }
         Ok(stats)
+    }
+
+    /// Takes a schedule that cannot be evaluated out of the due set by disabling it, with
+    /// the reason in the log. Its owner sees it disabled and can fix and re-enable it.
+    async fn disable_invalid(
+        &self,
+        s: &mut Schedule,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        tracing::error!(schedule_id = %s.id, tenant_id = %s.tenant_id, %reason, "schedule cannot be evaluated; disabling it");
+        s.enabled = false;
+        s.next_tick = None;
+        s.next_fire_at = None;
+        s.updated_at = now;
+        match self.store.update_schedule(s).await {
+            // Deleted meanwhile: nothing left to do.
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// How long to sleep before the next pass.
