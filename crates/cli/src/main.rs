@@ -3,6 +3,7 @@
 //! Configuration errors end the process with one line naming the problem and exit code 2.
 
 mod config;
+mod isolate;
 mod serve;
 
 use std::path::PathBuf;
@@ -163,6 +164,14 @@ fn main() {
         Command::Serve(_) => "info,sqlx=warn",
     };
     init_logging(cli.log_format, default_filter);
+    // Before the runtime starts threads: scanner mode first moves into a PID namespace.
+    let mut isolated = false;
+    if matches!(cli.command, Command::Job) {
+        match isolate::enter() {
+            isolate::Role::Done(code) => std::process::exit(code),
+            isolate::Role::Job { isolated: i } => isolated = i,
+        }
+    }
     // Both ring and aws-lc may be linked in; TLS clients need one process-wide choice.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -184,7 +193,7 @@ fn main() {
                     2
                 }
             },
-            Command::Job => serve::job().await,
+            Command::Job => serve::job(isolated).await,
         }
     });
     std::process::exit(code);

@@ -301,8 +301,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Scanner mode; returns the process exit code.
-pub async fn job() -> i32 {
-    scanplane_job::die_with_parent();
+/// Scanner mode. `isolated`: this process is the first of its own PID namespace and its
+/// parent-death signal is already set (see `isolate`).
+pub async fn job(isolated: bool) -> i32 {
+    if !isolated {
+        scanplane_job::die_with_parent();
+    }
     let config = match scanplane_job::JobConfig::from_lookup(|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
