@@ -3,6 +3,8 @@
 //! decision or an error and never panics: a value that slipped past validation, or a row
 //! written before a bound existed, must not be able to kill the loop that reads it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
