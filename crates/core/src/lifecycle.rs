@@ -122,7 +122,7 @@ pub fn report_missing() -> Intent {
     }
 }
 
-/// Start-up recovery (seed 001 §6.2) for a scan found holding a slot with no live unit of
+/// Start-up recovery for a scan found holding a slot with no live unit of
 /// work: an admitted scan never started and simply goes back to the queue; a dispatched
 /// or running one lost its attempt and is re-queued while attempts remain.
 pub fn recover(scan: &Scan, max_attempts: u32) -> Intent {

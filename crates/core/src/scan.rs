@@ -236,7 +236,7 @@ impl Scan {
         scope_key(&self.tenant_id, &self.scanner, &self.targets)
     }
 
-    /// The accounts among the targets (seed 000's `accounts`).
+    /// The accounts among the targets (the `accounts` of a scan request).
     pub fn accounts(&self) -> Vec<String> {
         self.targets
             .iter()

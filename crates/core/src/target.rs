@@ -158,7 +158,7 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// Which workloads of a cluster to scan (seed 003); every list empty means "everything".
+/// Which workloads of a cluster to scan (cluster image scanning); every list empty means "everything".
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct ClusterSelector {
     pub cluster: String,
@@ -178,7 +178,7 @@ pub enum PathMode {
 /// One thing a scan looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
-    /// A cloud account, by the provider's `account_id` (seed 000).
+    /// A cloud account, by the provider's `account_id`.
     Account { account_id: String },
     /// A host name or IP address, optionally with a port or port range.
     Host {
@@ -189,12 +189,12 @@ pub enum Target {
     Url(String),
     /// A container image reference.
     Image(ImageRef),
-    /// A registry, optionally narrowed to one repository (seed 004).
+    /// A registry, optionally narrowed to one repository.
     Registry {
         registry: String,
         repository: Option<String>,
     },
-    /// Workloads of a cluster (seed 003).
+    /// Workloads of a cluster, whose running images are scanned.
     Cluster(ClusterSelector),
     /// A local path, scanned as files or as configuration.
     Path { mode: PathMode, path: String },

@@ -1,4 +1,4 @@
-//! The cleaner (seed 002): deletes data older than each tenant's retention (default 90
+//! The retention cleaner: deletes data older than each tenant's retention (default 90
 //! days) in small batches, pausing between them so that the API is never locked out.
 
 use std::sync::Arc;

@@ -177,7 +177,7 @@ impl Dispatcher {
         }
     }
 
-    /// Start-up recovery (seed 001 §6.2). Units of work that cannot be adopted (child
+    /// Start-up recovery: nothing a previous process left may keep a slot or run unwatched. Units of work that cannot be adopted (child
     /// processes of a previous process) are stopped, so no orphan keeps running. Units that
     /// can (Kubernetes Jobs) are adopted while their scan is live and deleted when their scan
     /// is terminal or unknown. Then every scan holding a slot without a unit is re-queued or

@@ -33,7 +33,7 @@ pub struct ScannerResources {
 }
 
 impl Default for ScannerResources {
-    /// The defaults of seed 001 §9.1.
+    /// Defaults sized for one scanner pod: modest requests, a hard memory limit.
     fn default() -> Self {
         Self {
             cpu_request: Some("100m".into()),

@@ -27,7 +27,7 @@ use crate::observe::{is_finished, observe};
 /// The reporting controller of every Event this executor publishes.
 pub const REPORTING_CONTROLLER: &str = "scanplane";
 
-/// Event reasons (seed 001 §10.2).
+/// Reasons of the Kubernetes Events recorded on scan Jobs, stable for alerting.
 pub mod reasons {
     pub const JOB_CREATED: &str = "ScanJobCreated";
     pub const COMPLETED: &str = "ScanCompleted";

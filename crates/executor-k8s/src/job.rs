@@ -20,7 +20,8 @@ use scanplane_executor::{env, job_env, LaunchSpec};
 
 use crate::config::KubernetesConfig;
 
-/// Label keys of every scanner Job and pod (seed 000 NFR-2).
+/// Label keys of every scanner Job and pod: Jobs are labelled with the scan run id (and
+/// scanner, tenant, trigger) so that logs and pods can be collected per run.
 pub mod labels {
     pub const SCAN_RUN_ID: &str = "scanplane.io/scan-run-id";
     pub const SCANNER: &str = "scanplane.io/scanner";
@@ -49,7 +50,7 @@ pub mod annotations {
 pub const CONTAINER_NAME: &str = "scanner";
 /// The key of the report token inside the per-scan Secret.
 pub const TOKEN_KEY: &str = "report-token";
-/// The uid and gid scanner pods run as (seed 001 §7.2), matching the Containerfile's user.
+/// The uid and gid scanner pods run as (never root), matching the Containerfile's user.
 pub const SCANNER_UID: i64 = 65532;
 /// The targets annotation stays far below the 256 KiB limit on all annotations together.
 pub const TARGETS_ANNOTATION_BUDGET: usize = 8 * 1024;
@@ -137,7 +138,7 @@ pub fn build_job(spec: &LaunchSpec, cfg: &KubernetesConfig) -> (Job, Secret) {
             run_as_user: Some(SCANNER_UID),
             run_as_group: Some(SCANNER_UID),
             allow_privilege_escalation: Some(false),
-            // Scanners write temporary files (seed 001 §7.2).
+            // Scanners write temporary files; the root filesystem stays read-only.
             read_only_root_filesystem: Some(false),
             capabilities: Some(Capabilities {
                 add: None,

@@ -34,7 +34,7 @@ pub struct Orphan {
 }
 
 /// Decides which listed Jobs to delete. A finished Job of a finished scan is left for its
-/// TTL, which keeps its pod's logs around for debugging (seed 001 §1.3); everything a live
+/// TTL, which keeps its pod's logs around for debugging; everything a live
 /// scan still points at is kept.
 pub fn orphans(units: &[Unit], known: &dyn Fn(&str) -> Option<KnownScan>) -> Vec<Orphan> {
     units

@@ -40,7 +40,7 @@ pub struct Metrics {
     pub scans_total: Family<StatusLabel, Counter>,
     /// `scanplane_queue_depth`: queued scans.
     pub queue_depth: Gauge,
-    /// `scanplane_scan_duration_seconds`: duration of finished scans (seed 002).
+    /// `scanplane_scan_duration_seconds`: duration of finished scans.
     pub scan_duration: Histogram,
     /// `scanplane_findings_total{severity}`: findings ingested.
     pub findings_total: Family<SeverityLabel, Counter<u64, AtomicU64>>,
