@@ -11,7 +11,7 @@ use scanplane_core::clock::Clock;
 use scanplane_core::scan::Trigger;
 use scanplane_core::schedule::{plan_tick, Schedule};
 use scanplane_core::Timestamp;
-use scanplane_store::{NewScan, Store, StoreError, TickOutcome};
+use scanplane_store::{NewScan, StoreError, TickOutcome, TickStore};
 use tokio::sync::{watch, Notify};
 
 /// Resolves a scanner's provider (for rate limiting) when a scan is created.
@@ -46,7 +46,7 @@ pub struct PassStats {
 }
 
 pub struct Scheduler {
-    store: Arc<dyn Store>,
+    store: Arc<dyn TickStore>,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     wake_dispatcher: Arc<Notify>,
@@ -56,7 +56,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn TickStore>,
         clock: Arc<dyn Clock>,
         wake: Arc<Notify>,
         wake_dispatcher: Arc<Notify>,
