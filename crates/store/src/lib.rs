@@ -19,6 +19,7 @@ pub mod roles;
 mod rows;
 mod sql;
 pub mod testing;
+mod text;
 
 use scanplane_core::scan::IllegalTransition;
 

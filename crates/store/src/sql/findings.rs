@@ -17,6 +17,7 @@ use crate::rows::{
     json_list, ms, opt_ms, FindingRow, IdentityRow, ScanRow, FINDING_COLUMNS, IDENTITY_COLUMNS,
     SCAN_COLUMNS,
 };
+use crate::text::{like_contains, stored_findings, stored_text};
 use crate::{
     Backend, DispatchStore, FindingFilter, FindingIdentity, FindingStore, IdentityFilter, RunDiff,
     ScanChange, StoreError, StoredFinding,
@@ -97,7 +98,7 @@ fn complete_sql() -> String {
     )
 }
 
-/// `$11` is the title substring; `$12` the cursor, compared with `cmp`.
+/// `$11` is a [`like_contains`] pattern of the title; `$12` the cursor, compared with `cmp`.
 fn list_identities_sql(cmp: &str, order: &str) -> String {
     format!(
         "SELECT {IDENTITY_COLUMNS} FROM finding_identities
@@ -107,7 +108,7 @@ fn list_identities_sql(cmp: &str, order: &str) -> String {
            AND ($6 IS NULL OR rule_id = $6)
            AND ($7 IS NULL OR first_seen >= $7) AND ($8 IS NULL OR first_seen < $8)
            AND ($9 IS NULL OR last_seen >= $9) AND ($10 IS NULL OR last_seen < $10)
-           AND ($11 IS NULL OR LOWER(title) LIKE '%' || LOWER($11) || '%')
+           AND ($11 IS NULL OR LOWER(title) LIKE LOWER($11) ESCAPE '\\')
            AND ($12 IS NULL OR id {cmp} $12)
          ORDER BY id {order} LIMIT $13"
     )
@@ -165,6 +166,11 @@ impl FindingStore for SqlStore {
         if findings.is_empty() {
             return Ok(0);
         }
+        let (findings, replaced) = stored_findings(findings);
+        if replaced > 0 {
+            tracing::warn!(scan_run_id = %scan_id, replaced, "NUL characters in findings replaced");
+        }
+        let findings = findings.as_ref();
         let now_ms = ms(now);
         if let Pool::Postgres(pool) = &self.pool {
             return insert_findings_pg(pool, tenant_id, scan_id, scanner, findings, now_ms).await;
@@ -240,7 +246,7 @@ impl FindingStore for SqlStore {
         let done = in_tx!(self, |tx| {
             let row: Option<ScanRow> = sqlx::query_as(&update)
                 .bind(id)
-                .bind(&change.reason)
+                .bind(stored_text(&change.reason))
                 .bind(ms(now))
                 .bind(&targets)
                 .bind(&scope)
@@ -304,7 +310,7 @@ impl FindingStore for SqlStore {
                 .bind(opt_ms(f.first_seen_before))
                 .bind(opt_ms(f.last_seen_after))
                 .bind(opt_ms(f.last_seen_before))
-                .bind(f.text.as_deref())
+                .bind(f.text.as_deref().map(like_contains))
                 .bind(f.after.as_deref())
                 .bind(i64::from(f.limit.max(1)))
                 .fetch_all(p)

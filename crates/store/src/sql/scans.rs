@@ -12,6 +12,7 @@ use scanplane_core::Timestamp;
 use super::admission::{usage_from, UsageRow, USAGE_SQL};
 use super::{is_unique_violation, new_id, status_list, SqlStore};
 use crate::rows::{json_list, ms, opt_ms, ScanRow, SCAN_COLUMNS};
+use crate::text::{stored_opt, stored_text};
 use crate::{DispatchStore, NewScan, ScanChange, ScanFilter, ScanStore, StoreError};
 
 /// The INSERT of a new queued scan; `conflict` is an optional `ON CONFLICT` clause. The
@@ -136,7 +137,7 @@ impl ScanStore for SqlStore {
     async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError> {
         on_pool!(self, |p| {
             sqlx::query(SET_ERROR)
-                .bind(error)
+                .bind(stored_text(error))
                 .bind(ms(now))
                 .bind(id)
                 .execute(p)
@@ -218,9 +219,9 @@ impl DispatchStore for SqlStore {
             sqlx::query_as(&sql)
                 .bind(id)
                 .bind(to.as_str())
-                .bind(&change.reason)
+                .bind(stored_text(&change.reason))
                 .bind(ms(now))
-                .bind(change.error.as_deref())
+                .bind(stored_opt(change.error.as_deref()))
                 .bind(change.executor_ref.as_deref())
                 .bind(to.is_terminal())
                 .bind(change.report_token_hash.as_deref())
