@@ -67,8 +67,18 @@ pub enum StoreError {
     Illegal(#[from] IllegalTransition),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database has no room for the write (SQLite `SQLITE_FULL`, PostgreSQL `53100
+    /// disk_full`). Nothing of the failed call was stored; retry once space is freed.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// The database cannot take the call right now: no connection within the pool's timeout,
+    /// connection refused or lost, read-only, locked, out of resources. Nothing of the failed
+    /// call was stored; retriable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Any other driver error (see `From<sqlx::Error>` in `sql/errors.rs` for the split).
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
 }
 
 /// Declares [`Store`] as the sum of the roles, and implements it for every type that has

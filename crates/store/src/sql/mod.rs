@@ -68,6 +68,7 @@ macro_rules! in_tx {
 }
 
 mod admission;
+mod errors;
 mod findings;
 mod health;
 mod retention;
