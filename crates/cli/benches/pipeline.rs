@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use scanplane_core::maintenance::WindowAction;
 use scanplane_core::scan::{ScanStatus, Trigger};
-use scanplane_store::{Backend, NewScan, ScanChange, Store};
+use scanplane_store::{Backend, DispatchStore, NewScan, ScanChange, Store};
 use sha2::{Digest, Sha256};
 use sqlx::Connection;
 

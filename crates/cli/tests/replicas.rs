@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use scanplane_store::{Backend, ScanFilter, Store};
+use scanplane_store::{Backend, ScanFilter, ScanStore};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

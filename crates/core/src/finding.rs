@@ -133,6 +133,33 @@ impl Finding {
     }
 }
 
+/// Replaces every NUL character in a finding's text with U+FFFD and returns how many it
+/// replaced. PostgreSQL cannot store NUL in text while SQLite can; replacing it before a
+/// finding is stored makes both backends keep the same text, and a scanner that prints NUL
+/// cannot make its whole report fail. The fingerprint is computed before and kept.
+pub fn sanitize(f: &mut Finding) -> usize {
+    [
+        &mut f.target,
+        &mut f.rule_id,
+        &mut f.title,
+        &mut f.location,
+        &mut f.detail,
+        &mut f.fingerprint,
+    ]
+    .into_iter()
+    .map(replace_nul)
+    .sum()
+}
+
+/// Replaces NUL with U+FFFD in place; how many there were.
+pub fn replace_nul(text: &mut String) -> usize {
+    let n = text.matches('\0').count();
+    if n > 0 {
+        *text = text.replace('\0', "\u{FFFD}");
+    }
+    n
+}
+
 /// The stable identity of a finding: SHA-256 over the scanner name and the parts its adapter
 /// documents as identifying (e.g. nmap: host, port, protocol), each length-prefixed so that
 /// no two different part lists collide by concatenation. Hex, 64 characters.
@@ -230,6 +257,26 @@ mod tests {
             f1.fingerprint, f2.fingerprint,
             "title is not part of identity"
         );
+    }
+
+    #[test]
+    fn sanitize_replaces_nul_in_every_text_field() {
+        let mut f =
+            Finding::new("tcp", "h\0", "r\0", Severity::Info, "t\0\0", "l\0").with_detail("\0d");
+        let fingerprint = f.fingerprint.clone();
+        assert_eq!(sanitize(&mut f), 6);
+        assert_eq!(
+            (f.target.as_str(), f.rule_id.as_str(), f.title.as_str()),
+            ("h\u{FFFD}", "r\u{FFFD}", "t\u{FFFD}\u{FFFD}")
+        );
+        assert_eq!(
+            (f.location.as_str(), f.detail.as_str()),
+            ("l\u{FFFD}", "\u{FFFD}d")
+        );
+        assert_eq!(f.fingerprint, fingerprint, "the identity is kept");
+        let clean = f.clone();
+        assert_eq!(sanitize(&mut f), 0);
+        assert_eq!(f, clean, "a clean finding is unchanged");
     }
 
     #[test]

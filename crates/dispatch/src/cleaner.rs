@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scanplane_core::clock::Clock;
-use scanplane_store::Store;
+use scanplane_store::RetentionStore;
 use tokio::sync::watch;
 
 /// Tunables of the cleaner.
@@ -34,7 +34,7 @@ impl Default for CleanerConfig {
 
 /// Runs cleaning passes until `shutdown` turns true.
 pub async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn RetentionStore>,
     clock: Arc<dyn Clock>,
     config: CleanerConfig,
     mut shutdown: watch::Receiver<bool>,

@@ -17,7 +17,7 @@ use scanplane_core::ratelimit::RateLimitPolicy;
 use scanplane_core::scan::{Scan, ScanStatus};
 use scanplane_core::Timestamp;
 use scanplane_executor::{Executor, LaunchSpec, Observation};
-use scanplane_store::{ScanChange, Store, StoreError};
+use scanplane_store::{DispatchStore, ScanChange, StoreError};
 use tokio::sync::{mpsc, watch, Notify};
 
 use scanplane_metrics::Metrics;
@@ -77,7 +77,7 @@ struct Tracked {
 }
 
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DispatchStore>,
     executor: Arc<dyn Executor>,
     clock: Arc<dyn Clock>,
     config: DispatchConfig,
@@ -89,7 +89,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn DispatchStore>,
         executor: Arc<dyn Executor>,
         clock: Arc<dyn Clock>,
         config: DispatchConfig,

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use scanplane_core::clock::Clock;
 use scanplane_core::scan::Trigger;
-use scanplane_core::schedule::{plan_tick, Schedule};
+use scanplane_core::schedule::{plan_tick, Schedule, ScheduleStatus, TickPlan};
 use scanplane_core::Timestamp;
-use scanplane_store::{NewScan, Store, StoreError, TickOutcome};
+use scanplane_store::{NewScan, StoreError, TickOutcome, TickStore};
 use tokio::sync::{watch, Notify};
 
 /// Resolves a scanner's provider (for rate limiting) when a scan is created.
@@ -46,7 +46,7 @@ pub struct PassStats {
 }
 
 pub struct Scheduler {
-    store: Arc<dyn Store>,
+    store: Arc<dyn TickStore>,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     wake_dispatcher: Arc<Notify>,
@@ -56,7 +56,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn TickStore>,
         clock: Arc<dyn Clock>,
         wake: Arc<Notify>,
         wake_dispatcher: Arc<Notify>,
@@ -105,7 +105,7 @@ impl Scheduler {
                             // A row that cannot be evaluated (written before a validation
                             // existed, or edited by hand) must not stay due forever: a batch
                             // full of them would otherwise be fetched again and again.
-                            self.disable_invalid(&mut s, &e.to_string(), now).await?;
+                            self.disable_invalid(&s, &e.to_string(), now).await?;
                             break;
                         }
                     };
@@ -141,24 +141,28 @@ impl Scheduler {
         Ok(stats)
     }
 
-    /// Takes a schedule that cannot be evaluated out of the due set by disabling it, with
-    /// the reason in the log. Its owner sees it disabled and can fix and re-enable it.
+    /// Takes a schedule that cannot be evaluated out of the due set: it is recorded as
+    /// completed (it never fires again), with the reason in the log, through the same
+    /// compare-and-set as every tick, so a replica that fixed it meanwhile wins. Its owner
+    /// sees it completed and can correct it with an update.
     async fn disable_invalid(
         &self,
-        s: &mut Schedule,
+        s: &Schedule,
         reason: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        tracing::error!(schedule_id = %s.id, tenant_id = %s.tenant_id, %reason, "schedule cannot be evaluated; disabling it");
-        s.enabled = false;
-        s.next_tick = None;
-        s.next_fire_at = None;
-        s.updated_at = now;
-        match self.store.update_schedule(s).await {
-            // Deleted meanwhile: nothing left to do.
-            Ok(()) | Err(StoreError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
+        tracing::error!(schedule_id = %s.id, tenant_id = %s.tenant_id, %reason, "schedule cannot be evaluated; it will not fire again");
+        let stop = TickPlan {
+            fire: None,
+            skipped: 0,
+            next_tick: None,
+            next_fire_at: None,
+            status: ScheduleStatus::Completed,
+        };
+        self.store
+            .record_tick(s, &stop, None, now)
+            .await
+            .map(|_| ())
     }
 
     /// How long to sleep before the next pass.

@@ -1,6 +1,7 @@
 //! A schedule row that cannot be evaluated (a cron expression that no longer parses, as a
 //! row written before validation existed or edited by hand would have) must not stop the
-//! scheduler: it is disabled with the reason in the log, and every other schedule still fires.
+//! scheduler: it is taken out of the due set (completed, with the reason in the log), and
+//! every other schedule still fires.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
@@ -8,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scanplane_core::clock::{Clock, SystemClock};
-use scanplane_core::schedule::Cadence;
+use scanplane_core::schedule::{Cadence, ScheduleStatus};
 use scanplane_scheduler::{Scheduler, SchedulerConfig};
 use scanplane_store::testing::{fresh_store, new_schedule};
 use scanplane_store::{Backend, ScanFilter, Store};
 use tokio::sync::Notify;
 
-async fn invalid_schedule_is_disabled_and_others_fire(backend: Backend) {
+async fn invalid_schedule_stops_and_others_fire(backend: Backend) {
     let store: Arc<dyn Store> = Arc::new(fresh_store(backend).await);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
@@ -62,8 +63,12 @@ async fn invalid_schedule_is_disabled_and_others_fire(backend: Backend) {
     assert_eq!(stats.fired, 1, "the valid schedule still fired");
 
     let bad = store.schedule(None, "bad").await.unwrap().unwrap();
-    assert!(!bad.enabled, "the invalid schedule is disabled");
-    assert_eq!(bad.next_fire_at, None, "and no longer due");
+    assert_eq!(
+        bad.status,
+        ScheduleStatus::Completed,
+        "it never fires again"
+    );
+    assert_eq!(bad.next_fire_at, None, "and is no longer due");
     let fired = store
         .list_scans(
             None,
@@ -81,11 +86,11 @@ async fn invalid_schedule_is_disabled_and_others_fire(backend: Backend) {
 }
 
 #[tokio::test]
-async fn invalid_schedule_is_disabled_sqlite() {
-    invalid_schedule_is_disabled_and_others_fire(Backend::Sqlite).await;
+async fn invalid_schedule_stops_sqlite() {
+    invalid_schedule_stops_and_others_fire(Backend::Sqlite).await;
 }
 
 #[tokio::test]
-async fn invalid_schedule_is_disabled_postgres() {
-    invalid_schedule_is_disabled_and_others_fire(Backend::Postgres).await;
+async fn invalid_schedule_stops_postgres() {
+    invalid_schedule_stops_and_others_fire(Backend::Postgres).await;
 }

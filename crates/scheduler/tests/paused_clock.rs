@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use scanplane_core::clock::Clock;
+use scanplane_core::scan::Scan;
 use scanplane_core::schedule::{Cadence, MissedTickPolicy, Schedule, ScheduleStatus};
 use scanplane_core::Timestamp;
 use scanplane_scheduler::{Scheduler, SchedulerConfig, TokioClock};
 use scanplane_store::testing::RemoteStore;
-use scanplane_store::{Backend, ScanFilter, Store};
+use scanplane_store::{Backend, ScanFilter, TickStore};
 use tokio::sync::{watch, Notify};
 
 fn schedule(
@@ -29,7 +30,7 @@ fn schedule(
     }
 }
 
-fn scheduler(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Scheduler {
+fn scheduler(store: Arc<dyn TickStore>, clock: Arc<dyn Clock>) -> Scheduler {
     Scheduler::new(
         store,
         clock,
@@ -40,20 +41,37 @@ fn scheduler(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Scheduler {
     )
 }
 
-async fn fire_times(store: &Arc<dyn Store>, schedule_id: &str) -> Vec<Timestamp> {
-    let mut scans = store
-        .list_scans(
-            None,
-            &ScanFilter {
-                schedule_id: Some(schedule_id.into()),
-                limit: 1000,
-                ..Default::default()
-            },
-        )
+/// The scans created for a schedule, read on the store's own runtime.
+async fn scans_of(remote: &RemoteStore, schedule_id: &str, limit: u32) -> Vec<Scan> {
+    let filter = ScanFilter {
+        schedule_id: Some(schedule_id.into()),
+        limit,
+        ..Default::default()
+    };
+    remote
+        .run(move |s| async move { s.list_scans(None, &filter).await })
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn fire_times(remote: &RemoteStore, schedule_id: &str) -> Vec<Timestamp> {
+    let mut scans = scans_of(remote, schedule_id, 1000).await;
     scans.sort_by_key(|s| s.fire_time);
     scans.into_iter().filter_map(|s| s.fire_time).collect()
+}
+
+/// Creates tenant `a` and its schedules (given its id) on the store's own runtime.
+async fn setup(remote: &RemoteStore, make: impl FnOnce(&str) -> Vec<Schedule>) {
+    let tenant = remote
+        .run(|s| async move { s.ensure_tenant("a").await })
+        .await
+        .unwrap();
+    for schedule in make(&tenant.id) {
+        remote
+            .run(move |s| async move { s.create_schedule(&schedule).await })
+            .await
+            .unwrap();
+    }
 }
 
 /// Steps simulated time in `step` increments, running one scheduler pass per step.
@@ -69,40 +87,28 @@ async fn fires_every_tick_once(backend: Backend) {
     let remote = tokio::task::spawn_blocking(move || RemoteStore::fresh(backend))
         .await
         .unwrap();
-    let store = remote.store.clone();
     tokio::time::pause();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(origin));
-    let t = store.ensure_tenant("a").await.unwrap();
     let every_10s = Cadence::cron("*/10 * * * * *", "UTC").unwrap();
-    store
-        .create_schedule(&schedule(
-            &t.id,
+    setup(&remote, |t| {
+        vec![schedule(
+            t,
             "s10",
             every_10s,
             origin,
             MissedTickPolicy::CatchUpOnce,
-        ))
-        .await
-        .unwrap();
-    let s = scheduler(store.clone(), clock.clone());
+        )]
+    })
+    .await;
+    let s = scheduler(remote.ticks.clone(), clock.clone());
     drive(&s, 240, Duration::from_millis(250)).await; // one simulated minute
-    let fired = fire_times(&store, "s10").await;
+    let fired = fire_times(&remote, "s10").await;
     let expected: Vec<Timestamp> = (1..=6)
         .map(|i| origin + chrono::Duration::seconds(10 * i))
         .collect();
     assert_eq!(fired, expected);
     // Every scan was created within 250 ms (one step) of its tick.
-    let scans = store
-        .list_scans(
-            None,
-            &ScanFilter {
-                schedule_id: Some("s10".into()),
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let scans = scans_of(&remote, "s10", 100).await;
     for scan in scans {
         let late = scan.created_at - scan.fire_time.unwrap();
         assert!(
@@ -117,50 +123,41 @@ async fn downtime_follows_the_missed_tick_policy(backend: Backend) {
     let remote = tokio::task::spawn_blocking(move || RemoteStore::fresh(backend))
         .await
         .unwrap();
-    let store = remote.store.clone();
     tokio::time::pause();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(origin));
-    let t = store.ensure_tenant("a").await.unwrap();
     let hourly = Cadence::cron("0 * * * *", "UTC").unwrap();
-    store
-        .create_schedule(&schedule(
-            &t.id,
-            "catch",
-            hourly.clone(),
-            origin,
-            MissedTickPolicy::CatchUpOnce,
-        ))
-        .await
-        .unwrap();
-    store
-        .create_schedule(&schedule(
-            &t.id,
-            "skip",
-            hourly,
-            origin,
-            MissedTickPolicy::Skip,
-        ))
-        .await
-        .unwrap();
+    setup(&remote, |t| {
+        vec![
+            schedule(
+                t,
+                "catch",
+                hourly.clone(),
+                origin,
+                MissedTickPolicy::CatchUpOnce,
+            ),
+            schedule(t, "skip", hourly, origin, MissedTickPolicy::Skip),
+        ]
+    })
+    .await;
     // The server is down for five and a half hours: no pass runs.
     tokio::time::advance(Duration::from_secs(5 * 3600 + 1800)).await;
-    let s = scheduler(store.clone(), clock.clone());
+    let s = scheduler(remote.ticks.clone(), clock.clone());
     s.pass().await.unwrap();
     s.pass().await.unwrap();
     assert_eq!(
-        fire_times(&store, "catch").await,
+        fire_times(&remote, "catch").await,
         vec![origin + chrono::Duration::hours(5)],
         "one catch-up run for the latest missed tick"
     );
     assert!(
-        fire_times(&store, "skip").await.is_empty(),
+        fire_times(&remote, "skip").await.is_empty(),
         "skip fires nothing missed"
     );
     // Both resume on schedule.
     drive(&s, 60, Duration::from_secs(60)).await;
-    assert_eq!(fire_times(&store, "catch").await.len(), 2);
+    assert_eq!(fire_times(&remote, "catch").await.len(), 2);
     assert_eq!(
-        fire_times(&store, "skip").await,
+        fire_times(&remote, "skip").await,
         vec![origin + chrono::Duration::hours(6)]
     );
 }
@@ -180,24 +177,22 @@ async fn dst_transitions(backend: Backend) {
         let remote = tokio::task::spawn_blocking(move || RemoteStore::fresh(backend))
             .await
             .unwrap();
-        let store = remote.store.clone();
         tokio::time::pause();
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(origin));
-        let t = store.ensure_tenant("a").await.unwrap();
         let at_0230 = Cadence::cron("30 2 * * *", "Europe/Berlin").unwrap();
-        store
-            .create_schedule(&schedule(
-                &t.id,
+        setup(&remote, |t| {
+            vec![schedule(
+                t,
                 label,
                 at_0230,
                 origin,
                 MissedTickPolicy::CatchUpOnce,
-            ))
-            .await
-            .unwrap();
-        let s = scheduler(store.clone(), clock.clone());
+            )]
+        })
+        .await;
+        let s = scheduler(remote.ticks.clone(), clock.clone());
         drive(&s, 48 * 60, Duration::from_secs(60)).await; // two simulated days
-        let fired = fire_times(&store, label).await;
+        let fired = fire_times(&remote, label).await;
         assert_eq!(
             fired.len(),
             2,
@@ -212,39 +207,41 @@ async fn run_loop_wakes_for_due_work(backend: Backend) {
     let remote = tokio::task::spawn_blocking(move || RemoteStore::fresh(backend))
         .await
         .unwrap();
-    let store = remote.store.clone();
     tokio::time::pause();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::new(origin));
-    let t = store.ensure_tenant("a").await.unwrap();
     let once = Cadence::Once {
         at: origin + chrono::Duration::seconds(5),
     };
-    store
-        .create_schedule(&schedule(
-            &t.id,
+    setup(&remote, |t| {
+        vec![schedule(
+            t,
             "once",
             once,
             origin,
             MissedTickPolicy::CatchUpOnce,
-        ))
-        .await
-        .unwrap();
+        )]
+    })
+    .await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(scheduler(store.clone(), clock.clone()).run(stop_rx));
+    let task = tokio::spawn(scheduler(remote.ticks.clone(), clock.clone()).run(stop_rx));
     // Simulated time may jump while the store answers; wait for the outcome, not a time.
     for _ in 0..120 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if !fire_times(&store, "once").await.is_empty() {
+        if !fire_times(&remote, "once").await.is_empty() {
             break;
         }
     }
     stop_tx.send(true).unwrap();
     task.await.unwrap();
     assert_eq!(
-        fire_times(&store, "once").await,
+        fire_times(&remote, "once").await,
         vec![origin + chrono::Duration::seconds(5)]
     );
-    let s = store.schedule(None, "once").await.unwrap().unwrap();
+    let s = remote
+        .run(|s| async move { s.schedule(None, "once").await })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         s.status,
         ScheduleStatus::Completed,

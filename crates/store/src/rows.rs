@@ -71,7 +71,10 @@ impl TenantRow {
     }
 }
 
-pub const SCAN_COLUMNS: &str = "id, tenant_id, project_id, schedule_id, fire_time, trigger, scanner, targets, billing, options, status, reason, attempts, created_at, updated_at, admitted_at, started_at, finished_at, executor_ref, error, targets_scanned, findings_count";
+pub const SCAN_COLUMNS: &str = "\
+    id, tenant_id, project_id, schedule_id, fire_time, trigger, scanner, targets, billing, \
+    options, status, reason, attempts, created_at, updated_at, admitted_at, started_at, \
+    finished_at, executor_ref, error, targets_scanned, findings_count";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ScanRow {
@@ -128,7 +131,10 @@ impl ScanRow {
     }
 }
 
-pub const SCHEDULE_COLUMNS: &str = "id, tenant_id, project_id, name, cron_exp, timezone, once_at, scanner, targets, billing, options, enabled, status, missed_tick_policy, starting_deadline_ms, jitter_ms, on_maintenance, next_tick, next_fire_at, last_fired_at, created_at, updated_at";
+pub const SCHEDULE_COLUMNS: &str = "\
+    id, tenant_id, project_id, name, cron_exp, timezone, once_at, scanner, targets, billing, \
+    options, enabled, status, missed_tick_policy, starting_deadline_ms, jitter_ms, \
+    on_maintenance, next_tick, next_fire_at, last_fired_at, created_at, updated_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ScheduleRow {
@@ -205,7 +211,9 @@ pub fn cadence_columns(c: &Cadence) -> (Option<String>, String, Option<i64>) {
     }
 }
 
-pub const WINDOW_COLUMNS: &str = "id, tenant_id, admin, name, start_at, cron_exp, timezone, duration_ms, scope, action, created_at";
+pub const WINDOW_COLUMNS: &str = "\
+    id, tenant_id, admin, name, start_at, cron_exp, timezone, duration_ms, scope, action, \
+    created_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct WindowRow {
@@ -262,7 +270,9 @@ pub fn window_start_columns(s: &WindowStart) -> (Option<i64>, Option<String>, St
     }
 }
 
-pub const FINDING_COLUMNS: &str = "id, tenant_id, scan_id, scanner, target, rule_id, severity, title, location, detail, fingerprint, created_at";
+pub const FINDING_COLUMNS: &str = "\
+    id, tenant_id, scan_id, scanner, target, rule_id, severity, title, location, detail, \
+    fingerprint, created_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct FindingRow {
@@ -301,7 +311,10 @@ impl FindingRow {
     }
 }
 
-pub const IDENTITY_COLUMNS: &str = "id, tenant_id, fingerprint, scanner, target, rule_id, severity, title, location, detail, status, first_seen, last_seen, introduced_by, last_scan, fixed_by, fixed_at, triage, triage_comment, triaged_by, triaged_at";
+pub const IDENTITY_COLUMNS: &str = "\
+    id, tenant_id, fingerprint, scanner, target, rule_id, severity, title, location, detail, \
+    status, first_seen, last_seen, introduced_by, last_scan, fixed_by, fixed_at, triage, \
+    triage_comment, triaged_by, triaged_at";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct IdentityRow {

@@ -2,30 +2,20 @@
 //! the PostgreSQL server named by `SCANPLANE_TEST_POSTGRES_URL` (the test command starts a
 //! throwaway server and sets it). A missing server is a failure, never a silent skip.
 
+use std::future::Future;
 use std::str::FromStr;
-
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use scanplane_core::admission::{Decision, Limits, SlotUsage};
-use scanplane_core::finding::Finding;
-use scanplane_core::maintenance::MaintenanceWindow;
 use scanplane_core::maintenance::WindowAction;
-use scanplane_core::ratelimit::RateLimitPolicy;
-use scanplane_core::scan::{Scan, ScanStatus};
 use scanplane_core::schedule::{
     initial_ticks, Cadence, MissedTickPolicy, Schedule, ScheduleStatus, TickPlan,
 };
-use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
 
-use scanplane_core::identity::Triage;
-
-use crate::{
-    Backend, FindingFilter, FindingIdentity, IdentityFilter, NewScan, RunDiff, ScanChange,
-    ScanFilter, SqlStore, Store, StoreError, StoredFinding, TickOutcome,
-};
+use crate::{Backend, NewScan, SqlStore, Store, StoreError, TickOutcome, TickStore};
 
 /// Env var naming a PostgreSQL server whose user may create databases.
 pub const POSTGRES_URL_ENV: &str = "SCANPLANE_TEST_POSTGRES_URL";
@@ -129,178 +119,42 @@ pub fn new_schedule(tenant_id: &str, id: &str, cadence: Cadence, now: Timestamp)
     }
 }
 
-/// A store whose every call runs on another tokio runtime: tests that pause tokio's clock
-/// run the code under test on the paused runtime while the database driver keeps real
-/// time (its pool timeouts would otherwise elapse the moment the paused clock auto-advances).
+/// The scheduler's store role answered on another tokio runtime: tests that pause tokio's
+/// clock run the scheduler on the paused runtime while the database driver keeps real time
+/// (its pool timeouts would otherwise elapse the moment the paused clock auto-advances).
 pub struct OtherRuntimeStore {
-    inner: std::sync::Arc<dyn Store>,
+    inner: Arc<dyn Store>,
     handle: tokio::runtime::Handle,
 }
 
 impl OtherRuntimeStore {
     /// Wraps `inner`, whose pool was opened on `handle`'s runtime.
-    pub fn new(inner: std::sync::Arc<dyn Store>, handle: tokio::runtime::Handle) -> Self {
+    pub fn new(inner: Arc<dyn Store>, handle: tokio::runtime::Handle) -> Self {
         Self { inner, handle }
     }
 
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` against the full store on the store's runtime.
+    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         self.handle
-            .spawn(f)
+            .spawn(f(self.inner.clone()))
             .await
             .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))?
     }
 }
 
-/// Clones the arguments of a forwarded call into owned values and runs it remotely.
-macro_rules! forward {
-    ($self:ident, |$s:ident| $body:expr) => {{
-        let $s = $self.inner.clone();
-        $self.run(async move { $body }).await
-    }};
-}
-
 #[async_trait]
-impl Store for OtherRuntimeStore {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-    async fn check_ready(&self) -> Result<(), StoreError> {
-        forward!(self, |s| s.check_ready().await)
-    }
-    async fn ensure_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
-        let name = name.to_string();
-        forward!(self, |s| s.ensure_tenant(&name).await)
-    }
-    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
-        let id = id.to_string();
-        forward!(self, |s| s.tenant(&id).await)
-    }
-    async fn create_token(
-        &self,
-        tenant_id: &str,
-        name: &str,
-        token_hash: &str,
-    ) -> Result<String, StoreError> {
-        let (t, n, h) = (
-            tenant_id.to_string(),
-            name.to_string(),
-            token_hash.to_string(),
-        );
-        forward!(self, |s| s.create_token(&t, &n, &h).await)
-    }
-    async fn tenant_for_token(&self, token_hash: &str) -> Result<Option<Tenant>, StoreError> {
-        let h = token_hash.to_string();
-        forward!(self, |s| s.tenant_for_token(&h).await)
-    }
-    async fn create_scan(&self, scan: NewScan, now: Timestamp) -> Result<Scan, StoreError> {
-        forward!(self, |s| s.create_scan(scan, now).await)
-    }
-    async fn scan(&self, tenant: Option<&str>, id: &str) -> Result<Option<Scan>, StoreError> {
-        let (t, id) = (tenant.map(str::to_string), id.to_string());
-        forward!(self, |s| s.scan(t.as_deref(), &id).await)
-    }
-    async fn list_scans(
-        &self,
-        tenant: Option<&str>,
-        filter: &ScanFilter,
-    ) -> Result<Vec<Scan>, StoreError> {
-        let (t, f) = (tenant.map(str::to_string), filter.clone());
-        forward!(self, |s| s.list_scans(t.as_deref(), &f).await)
-    }
-    async fn transition(
-        &self,
-        id: &str,
-        to: ScanStatus,
-        change: &ScanChange,
-        now: Timestamp,
-    ) -> Result<Scan, StoreError> {
-        let (id, c) = (id.to_string(), change.clone());
-        forward!(self, |s| s.transition(&id, to, &c, now).await)
-    }
-    async fn set_executor_ref(
-        &self,
-        id: &str,
-        status: ScanStatus,
-        executor_ref: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let (id, r) = (id.to_string(), executor_ref.to_string());
-        forward!(self, |s| s.set_executor_ref(&id, status, &r, now).await)
-    }
-    async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError> {
-        let (id, e) = (id.to_string(), error.to_string());
-        forward!(self, |s| s.set_error(&id, &e, now).await)
-    }
-    async fn scans_with_status(
-        &self,
-        statuses: &[ScanStatus],
-        limit: u32,
-    ) -> Result<Vec<Scan>, StoreError> {
-        let st = statuses.to_vec();
-        forward!(self, |s| s.scans_with_status(&st, limit).await)
-    }
-    async fn scan_for_report_token(&self, token_hash: &str) -> Result<Option<Scan>, StoreError> {
-        let h = token_hash.to_string();
-        forward!(self, |s| s.scan_for_report_token(&h).await)
-    }
-    async fn slot_usage(&self) -> Result<SlotUsage, StoreError> {
-        forward!(self, |s| s.slot_usage().await)
-    }
-    async fn count_by_status(&self) -> Result<Vec<(ScanStatus, u64)>, StoreError> {
-        forward!(self, |s| s.count_by_status().await)
-    }
-    async fn admission_round(
-        &self,
-        limits: &Limits,
-        policies: &[RateLimitPolicy],
-        max_candidates: u32,
-        now: Timestamp,
-    ) -> Result<Vec<(String, Decision)>, StoreError> {
-        let (l, p) = (limits.clone(), policies.to_vec());
-        forward!(self, |s| s
-            .admission_round(&l, &p, max_candidates, now)
-            .await)
-    }
-    async fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
-        let sc = schedule.clone();
-        forward!(self, |s| s.create_schedule(&sc).await)
-    }
-    async fn schedule(
-        &self,
-        tenant: Option<&str>,
-        id: &str,
-    ) -> Result<Option<Schedule>, StoreError> {
-        let (t, id) = (tenant.map(str::to_string), id.to_string());
-        forward!(self, |s| s.schedule(t.as_deref(), &id).await)
-    }
-    async fn list_schedules(
-        &self,
-        tenant: Option<&str>,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Schedule>, StoreError> {
-        let (t, a) = (tenant.map(str::to_string), after.map(str::to_string));
-        forward!(self, |s| s
-            .list_schedules(t.as_deref(), a.as_deref(), limit)
-            .await)
-    }
-    async fn update_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
-        let sc = schedule.clone();
-        forward!(self, |s| s.update_schedule(&sc).await)
-    }
-    async fn delete_schedule(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
-        let (t, id) = (tenant.map(str::to_string), id.to_string());
-        forward!(self, |s| s.delete_schedule(t.as_deref(), &id).await)
-    }
+impl TickStore for OtherRuntimeStore {
     async fn due_schedules(&self, now: Timestamp, limit: u32) -> Result<Vec<Schedule>, StoreError> {
-        forward!(self, |s| s.due_schedules(now, limit).await)
+        self.run(move |s| async move { s.due_schedules(now, limit).await })
+            .await
     }
     async fn next_fire_at(&self) -> Result<Option<Timestamp>, StoreError> {
-        forward!(self, |s| s.next_fire_at().await)
+        self.run(|s| async move { s.next_fire_at().await }).await
     }
     async fn record_tick(
         &self,
@@ -309,137 +163,19 @@ impl Store for OtherRuntimeStore {
         scan: Option<NewScan>,
         now: Timestamp,
     ) -> Result<TickOutcome, StoreError> {
-        let (sc, p) = (schedule.clone(), plan.clone());
-        forward!(self, |s| s.record_tick(&sc, &p, scan, now).await)
-    }
-    async fn create_window(&self, window: &MaintenanceWindow) -> Result<(), StoreError> {
-        let w = window.clone();
-        forward!(self, |s| s.create_window(&w).await)
-    }
-    async fn window(
-        &self,
-        tenant: Option<&str>,
-        id: &str,
-    ) -> Result<Option<MaintenanceWindow>, StoreError> {
-        let (t, id) = (tenant.map(str::to_string), id.to_string());
-        forward!(self, |s| s.window(t.as_deref(), &id).await)
-    }
-    async fn list_windows(
-        &self,
-        tenant: Option<&str>,
-    ) -> Result<Vec<MaintenanceWindow>, StoreError> {
-        let t = tenant.map(str::to_string);
-        forward!(self, |s| s.list_windows(t.as_deref()).await)
-    }
-    async fn update_window(
-        &self,
-        window: &MaintenanceWindow,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let w = window.clone();
-        forward!(self, |s| s.update_window(&w, now).await)
-    }
-    async fn delete_window(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
-        let (t, id) = (tenant.map(str::to_string), id.to_string());
-        forward!(self, |s| s.delete_window(t.as_deref(), &id).await)
-    }
-    async fn insert_findings(
-        &self,
-        tenant_id: &str,
-        scan_id: &str,
-        scanner: &str,
-        findings: &[Finding],
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        let (t, id, sc, f) = (
-            tenant_id.to_string(),
-            scan_id.to_string(),
-            scanner.to_string(),
-            findings.to_vec(),
-        );
-        forward!(self, |s| s.insert_findings(&t, &id, &sc, &f, now).await)
-    }
-    async fn list_findings(
-        &self,
-        tenant: Option<&str>,
-        scan_id: &str,
-        filter: &FindingFilter,
-    ) -> Result<Vec<StoredFinding>, StoreError> {
-        let (t, id, f) = (
-            tenant.map(str::to_string),
-            scan_id.to_string(),
-            filter.clone(),
-        );
-        forward!(self, |s| s.list_findings(t.as_deref(), &id, &f).await)
-    }
-    async fn complete_scan(
-        &self,
-        id: &str,
-        change: &ScanChange,
-        now: Timestamp,
-    ) -> Result<Scan, StoreError> {
-        let (id, c) = (id.to_string(), change.clone());
-        forward!(self, |s| s.complete_scan(&id, &c, now).await)
-    }
-    async fn list_identities(
-        &self,
-        tenant: Option<&str>,
-        filter: &IdentityFilter,
-    ) -> Result<Vec<FindingIdentity>, StoreError> {
-        let (t, f) = (tenant.map(str::to_string), filter.clone());
-        forward!(self, |s| s.list_identities(t.as_deref(), &f).await)
-    }
-    async fn identity(
-        &self,
-        tenant: Option<&str>,
-        id: &str,
-    ) -> Result<Option<FindingIdentity>, StoreError> {
-        let (t, id) = (tenant.map(str::to_string), id.to_string());
-        forward!(self, |s| s.identity(t.as_deref(), &id).await)
-    }
-    async fn set_triage(
-        &self,
-        tenant: Option<&str>,
-        id: &str,
-        triage: Triage,
-        comment: Option<&str>,
-        by: &str,
-        now: Timestamp,
-    ) -> Result<FindingIdentity, StoreError> {
-        let (t, id, c, b) = (
-            tenant.map(str::to_string),
-            id.to_string(),
-            comment.map(str::to_string),
-            by.to_string(),
-        );
-        forward!(self, |s| s
-            .set_triage(t.as_deref(), &id, triage, c.as_deref(), &b, now)
-            .await)
-    }
-    async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError> {
-        let (t, id) = (tenant.map(str::to_string), scan_id.to_string());
-        forward!(self, |s| s.diff(t.as_deref(), &id).await)
-    }
-    async fn set_retention(&self, tenant_name: &str, days: Option<u32>) -> Result<(), StoreError> {
-        let n = tenant_name.to_string();
-        forward!(self, |s| s.set_retention(&n, days).await)
-    }
-    async fn clean_expired_batch(
-        &self,
-        now: Timestamp,
-        default_retention: std::time::Duration,
-        batch: u32,
-    ) -> Result<u64, StoreError> {
-        forward!(self, |s| s
-            .clean_expired_batch(now, default_retention, batch)
-            .await)
+        let (schedule, plan) = (schedule.clone(), plan.clone());
+        self.run(move |s| async move { s.record_tick(&schedule, &plan, scan, now).await })
+            .await
     }
 }
 
 /// A fresh store of `backend` living on its own runtime (kept alive by the returned value),
-/// for tests that pause tokio's clock.
+/// for tests that pause tokio's clock: the code under test gets [`RemoteStore::ticks`], the
+/// test's own setup and checks go through [`RemoteStore::run`].
 pub struct RemoteStore {
-    pub store: std::sync::Arc<dyn Store>,
+    /// The scheduler's role, answered on the store's runtime.
+    pub ticks: Arc<dyn TickStore>,
+    remote: Arc<OtherRuntimeStore>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -455,13 +191,24 @@ impl RemoteStore {
             Ok(rt) => rt,
             Err(e) => panic!("cannot start the store runtime: {e}"),
         };
-        let inner: std::sync::Arc<dyn Store> =
-            std::sync::Arc::new(runtime.block_on(fresh_store(backend)));
-        let store = std::sync::Arc::new(OtherRuntimeStore::new(inner, runtime.handle().clone()));
+        let inner: Arc<dyn Store> = Arc::new(runtime.block_on(fresh_store(backend)));
+        let remote = Arc::new(OtherRuntimeStore::new(inner, runtime.handle().clone()));
         RemoteStore {
-            store,
+            ticks: remote.clone(),
+            remote,
             runtime: Some(runtime),
         }
+    }
+
+    /// Runs `f` against the full store on the store's runtime, e.g.
+    /// `remote.run(|s| async move { s.ensure_tenant("a").await })`.
+    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.remote.run(f).await
     }
 }
 

@@ -917,6 +917,213 @@ async fn retention_cleans_in_batches(store: Arc<dyn Store>) {
     assert_eq!(ids[0].finding.rule_id, "x");
 }
 
+/// Creates a running scan of `tcp` for `tenant`.
+async fn running_scan(store: &Arc<dyn Store>, tenant: &str, at: Timestamp) -> String {
+    let scan = store
+        .create_scan(new_scan(tenant, Trigger::OnDemand), at)
+        .await
+        .unwrap();
+    for st in [
+        ScanStatus::Admitted,
+        ScanStatus::Dispatched,
+        ScanStatus::Running,
+    ] {
+        let change = ScanChange {
+            reason: st.to_string(),
+            ..Default::default()
+        };
+        store.transition(&scan.id, st, &change, at).await.unwrap();
+    }
+    scan.id
+}
+
+async fn nul_in_scanner_output_is_replaced(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let scan = running_scan(&store, &a.id, t(1, 0, 0)).await;
+    let finding = Finding::new(
+        "tcp",
+        "127.0.0.1",
+        "rule\0",
+        Severity::High,
+        "title \0 with NUL",
+        "tcp/22\0",
+    )
+    .with_detail("\0\0 evidence");
+    let plain = Finding::new("tcp", "127.0.0.1", "ok", Severity::Low, "fine", "tcp/80");
+    let inserted = store
+        .insert_findings(&a.id, &scan, "tcp", &[finding, plain], t(1, 0, 1))
+        .await
+        .expect("a NUL in scanner output is stored, not refused");
+    assert_eq!(inserted, 2, "the valid finding of the batch is kept too");
+    let stored = store
+        .list_findings(
+            None,
+            &scan,
+            &FindingFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let f = stored
+        .iter()
+        .find(|f| f.finding.severity == Severity::High)
+        .unwrap();
+    assert_eq!(f.finding.title, "title \u{FFFD} with NUL");
+    assert_eq!(f.finding.detail, "\u{FFFD}\u{FFFD} evidence");
+    assert_eq!(f.finding.location, "tcp/22\u{FFFD}");
+    assert_eq!(f.finding.rule_id, "rule\u{FFFD}");
+    // The identity folded from it carries the same text.
+    let change = ScanChange {
+        reason: "done".into(),
+        ..Default::default()
+    };
+    store
+        .complete_scan(&scan, &change, t(1, 0, 2))
+        .await
+        .unwrap();
+    let ids = store
+        .list_identities(
+            Some(&a.id),
+            &scanplane_store::IdentityFilter {
+                severity: Some(Severity::High),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids[0].finding.title, "title \u{FFFD} with NUL");
+    // A NUL in a scan's error or reason is replaced the same way.
+    let other = running_scan(&store, &a.id, t(2, 0, 0)).await;
+    store
+        .set_error(&other, "tool said \0", t(2, 0, 1))
+        .await
+        .unwrap();
+    let failed = store
+        .transition(
+            &other,
+            ScanStatus::Failed,
+            &ScanChange {
+                reason: "failed: \0".into(),
+                ..Default::default()
+            },
+            t(2, 0, 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.error.as_deref(), Some("tool said \u{FFFD}"));
+    assert_eq!(failed.reason, "failed: \u{FFFD}");
+}
+
+async fn text_filter_matches_wildcards_literally(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let scan = running_scan(&store, &a.id, t(1, 0, 0)).await;
+    let titles = ["100% sure", "snake_case", "back\\slash", "Plain words"];
+    let findings: Vec<Finding> = titles
+        .iter()
+        .enumerate()
+        .map(|(i, title)| {
+            Finding::new(
+                "tcp",
+                "127.0.0.1",
+                format!("r{i}"),
+                Severity::High,
+                *title,
+                "tcp/1",
+            )
+        })
+        .collect();
+    store
+        .insert_findings(&a.id, &scan, "tcp", &findings, t(1, 0, 1))
+        .await
+        .unwrap();
+    let change = ScanChange {
+        reason: "done".into(),
+        ..Default::default()
+    };
+    store
+        .complete_scan(&scan, &change, t(1, 0, 2))
+        .await
+        .unwrap();
+    let matching = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            let found = store
+                .list_identities(
+                    None,
+                    &scanplane_store::IdentityFilter {
+                        text: Some(text.into()),
+                        limit: 10,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let mut titles: Vec<String> = found.into_iter().map(|i| i.finding.title).collect();
+            titles.sort();
+            titles
+        }
+    };
+    assert_eq!(matching("%").await, vec!["100% sure"], "% is a character");
+    assert_eq!(matching("_").await, vec!["snake_case"], "_ is a character");
+    assert_eq!(
+        matching("\\").await,
+        vec!["back\\slash"],
+        "\\ is a character"
+    );
+    assert_eq!(
+        matching("E_C").await,
+        vec!["snake_case"],
+        "still case-insensitive"
+    );
+    assert_eq!(matching("0%").await, vec!["100% sure"]);
+    assert!(
+        matching("e%w").await.is_empty(),
+        "no wildcard inside either"
+    );
+    assert_eq!(matching("words").await, vec!["Plain words"]);
+}
+
+async fn long_error_text_is_truncated(store: Arc<dyn Store>) {
+    let a = store.ensure_tenant("a").await.unwrap();
+    let scan = running_scan(&store, &a.id, t(1, 0, 0)).await;
+    let huge = "x".repeat(100_000);
+    store.set_error(&scan, &huge, t(1, 0, 1)).await.unwrap();
+    let stored = store.scan(None, &scan).await.unwrap().unwrap();
+    let error = stored.error.unwrap();
+    assert_eq!(
+        error,
+        format!("{}… [truncated 95904 bytes]", "x".repeat(4096))
+    );
+
+    // Cut at a character boundary: 3-byte characters, 4096 is not a multiple of 3.
+    let euros = "€".repeat(40_000);
+    let failed = store
+        .transition(
+            &scan,
+            ScanStatus::Failed,
+            &ScanChange {
+                reason: euros.clone(),
+                error: Some(euros),
+                ..Default::default()
+            },
+            t(1, 0, 2),
+        )
+        .await
+        .unwrap();
+    let expected = format!("{}… [truncated {} bytes]", "€".repeat(1365), 120_000 - 4095);
+    assert_eq!(failed.error.as_deref(), Some(expected.as_str()));
+    assert_eq!(failed.reason, expected);
+    // Text within the bound is stored as given.
+    let short = running_scan(&store, &a.id, t(2, 0, 0)).await;
+    let exact = "y".repeat(4096);
+    store.set_error(&short, &exact, t(2, 0, 1)).await.unwrap();
+    let stored = store.scan(None, &short).await.unwrap().unwrap();
+    assert_eq!(stored.error.as_deref(), Some(exact.as_str()));
+}
+
 async fn readiness(store: Arc<dyn Store>) {
     store.check_ready().await.unwrap();
 }
@@ -955,4 +1162,7 @@ both!(
     concurrent_admission_never_exceeds_the_limit,
     identities_lifecycle_and_diff,
     retention_cleans_in_batches,
+    nul_in_scanner_output_is_replaced,
+    text_filter_matches_wildcards_literally,
+    long_error_text_is_truncated,
 );

@@ -1,0 +1,133 @@
+//! The values the store takes and returns, beside the domain types of `scanplane-core`:
+//! what to create, what to change, filters and pages, and rows as stored.
+
+use scanplane_core::finding::{Finding, Severity};
+use scanplane_core::identity::{FindingStatus, Triage};
+use scanplane_core::maintenance::WindowAction;
+use scanplane_core::scan::{Scan, ScanStatus, Trigger};
+use scanplane_core::Timestamp;
+
+/// A scan to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewScan {
+    pub tenant_id: String,
+    pub project_id: Option<String>,
+    pub schedule_id: Option<String>,
+    pub fire_time: Option<Timestamp>,
+    pub trigger: Trigger,
+    pub scanner: String,
+    /// Provider of the scanner, resolved at creation for rate limiting.
+    pub provider: Option<String>,
+    pub targets: Vec<String>,
+    pub billing: bool,
+    pub options: String,
+    pub on_maintenance: WindowAction,
+}
+
+/// Fields set together with a state change. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanChange {
+    pub reason: String,
+    pub error: Option<String>,
+    pub executor_ref: Option<String>,
+    pub report_token_hash: Option<String>,
+    pub targets_scanned: Option<Vec<String>>,
+    /// Increment the attempt counter (set when a new attempt is dispatched).
+    pub new_attempt: bool,
+}
+
+/// Filters of `GET /api/v1/scans`; results are newest first, `after` is the cursor (the id
+/// of the last scan of the previous page).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanFilter {
+    pub status: Option<ScanStatus>,
+    pub scanner: Option<String>,
+    pub schedule_id: Option<String>,
+    pub trigger: Option<Trigger>,
+    pub created_after: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// What became of a schedule tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TickOutcome {
+    /// The schedule advanced; `scan` is the scan created for the tick, if the plan fired.
+    Recorded { scan: Option<Box<Scan>> },
+    /// Another replica (or an earlier attempt) already handled this tick.
+    AlreadyHandled,
+}
+
+/// A finding as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFinding {
+    pub id: String,
+    pub tenant_id: String,
+    pub scan_id: String,
+    pub scanner: String,
+    pub created_at: Timestamp,
+    pub finding: Finding,
+}
+
+/// Filter for a scan's findings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FindingFilter {
+    pub severity: Option<Severity>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// The current state of one finding across runs: one per (tenant, fingerprint).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingIdentity {
+    pub id: String,
+    pub tenant_id: String,
+    pub scanner: String,
+    /// The attributes reported by the latest run that saw it.
+    pub finding: Finding,
+    pub status: FindingStatus,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// The scan that first reported it.
+    pub introduced_by: String,
+    /// The latest scan that reported it.
+    pub last_scan: String,
+    /// The scan whose complete run no longer reported it.
+    pub fixed_by: Option<String>,
+    pub fixed_at: Option<Timestamp>,
+    pub triage: Triage,
+    pub triage_comment: Option<String>,
+    pub triaged_by: Option<String>,
+    pub triaged_at: Option<Timestamp>,
+}
+
+/// Filters of `GET /api/v1/findings`. Results are ordered by first sighting (identity ids
+/// are time-ordered), newest first unless `oldest_first`; `after` is the cursor.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IdentityFilter {
+    pub severity: Option<Severity>,
+    pub status: Option<FindingStatus>,
+    pub scanner: Option<String>,
+    pub target: Option<String>,
+    pub rule_id: Option<String>,
+    pub first_seen_after: Option<Timestamp>,
+    pub first_seen_before: Option<Timestamp>,
+    pub last_seen_after: Option<Timestamp>,
+    pub last_seen_before: Option<Timestamp>,
+    /// Case-insensitive substring of the title.
+    pub text: Option<String>,
+    pub oldest_first: bool,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// A run compared with the previous comparable one (same tenant, scanner and targets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDiff {
+    pub previous_scan_id: Option<String>,
+    pub new: Vec<StoredFinding>,
+    pub fixed: Vec<StoredFinding>,
+    pub reopened: Vec<StoredFinding>,
+    pub unchanged: u64,
+}

@@ -1,0 +1,230 @@
+//! The store's role traits. Each is what one consumer needs: the scheduler holds a
+//! [`TickStore`], the dispatcher a [`DispatchStore`], the cleaner a [`RetentionStore`]; the
+//! API, which serves every aggregate, holds the umbrella [`Store`](crate::Store). Every method
+//! lives in exactly one role, so a call on `dyn Store` is never ambiguous.
+//!
+//! `tenant` arguments are tenant ids; `None` means the admin, who sees every tenant.
+
+use async_trait::async_trait;
+use scanplane_core::admission::{Decision, Limits, SlotUsage};
+use scanplane_core::finding::Finding;
+use scanplane_core::identity::Triage;
+use scanplane_core::maintenance::MaintenanceWindow;
+use scanplane_core::ratelimit::RateLimitPolicy;
+use scanplane_core::scan::{Scan, ScanStatus};
+use scanplane_core::schedule::{Schedule, TickPlan};
+use scanplane_core::tenant::Tenant;
+use scanplane_core::Timestamp;
+
+use crate::{
+    Backend, FindingFilter, FindingIdentity, IdentityFilter, NewScan, RunDiff, ScanChange,
+    ScanFilter, StoreError, StoredFinding, TickOutcome,
+};
+
+/// Whether the store can serve: `/readyz` and start-up.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    fn backend(&self) -> Backend;
+
+    /// The database answers and every migration is applied.
+    async fn check_ready(&self) -> Result<(), StoreError>;
+}
+
+/// Tenants, their API tokens and their retention: authentication and the admin endpoints.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    async fn ensure_tenant(&self, name: &str) -> Result<Tenant, StoreError>;
+    async fn create_token(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        token_hash: &str,
+    ) -> Result<String, StoreError>;
+    async fn tenant_for_token(&self, token_hash: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Sets a tenant's retention; `None` returns it to the server default.
+    async fn set_retention(&self, tenant_name: &str, days: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// Scans as the API submits and lists them, and as the report endpoint finds them.
+#[async_trait]
+pub trait ScanStore: Send + Sync {
+    async fn create_scan(&self, scan: NewScan, now: Timestamp) -> Result<Scan, StoreError>;
+    async fn list_scans(
+        &self,
+        tenant: Option<&str>,
+        filter: &ScanFilter,
+    ) -> Result<Vec<Scan>, StoreError>;
+    /// Records the error a scan's final report gave, without changing its state.
+    async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError>;
+    async fn scan_for_report_token(&self, token_hash: &str) -> Result<Option<Scan>, StoreError>;
+    /// The concurrency slots in use: scans in `admitted`, `dispatched` or `running`.
+    async fn slot_usage(&self) -> Result<SlotUsage, StoreError>;
+}
+
+/// What the dispatcher reads and writes: admission rounds, scans by id and by state, their
+/// moves through the state machine (also used by the API to cancel), the unit of work
+/// they run in, and the tenant name a unit of work is labelled with.
+#[async_trait]
+pub trait DispatchStore: Send + Sync {
+    /// One admission round, atomically across replicas: reads the queue, the slots in use,
+    /// the maintenance windows and the rate buckets, decides with
+    /// [`scanplane_core::admission::decide`], and applies the decisions.
+    async fn admission_round(
+        &self,
+        limits: &Limits,
+        policies: &[RateLimitPolicy],
+        max_candidates: u32,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Decision)>, StoreError>;
+    async fn scan(&self, tenant: Option<&str>, id: &str) -> Result<Option<Scan>, StoreError>;
+    async fn scans_with_status(
+        &self,
+        statuses: &[ScanStatus],
+        limit: u32,
+    ) -> Result<Vec<Scan>, StoreError>;
+    /// Moves a scan to `to` if the state machine allows it from its current state, as one
+    /// compare-and-set. `Illegal` if the scan moved meanwhile to a state `to` cannot follow.
+    async fn transition(
+        &self,
+        id: &str,
+        to: ScanStatus,
+        change: &ScanChange,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError>;
+    /// Records the unit of work of a scan that is still in `status`.
+    async fn set_executor_ref(
+        &self,
+        id: &str,
+        status: ScanStatus,
+        executor_ref: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn count_by_status(&self) -> Result<Vec<(ScanStatus, u64)>, StoreError>;
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
+}
+
+/// Schedule definitions, as the API creates and edits them.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    async fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError>;
+    async fn schedule(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<Schedule>, StoreError>;
+    async fn list_schedules(
+        &self,
+        tenant: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError>;
+    /// Replaces a schedule's definition (the caller recomputed its next tick).
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<(), StoreError>;
+    async fn delete_schedule(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError>;
+}
+
+/// What the scheduler needs: the due schedules, the next due time, and recording a tick.
+#[async_trait]
+pub trait TickStore: Send + Sync {
+    /// Schedules whose `next_fire_at` is at or before `now`, earliest first.
+    async fn due_schedules(&self, now: Timestamp, limit: u32) -> Result<Vec<Schedule>, StoreError>;
+    /// The earliest `next_fire_at` of any schedule.
+    async fn next_fire_at(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// Applies a tick plan to the schedule as it was read (compare-and-set on its next
+    /// tick) and creates the tick's scan, in one transaction.
+    async fn record_tick(
+        &self,
+        schedule: &Schedule,
+        plan: &TickPlan,
+        scan: Option<NewScan>,
+        now: Timestamp,
+    ) -> Result<TickOutcome, StoreError>;
+}
+
+/// Maintenance windows, as the API creates and edits them (admission reads them itself).
+#[async_trait]
+pub trait WindowStore: Send + Sync {
+    async fn create_window(&self, window: &MaintenanceWindow) -> Result<(), StoreError>;
+    async fn window(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<MaintenanceWindow>, StoreError>;
+    async fn list_windows(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<MaintenanceWindow>, StoreError>;
+    async fn update_window(
+        &self,
+        window: &MaintenanceWindow,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn delete_window(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError>;
+}
+
+/// Findings of a scan, and their identities across runs: the report endpoint and the
+/// findings endpoints.
+#[async_trait]
+pub trait FindingStore: Send + Sync {
+    /// Stores findings of a scan; a finding already stored for the scan (same fingerprint)
+    /// is ignored, so retried chunks never duplicate. Returns how many were new.
+    async fn insert_findings(
+        &self,
+        tenant_id: &str,
+        scan_id: &str,
+        scanner: &str,
+        findings: &[Finding],
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+    async fn list_findings(
+        &self,
+        tenant: Option<&str>,
+        scan_id: &str,
+        filter: &FindingFilter,
+    ) -> Result<Vec<StoredFinding>, StoreError>;
+    /// Ends a scan `succeeded` and, in the same transaction, folds its findings into the
+    /// tenant's identities: new ones open, fixed ones reopened, and every live identity of
+    /// the same scope that this complete run did not report marked fixed by it.
+    async fn complete_scan(
+        &self,
+        id: &str,
+        change: &ScanChange,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError>;
+    async fn list_identities(
+        &self,
+        tenant: Option<&str>,
+        filter: &IdentityFilter,
+    ) -> Result<Vec<FindingIdentity>, StoreError>;
+    async fn identity(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<FindingIdentity>, StoreError>;
+    /// Sets the triage of an identity; it survives later runs.
+    async fn set_triage(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        triage: Triage,
+        comment: Option<&str>,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<FindingIdentity, StoreError>;
+    /// The scan's findings compared with the previous succeeded run of its scope.
+    async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError>;
+}
+
+/// What the retention cleaner needs.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Deletes one bounded batch of expired data: findings of ended scans older than their
+    /// tenant's retention (or `default_retention`), then those scans, then identities fixed
+    /// before the cutoff. Returns how many rows went; zero means nothing is left to clean.
+    async fn clean_expired_batch(
+        &self,
+        now: Timestamp,
+        default_retention: std::time::Duration,
+        batch: u32,
+    ) -> Result<u64, StoreError>;
+}

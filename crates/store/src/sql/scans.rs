@@ -1,0 +1,287 @@
+//! The `scans` table: [`ScanStore`] (creating, listing, report tokens) and
+//! [`DispatchStore`] (reads by id and state, compare-and-set transitions, units of work;
+//! its admission round is in `admission.rs`).
+
+use async_trait::async_trait;
+use scanplane_core::admission::{Decision, Limits, SlotUsage};
+use scanplane_core::ratelimit::RateLimitPolicy;
+use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus, UnknownStatus};
+use scanplane_core::tenant::Tenant;
+use scanplane_core::Timestamp;
+
+use super::admission::{usage_from, UsageRow, USAGE_SQL};
+use super::{is_unique_violation, new_id, status_list, SqlStore};
+use crate::rows::{json_list, ms, opt_ms, ScanRow, SCAN_COLUMNS};
+use crate::text::{stored_opt, stored_text};
+use crate::{DispatchStore, NewScan, ScanChange, ScanFilter, ScanStore, StoreError};
+
+/// The INSERT of a new queued scan; `conflict` is an optional `ON CONFLICT` clause. The
+/// parameters are bound by [`bind_new_scan!`].
+pub(super) fn insert_scan_sql(conflict: &str) -> String {
+    format!(
+        "INSERT INTO scans (id, tenant_id, project_id, schedule_id, fire_time, trigger, priority,
+           scanner, provider, targets, billing, options, on_maintenance,
+           status, reason, attempts, created_at, updated_at, targets_scanned, findings_count)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+           'queued', 'queued: waiting for admission', 0, $14, $14, '[]', 0)
+         {conflict}
+         RETURNING {SCAN_COLUMNS}"
+    )
+}
+
+/// Binds a [`NewScan`] to the parameters of [`insert_scan_sql`].
+macro_rules! bind_new_scan {
+    ($query:expr, $id:expr, $scan:expr, $now:expr) => {
+        $query
+            .bind($id)
+            .bind(&$scan.tenant_id)
+            .bind(&$scan.project_id)
+            .bind(&$scan.schedule_id)
+            .bind($crate::rows::opt_ms($scan.fire_time))
+            .bind($scan.trigger.as_str())
+            .bind(i64::from($scan.trigger.priority()))
+            .bind(&$scan.scanner)
+            .bind(&$scan.provider)
+            .bind($crate::rows::json_list(&$scan.targets))
+            .bind($scan.billing)
+            .bind(&$scan.options)
+            .bind($scan.on_maintenance.as_str())
+            .bind($crate::rows::ms($now))
+    };
+}
+pub(super) use bind_new_scan;
+
+pub(super) fn scan_rows(rows: Vec<ScanRow>) -> Result<Vec<Scan>, StoreError> {
+    rows.into_iter().map(ScanRow::into_domain).collect()
+}
+
+/// Newest first; `$8` is the cursor.
+fn list_scans_sql() -> String {
+    format!(
+        "SELECT {SCAN_COLUMNS} FROM scans
+         WHERE ($1 IS NULL OR tenant_id = $1)
+           AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR scanner = $3)
+           AND ($4 IS NULL OR schedule_id = $4) AND ($5 IS NULL OR trigger = $5)
+           AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7)
+           AND ($8 IS NULL OR id < $8)
+         ORDER BY id DESC LIMIT $9"
+    )
+}
+
+/// The compare-and-set of [`DispatchStore::transition`]: only from a state that may
+/// precede `to`. A terminal state ends the report token's life and stamps `finished_at`.
+fn transition_sql(to: ScanStatus) -> String {
+    format!(
+        "UPDATE scans SET status = $2, reason = $3, updated_at = $4,
+           error = COALESCE($5, error), executor_ref = COALESCE($6, executor_ref),
+           report_token_hash = CASE WHEN $7 THEN NULL ELSE COALESCE($8, report_token_hash) END,
+           targets_scanned = COALESCE($9, targets_scanned), attempts = attempts + $10,
+           admitted_at = CASE WHEN $2 = 'admitted' THEN $4 ELSE admitted_at END,
+           started_at = CASE WHEN $2 = 'running' THEN $4 ELSE started_at END,
+           finished_at = CASE WHEN $7 THEN $4 ELSE finished_at END
+         WHERE id = $1 AND status IN ({})
+         RETURNING {SCAN_COLUMNS}",
+        status_list(&ScanStatus::sources_of(to))
+    )
+}
+
+const SET_EXECUTOR_REF: &str = "UPDATE scans SET executor_ref = $1, updated_at = $2
+     WHERE id = $3 AND status = $4";
+
+const SET_ERROR: &str = "UPDATE scans SET error = $1, updated_at = $2 WHERE id = $3";
+
+const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM scans GROUP BY status";
+
+#[async_trait]
+impl ScanStore for SqlStore {
+    async fn create_scan(&self, scan: NewScan, now: Timestamp) -> Result<Scan, StoreError> {
+        let sql = insert_scan_sql("");
+        let id = new_id();
+        let res: Result<ScanRow, sqlx::Error> = on_pool!(self, |p| {
+            bind_new_scan!(sqlx::query_as(&sql), &id, scan, now)
+                .fetch_one(p)
+                .await
+        });
+        match res {
+            Ok(row) => row.into_domain(),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
+                "a scan for this schedule tick already exists".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_scans(
+        &self,
+        tenant: Option<&str>,
+        f: &ScanFilter,
+    ) -> Result<Vec<Scan>, StoreError> {
+        let sql = list_scans_sql();
+        let rows: Vec<ScanRow> = on_pool!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(tenant)
+                .bind(f.status.map(|s| s.as_str()))
+                .bind(f.scanner.as_deref())
+                .bind(f.schedule_id.as_deref())
+                .bind(f.trigger.map(|t| t.as_str()))
+                .bind(opt_ms(f.created_after))
+                .bind(opt_ms(f.created_before))
+                .bind(f.after.as_deref())
+                .bind(i64::from(f.limit.max(1)))
+                .fetch_all(p)
+                .await?
+        });
+        scan_rows(rows)
+    }
+
+    async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError> {
+        on_pool!(self, |p| {
+            sqlx::query(SET_ERROR)
+                .bind(stored_text(error))
+                .bind(ms(now))
+                .bind(id)
+                .execute(p)
+                .await
+                .map(|_| ())?
+        });
+        Ok(())
+    }
+
+    async fn scan_for_report_token(&self, token_hash: &str) -> Result<Option<Scan>, StoreError> {
+        let sql = format!("SELECT {SCAN_COLUMNS} FROM scans WHERE report_token_hash = $1");
+        let row: Option<ScanRow> = on_pool!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(token_hash)
+                .fetch_optional(p)
+                .await?
+        });
+        row.map(ScanRow::into_domain).transpose()
+    }
+
+    async fn slot_usage(&self) -> Result<SlotUsage, StoreError> {
+        let rows: Vec<UsageRow> =
+            on_pool!(self, |p| { sqlx::query_as(USAGE_SQL).fetch_all(p).await? });
+        Ok(usage_from(rows))
+    }
+}
+
+#[async_trait]
+impl DispatchStore for SqlStore {
+    async fn admission_round(
+        &self,
+        limits: &Limits,
+        policies: &[RateLimitPolicy],
+        max_candidates: u32,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Decision)>, StoreError> {
+        self.admit(limits, policies, max_candidates, now).await
+    }
+
+    async fn scan(&self, tenant: Option<&str>, id: &str) -> Result<Option<Scan>, StoreError> {
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"
+        );
+        let row: Option<ScanRow> = self.by_id(&sql, id, tenant).await?;
+        row.map(ScanRow::into_domain).transpose()
+    }
+
+    async fn scans_with_status(
+        &self,
+        statuses: &[ScanStatus],
+        limit: u32,
+    ) -> Result<Vec<Scan>, StoreError> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans WHERE status IN ({})
+             ORDER BY priority, created_at LIMIT $1",
+            status_list(statuses)
+        );
+        let rows: Vec<ScanRow> = on_pool!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?
+        });
+        scan_rows(rows)
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        to: ScanStatus,
+        change: &ScanChange,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError> {
+        let sql = transition_sql(to);
+        let row: Option<ScanRow> = on_pool!(self, |p| {
+            sqlx::query_as(&sql)
+                .bind(id)
+                .bind(to.as_str())
+                .bind(stored_text(&change.reason))
+                .bind(ms(now))
+                .bind(stored_opt(change.error.as_deref()))
+                .bind(change.executor_ref.as_deref())
+                .bind(to.is_terminal())
+                .bind(change.report_token_hash.as_deref())
+                .bind(change.targets_scanned.as_ref().map(|t| json_list(t)))
+                .bind(i64::from(change.new_attempt))
+                .fetch_optional(p)
+                .await?
+        });
+        match row {
+            Some(r) => r.into_domain(),
+            None => match self.scan(None, id).await? {
+                None => Err(StoreError::NotFound),
+                Some(current) => Err(StoreError::Illegal(IllegalTransition {
+                    from: current.status,
+                    to,
+                })),
+            },
+        }
+    }
+
+    async fn set_executor_ref(
+        &self,
+        id: &str,
+        status: ScanStatus,
+        executor_ref: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let n = on_pool!(self, |p| {
+            sqlx::query(SET_EXECUTOR_REF)
+                .bind(executor_ref)
+                .bind(ms(now))
+                .bind(id)
+                .bind(status.as_str())
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "scan {id} is no longer {status}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(ScanStatus, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, |p| {
+            sqlx::query_as(COUNT_BY_STATUS).fetch_all(p).await?
+        });
+        rows.into_iter()
+            .map(|(s, n)| {
+                let status: ScanStatus = s
+                    .parse()
+                    .map_err(|e: UnknownStatus| StoreError::Corrupt(e.to_string()))?;
+                Ok((status, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        self.tenant_by_id(id).await
+    }
+}
