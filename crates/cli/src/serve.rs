@@ -11,12 +11,12 @@ use scanplane_core::admission::Limits;
 use scanplane_core::clock::{Clock, SystemClock};
 use scanplane_core::scanner::ScannerDef;
 use scanplane_core::target::Target;
-use scanplane_dispatch::{DispatchConfig, Dispatcher};
+use scanplane_dispatch::{DispatchConfig, DispatchContext, Dispatcher};
 use scanplane_executor::local::{LocalConfig, LocalExecutor};
 use scanplane_executor::Executor;
 use scanplane_metrics::Metrics;
 use scanplane_scanners::{CustomScannerConfig, Registry, ValidationError};
-use scanplane_scheduler::{Scheduler, SchedulerConfig};
+use scanplane_scheduler::{Scheduler, SchedulerConfig, SchedulerContext};
 use scanplane_store::Store;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -231,27 +231,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let dispatcher = Dispatcher::new(
-        store.clone(),
-        executor.clone(),
-        clock.clone(),
-        dispatch_config,
-        metrics.clone(),
-        wake_dispatcher.clone(),
+        DispatchContext {
+            store: store.clone(),
+            executor: executor.clone(),
+            clock: clock.clone(),
+            config: dispatch_config,
+            metrics: metrics.clone(),
+            wake: wake_dispatcher.clone(),
+        },
         obs_rx,
     );
     let providers = registry.clone();
-    let scheduler = Scheduler::new(
-        store.clone(),
-        clock.clone(),
-        wake_scheduler.clone(),
-        wake_dispatcher.clone(),
-        Arc::new(move |name: &str| {
+    let scheduler = Scheduler::new(SchedulerContext {
+        store: store.clone(),
+        clock: clock.clone(),
+        wake: wake_scheduler.clone(),
+        wake_dispatcher: wake_dispatcher.clone(),
+        provider_of: Arc::new(move |name: &str| {
             providers
                 .get(name)
                 .and_then(|s| s.definition().provider.clone())
         }),
-        SchedulerConfig::default(),
-    );
+        config: SchedulerConfig::default(),
+    });
 
     let state = Arc::new(AppState {
         store: store.clone(),

@@ -87,16 +87,31 @@ pub struct Dispatcher {
     tracked: HashMap<String, Tracked>,
 }
 
+/// What a dispatcher works with: the shared handles and its tunables.
+pub struct DispatchContext {
+    pub store: Arc<dyn DispatchStore>,
+    pub executor: Arc<dyn Executor>,
+    pub clock: Arc<dyn Clock>,
+    pub config: DispatchConfig,
+    pub metrics: Arc<Metrics>,
+    /// Notified by the API and the scheduler when there is new work: an early round.
+    pub wake: Arc<Notify>,
+}
+
 impl Dispatcher {
+    /// A dispatcher over `context`, applying what the executor reports on `observations`.
     pub fn new(
-        store: Arc<dyn DispatchStore>,
-        executor: Arc<dyn Executor>,
-        clock: Arc<dyn Clock>,
-        config: DispatchConfig,
-        metrics: Arc<Metrics>,
-        wake: Arc<Notify>,
+        context: DispatchContext,
         observations: mpsc::UnboundedReceiver<Observation>,
     ) -> Self {
+        let DispatchContext {
+            store,
+            executor,
+            clock,
+            config,
+            metrics,
+            wake,
+        } = context;
         Self {
             store,
             executor,

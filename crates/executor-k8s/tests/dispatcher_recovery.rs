@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use scanplane_core::clock::SystemClock;
 use scanplane_core::maintenance::WindowAction;
 use scanplane_core::scan::{ScanStatus, Trigger};
-use scanplane_dispatch::{DispatchConfig, Dispatcher};
+use scanplane_dispatch::{DispatchConfig, DispatchContext, Dispatcher};
 use scanplane_executor::LaunchSpec;
 use scanplane_executor_k8s::{build_job, KubernetesExecutor};
 use scanplane_metrics::Metrics;
@@ -133,12 +133,14 @@ async fn recovery(backend: Backend) {
         ..Default::default()
     };
     let mut dispatcher = Dispatcher::new(
-        store.clone(),
-        exec,
-        Arc::new(SystemClock),
-        config,
-        Arc::new(Metrics::new()),
-        Arc::new(Notify::new()),
+        DispatchContext {
+            store: store.clone(),
+            executor: exec,
+            clock: Arc::new(SystemClock),
+            config,
+            metrics: Arc::new(Metrics::new()),
+            wake: Arc::new(Notify::new()),
+        },
         rx,
     );
     let recovered = dispatcher.recover().await.unwrap();
@@ -197,12 +199,14 @@ async fn completion_without_report(backend: Backend) {
         ..Default::default()
     };
     let mut dispatcher = Dispatcher::new(
-        store.clone(),
-        exec,
-        Arc::new(SystemClock),
-        config,
-        Arc::new(Metrics::new()),
-        Arc::new(Notify::new()),
+        DispatchContext {
+            store: store.clone(),
+            executor: exec,
+            clock: Arc::new(SystemClock),
+            config,
+            metrics: Arc::new(Metrics::new()),
+            wake: Arc::new(Notify::new()),
+        },
         rx,
     );
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use scanplane_core::clock::{Clock, SystemClock};
 use scanplane_core::schedule::{Cadence, Schedule};
-use scanplane_scheduler::{Scheduler, SchedulerConfig};
+use scanplane_scheduler::{Scheduler, SchedulerConfig, SchedulerContext};
 use scanplane_store::{ScanFilter, Store};
 use tokio::sync::{watch, Notify};
 
@@ -86,14 +86,14 @@ async fn main() {
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = Scheduler::new(
-        store.clone(),
-        clock.clone(),
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-        Arc::new(|_: &str| None),
-        SchedulerConfig::default(),
-    );
+    let scheduler = Scheduler::new(SchedulerContext {
+        store: store.clone(),
+        clock: clock.clone(),
+        wake: Arc::new(Notify::new()),
+        wake_dispatcher: Arc::new(Notify::new()),
+        provider_of: Arc::new(|_: &str| None),
+        config: SchedulerConfig::default(),
+    });
     let task = tokio::spawn(scheduler.run(stop_rx));
 
     // Phase 1: idle. Nothing is due; the scheduler only checks the next due time.

@@ -54,15 +54,28 @@ pub struct Scheduler {
     config: SchedulerConfig,
 }
 
+/// What a scheduler works with: the shared handles and its tunables.
+pub struct SchedulerContext {
+    pub store: Arc<dyn TickStore>,
+    pub clock: Arc<dyn Clock>,
+    /// Notified by the API when schedules change: an early pass.
+    pub wake: Arc<Notify>,
+    /// Notified after a pass that created scans.
+    pub wake_dispatcher: Arc<Notify>,
+    pub provider_of: ProviderOf,
+    pub config: SchedulerConfig,
+}
+
 impl Scheduler {
-    pub fn new(
-        store: Arc<dyn TickStore>,
-        clock: Arc<dyn Clock>,
-        wake: Arc<Notify>,
-        wake_dispatcher: Arc<Notify>,
-        provider_of: ProviderOf,
-        config: SchedulerConfig,
-    ) -> Self {
+    pub fn new(context: SchedulerContext) -> Self {
+        let SchedulerContext {
+            store,
+            clock,
+            wake,
+            wake_dispatcher,
+            provider_of,
+            config,
+        } = context;
         Self {
             store,
             clock,

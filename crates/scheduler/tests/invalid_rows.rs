@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use scanplane_core::clock::{Clock, SystemClock};
 use scanplane_core::schedule::{Cadence, ScheduleStatus};
-use scanplane_scheduler::{Scheduler, SchedulerConfig};
+use scanplane_scheduler::{Scheduler, SchedulerConfig, SchedulerContext};
 use scanplane_store::testing::{fresh_store, new_schedule};
 use scanplane_store::{Backend, ScanFilter, Store};
 use tokio::sync::Notify;
@@ -45,17 +45,17 @@ async fn invalid_schedule_stops_and_others_fire(backend: Backend) {
 
     // A batch of one: the invalid schedule is the whole first batch. Before it was taken
     // out of the due set, the pass fetched it again forever.
-    let scheduler = Scheduler::new(
-        store.clone(),
+    let scheduler = Scheduler::new(SchedulerContext {
+        store: store.clone(),
         clock,
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-        Arc::new(|_: &str| None),
-        SchedulerConfig {
+        wake: Arc::new(Notify::new()),
+        wake_dispatcher: Arc::new(Notify::new()),
+        provider_of: Arc::new(|_: &str| None),
+        config: SchedulerConfig {
             batch: 1,
             ..SchedulerConfig::default()
         },
-    );
+    });
     let stats = tokio::time::timeout(Duration::from_secs(60), scheduler.pass())
         .await
         .expect("the pass must end despite the invalid schedule")

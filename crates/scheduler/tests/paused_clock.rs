@@ -11,7 +11,7 @@ use scanplane_core::clock::Clock;
 use scanplane_core::scan::Scan;
 use scanplane_core::schedule::{Cadence, MissedTickPolicy, Schedule, ScheduleStatus};
 use scanplane_core::Timestamp;
-use scanplane_scheduler::{Scheduler, SchedulerConfig, TokioClock};
+use scanplane_scheduler::{Scheduler, SchedulerConfig, SchedulerContext, TokioClock};
 use scanplane_store::testing::RemoteStore;
 use scanplane_store::{Backend, ScanFilter, TickStore};
 use tokio::sync::{watch, Notify};
@@ -31,14 +31,14 @@ fn schedule(
 }
 
 fn scheduler(store: Arc<dyn TickStore>, clock: Arc<dyn Clock>) -> Scheduler {
-    Scheduler::new(
+    Scheduler::new(SchedulerContext {
         store,
         clock,
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-        Arc::new(|_: &str| None),
-        SchedulerConfig::default(),
-    )
+        wake: Arc::new(Notify::new()),
+        wake_dispatcher: Arc::new(Notify::new()),
+        provider_of: Arc::new(|_: &str| None),
+        config: SchedulerConfig::default(),
+    })
 }
 
 /// The scans created for a schedule, read on the store's own runtime.
