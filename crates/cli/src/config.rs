@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use scanplane_core::duration::parse_duration;
+use scanplane_core::limits::DurationLimit;
 use scanplane_core::ratelimit::RateLimitPolicy;
 use serde::Deserialize;
 
@@ -73,7 +73,8 @@ impl ConfigFile {
             .rate_limits
             .iter()
             .map(|(provider, e)| {
-                let per = parse_duration(&e.per)
+                let per = DurationLimit::RatePeriod
+                    .parse(&e.per)
                     .map_err(|err| format!("rate_limits.{provider}.per: {err}"))?;
                 if e.scans == 0 || per.is_zero() {
                     return Err(format!(
@@ -110,6 +111,13 @@ mod tests {
         let bad: ConfigFile =
             serde_yaml::from_str("rate_limits:\n  aws: {scans: 5, per: soon}\n").unwrap();
         assert!(bad.policies().unwrap_err().contains("rate_limits.aws.per"));
+        let huge: ConfigFile =
+            serde_yaml::from_str("rate_limits:\n  aws: {scans: 5, per: 9999d}\n").unwrap();
+        let err = huge.policies().unwrap_err();
+        assert!(
+            err.contains("rate_limits.aws.per") && err.contains("at most 366d"),
+            "{err}"
+        );
         assert!(
             serde_yaml::from_str::<ConfigFile>("rate_limit: {}\n").is_err(),
             "typos are rejected"

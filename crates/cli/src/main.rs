@@ -76,7 +76,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SCANPLANE_MAX_CONCURRENT_PER_TENANT")]
     pub max_concurrent_per_tenant: Option<u32>,
     /// Default scan timeout, e.g. `30m`.
-    #[arg(long, env = "SCANNER_TIMEOUT", default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, env = "SCANNER_TIMEOUT", default_value = "30m", value_parser = parse_scan_timeout)]
     pub scanner_timeout: Duration,
     /// Retries of a failed scan before it ends `failed`.
     #[arg(long, env = "SCANNER_BACKOFF_LIMIT", default_value_t = 2)]
@@ -140,6 +140,12 @@ pub struct KubernetesArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     scanplane_core::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_scan_timeout(s: &str) -> Result<Duration, String> {
+    scanplane_core::limits::DurationLimit::ScanTimeout
+        .parse(s)
+        .map_err(|e| e.to_string())
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {
