@@ -28,6 +28,12 @@ pub trait HealthStore: Send + Sync {
 
     /// The database answers and every migration is applied.
     async fn check_ready(&self) -> Result<(), StoreError>;
+
+    /// The database takes a committed write now: a heartbeat row is updated and committed.
+    /// `StorageFull` on a full SQLite disk, `Unavailable` on a read-only or unreachable
+    /// database. On PostgreSQL it proves the server commits, not that every table can grow:
+    /// the heartbeat row is rewritten in place.
+    async fn check_writable(&self) -> Result<(), StoreError>;
 }
 
 /// Tenants, their API tokens and their retention: authentication and the admin endpoints.

@@ -31,22 +31,20 @@ pub fn postgres_url() -> Result<String, String> {
     })
 }
 
-/// Creates an empty database on the test server and returns its URL.
-pub async fn fresh_postgres_url() -> Result<String, String> {
+/// A connection to the test server's own database, as its superuser: for tests that set
+/// up faults (tablespaces, read-only databases) around the store under test.
+pub async fn postgres_admin() -> Result<sqlx::PgConnection, String> {
     let base = postgres_url()?;
-    let name = format!("sp_test_{}", uuid::Uuid::now_v7().simple());
     let opts = PgConnectOptions::from_str(&base).map_err(|e| format!("{POSTGRES_URL_ENV}: {e}"))?;
-    let mut conn = opts
-        .clone()
-        .connect()
+    opts.connect()
         .await
-        .map_err(|e| format!("cannot reach the test PostgreSQL at {POSTGRES_URL_ENV}: {e}"))?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| format!("CREATE DATABASE failed: {e}"))?;
-    let _ = conn.close().await;
-    let url = match base.split_once('?') {
+        .map_err(|e| format!("cannot reach the test PostgreSQL at {POSTGRES_URL_ENV}: {e}"))
+}
+
+/// The URL of database `name` on the test server.
+pub fn postgres_database_url(name: &str) -> Result<String, String> {
+    let base = postgres_url()?;
+    Ok(match base.split_once('?') {
         Some((head, query)) => format!(
             "{}/{name}?{query}",
             head.rsplit_once('/').map_or(head, |x| x.0)
@@ -55,8 +53,24 @@ pub async fn fresh_postgres_url() -> Result<String, String> {
             "{}/{name}",
             base.rsplit_once('/').map_or(base.as_str(), |x| x.0)
         ),
-    };
-    Ok(url)
+    })
+}
+
+/// A new unique database name for a test.
+pub fn fresh_database_name() -> String {
+    format!("sp_test_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Creates an empty database on the test server and returns its URL.
+pub async fn fresh_postgres_url() -> Result<String, String> {
+    let name = fresh_database_name();
+    let mut conn = postgres_admin().await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("CREATE DATABASE failed: {e}"))?;
+    let _ = conn.close().await;
+    postgres_database_url(&name)
 }
 
 /// A fresh SQLite file path in the temp directory.

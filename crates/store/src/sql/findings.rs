@@ -347,17 +347,18 @@ impl FindingStore for SqlStore {
              WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)
              RETURNING {IDENTITY_COLUMNS}"
         );
-        let row: Option<IdentityRow> = on_pool!(self, |p| {
-            sqlx::query_as(&sql)
+        let row: Option<IdentityRow> = in_tx!(self, |tx| {
+            let row = sqlx::query_as(&sql)
                 .bind(id)
                 .bind(tenant)
                 .bind(triage.as_str())
                 .bind(comment)
                 .bind(by)
                 .bind(ms(now))
-                .fetch_optional(p)
-                .await?
-        });
+                .fetch_optional(&mut *tx)
+                .await?;
+            Ok(row)
+        })?;
         row.ok_or(StoreError::NotFound)?.into_domain()
     }
 

@@ -1,9 +1,14 @@
-//! [`HealthStore`]: whether the database answers and is fully migrated.
+//! [`HealthStore`]: whether the database answers, is fully migrated, and takes writes.
 
 use async_trait::async_trait;
 
 use super::SqlStore;
+use crate::rows::ms;
 use crate::{Backend, HealthStore, StoreError};
+
+const APPLIED_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+
+const HEARTBEAT: &str = "UPDATE store_health SET checked_at = $1 WHERE id = 1";
 
 #[async_trait]
 impl HealthStore for SqlStore {
@@ -13,9 +18,7 @@ impl HealthStore for SqlStore {
 
     async fn check_ready(&self) -> Result<(), StoreError> {
         let applied: i64 = on_pool!(self, |p| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(p)
-                .await?
+            sqlx::query_scalar(APPLIED_MIGRATIONS).fetch_one(p).await?
         });
         let expected = self.migrator().iter().count() as i64;
         if applied < expected {
@@ -24,5 +27,20 @@ impl HealthStore for SqlStore {
             )));
         }
         Ok(())
+    }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let now = ms(chrono::Utc::now());
+        in_tx!(self, |tx| {
+            let n = sqlx::query(HEARTBEAT)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::Corrupt("store_health has no row".into()));
+            }
+            Ok(())
+        })
     }
 }

@@ -42,26 +42,30 @@ macro_rules! on_pool {
 
 /// Runs `$body` (a block evaluating to `Result<T, StoreError>`, using `$tx` as the
 /// connection) inside one write transaction, committing on `Ok` and rolling back on `Err`.
+/// Every write goes through here, so a write is acknowledged only once its `COMMIT`
+/// succeeded (an autocommit statement read with `fetch_one` would lose a failed commit).
 /// SQLite write transactions start `IMMEDIATE` so that a reader never has to upgrade to a
-/// writer mid-transaction and fail with BUSY.
+/// writer mid-transaction and fail with BUSY; see `tx.rs` for why they are not sqlx's.
 macro_rules! in_tx {
     ($self:expr, |$tx:ident| $body:expr) => {
         match &$self.pool {
             $crate::sql::Pool::Sqlite(pool) => {
-                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut $tx = $crate::sql::tx::SqliteWrite::begin(pool).await?;
                 let out: Result<_, $crate::StoreError> = async { $body }.await;
-                if out.is_ok() {
-                    $tx.commit().await?;
-                }
-                out
+                $tx.finish(out).await
             }
             $crate::sql::Pool::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
                 let out: Result<_, $crate::StoreError> = async { $body }.await;
-                if out.is_ok() {
-                    $tx.commit().await?;
+                match out {
+                    Ok(v) => $tx.commit().await.map(|()| v).map_err($crate::StoreError::from),
+                    Err(e) => {
+                        if let Err(rollback) = $tx.rollback().await {
+                            tracing::warn!(error = %rollback, "ROLLBACK failed");
+                        }
+                        Err(e)
+                    }
                 }
-                out
             }
         }
     };
@@ -75,6 +79,7 @@ mod retention;
 mod scans;
 mod schedules;
 mod tenants;
+mod tx;
 mod windows;
 
 fn new_id() -> String {
@@ -128,20 +133,31 @@ impl SqlStore {
         id: &str,
         tenant: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let n = on_pool!(self, |p| {
-            sqlx::query(sql)
+        in_tx!(self, |tx| {
+            let n = sqlx::query(sql)
                 .bind(id)
                 .bind(tenant)
-                .execute(p)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
-        });
-        Ok(n > 0)
+                .rows_affected();
+            Ok(n > 0)
+        })
     }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// A taken unique key is a `Conflict` saying `what`; any other error is itself.
+fn unique_as_conflict(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(what())
+        } else {
+            e.into()
+        }
+    }
 }
 
 /// Strips the password from a URL before it appears in an error message.
@@ -234,9 +250,11 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10));
     if !memory {
+        // FULL: every commit is on disk before it is acknowledged. With NORMAL, WAL mode may
+        // lose the last commits on power loss, and a 2xx must mean durable.
         opts = opts
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Full);
     }
     if !query.is_empty() && query != "mode=rwc" {
         return Err(StoreError::InvalidUrl {

@@ -49,15 +49,16 @@ impl RetentionStore for SqlStore {
         // Findings first, then their scans, then identities: each step only once the one
         // before has nothing left.
         for sql in [findings.as_str(), scans.as_str(), EXPIRED_IDENTITIES] {
-            let n = on_pool!(self, |p| {
-                sqlx::query(sql)
+            let n = in_tx!(self, |tx| {
+                let n = sqlx::query(sql)
                     .bind(ms(now))
                     .bind(default_ms)
                     .bind(limit)
-                    .execute(p)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected()
-            });
+                    .rows_affected();
+                Ok(n)
+            })?;
             if n > 0 {
                 return Ok(n);
             }

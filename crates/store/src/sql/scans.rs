@@ -10,7 +10,7 @@ use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
 
 use super::admission::{usage_from, UsageRow, USAGE_SQL};
-use super::{is_unique_violation, new_id, status_list, SqlStore};
+use super::{new_id, status_list, unique_as_conflict, SqlStore};
 use crate::rows::{json_list, ms, opt_ms, ScanRow, SCAN_COLUMNS};
 use crate::text::{stored_opt, stored_text};
 use crate::{DispatchStore, NewScan, ScanChange, ScanFilter, ScanStore, StoreError};
@@ -97,18 +97,16 @@ impl ScanStore for SqlStore {
     async fn create_scan(&self, scan: NewScan, now: Timestamp) -> Result<Scan, StoreError> {
         let sql = insert_scan_sql("");
         let id = new_id();
-        let res: Result<ScanRow, sqlx::Error> = on_pool!(self, |p| {
-            bind_new_scan!(sqlx::query_as(&sql), &id, scan, now)
-                .fetch_one(p)
+        let row: ScanRow = in_tx!(self, |tx| {
+            let row = bind_new_scan!(sqlx::query_as(&sql), &id, scan, now)
+                .fetch_one(&mut *tx)
                 .await
-        });
-        match res {
-            Ok(row) => row.into_domain(),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
-                "a scan for this schedule tick already exists".into(),
-            )),
-            Err(e) => Err(e.into()),
-        }
+                .map_err(unique_as_conflict(|| {
+                    "a scan for this schedule tick already exists".into()
+                }))?;
+            Ok(row)
+        })?;
+        row.into_domain()
     }
 
     async fn list_scans(
@@ -135,16 +133,15 @@ impl ScanStore for SqlStore {
     }
 
     async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError> {
-        on_pool!(self, |p| {
+        in_tx!(self, |tx| {
             sqlx::query(SET_ERROR)
                 .bind(stored_text(error))
                 .bind(ms(now))
                 .bind(id)
-                .execute(p)
-                .await
-                .map(|_| ())?
-        });
-        Ok(())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
     }
 
     async fn scan_for_report_token(&self, token_hash: &str) -> Result<Option<Scan>, StoreError> {
@@ -215,8 +212,8 @@ impl DispatchStore for SqlStore {
         now: Timestamp,
     ) -> Result<Scan, StoreError> {
         let sql = transition_sql(to);
-        let row: Option<ScanRow> = on_pool!(self, |p| {
-            sqlx::query_as(&sql)
+        let row: Option<ScanRow> = in_tx!(self, |tx| {
+            let row = sqlx::query_as(&sql)
                 .bind(id)
                 .bind(to.as_str())
                 .bind(stored_text(&change.reason))
@@ -227,9 +224,10 @@ impl DispatchStore for SqlStore {
                 .bind(change.report_token_hash.as_deref())
                 .bind(change.targets_scanned.as_ref().map(|t| json_list(t)))
                 .bind(i64::from(change.new_attempt))
-                .fetch_optional(p)
-                .await?
-        });
+                .fetch_optional(&mut *tx)
+                .await?;
+            Ok(row)
+        })?;
         match row {
             Some(r) => r.into_domain(),
             None => match self.scan(None, id).await? {
@@ -249,22 +247,22 @@ impl DispatchStore for SqlStore {
         executor_ref: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let n = on_pool!(self, |p| {
-            sqlx::query(SET_EXECUTOR_REF)
+        in_tx!(self, |tx| {
+            let n = sqlx::query(SET_EXECUTOR_REF)
                 .bind(executor_ref)
                 .bind(ms(now))
                 .bind(id)
                 .bind(status.as_str())
-                .execute(p)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(StoreError::Conflict(format!(
-                "scan {id} is no longer {status}"
-            )));
-        }
-        Ok(())
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "scan {id} is no longer {status}"
+                )));
+            }
+            Ok(())
+        })
     }
 
     async fn count_by_status(&self) -> Result<Vec<(ScanStatus, u64)>, StoreError> {

@@ -8,7 +8,7 @@ use scanplane_core::schedule::{Schedule, TickPlan};
 use scanplane_core::Timestamp;
 
 use super::scans::{bind_new_scan, insert_scan_sql};
-use super::{is_unique_violation, new_id, SqlStore};
+use super::{new_id, unique_as_conflict, SqlStore};
 use crate::rows::{
     cadence_columns, dur_ms, json_list, ms, opt_ms, opt_ts, ScanRow, ScheduleRow, SCHEDULE_COLUMNS,
 };
@@ -77,23 +77,18 @@ const ADVANCE: &str = "UPDATE schedules SET
 impl ScheduleStore for SqlStore {
     async fn create_schedule(&self, s: &Schedule) -> Result<(), StoreError> {
         let sql = insert_schedule_sql();
-        let res = on_pool!(self, |p| {
+        in_tx!(self, |tx| {
             bind_schedule!(sqlx::query(&sql), s)
                 .bind(opt_ms(s.last_fired_at))
                 .bind(ms(s.created_at))
                 .bind(ms(s.updated_at))
-                .execute(p)
+                .execute(&mut *tx)
                 .await
-                .map(|_| ())
-        });
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "schedule {} already exists",
-                s.id
-            ))),
-            Err(e) => Err(e.into()),
-        }
+                .map_err(unique_as_conflict(|| {
+                    format!("schedule {} already exists", s.id)
+                }))?;
+            Ok(())
+        })
     }
 
     async fn schedule(
@@ -132,17 +127,17 @@ impl ScheduleStore for SqlStore {
     }
 
     async fn update_schedule(&self, s: &Schedule) -> Result<(), StoreError> {
-        let affected = on_pool!(self, |p| {
-            bind_schedule!(sqlx::query(UPDATE_SCHEDULE), s)
+        in_tx!(self, |tx| {
+            let affected = bind_schedule!(sqlx::query(UPDATE_SCHEDULE), s)
                 .bind(ms(s.updated_at))
-                .execute(p)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
-        });
-        if affected == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+                .rows_affected();
+            if affected == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
     }
 
     async fn delete_schedule(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {

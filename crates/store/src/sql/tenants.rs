@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use scanplane_core::tenant::Tenant;
 
-use super::{is_unique_violation, new_id, SqlStore};
+use super::{new_id, unique_as_conflict, SqlStore};
 use crate::rows::{ms, TenantRow};
 use crate::{StoreError, TenantStore};
 
@@ -39,20 +39,31 @@ impl SqlStore {
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn ensure_tenant(&self, name: &str) -> Result<Tenant, StoreError> {
+        // Most calls find the tenant: they need no write, so they work on a read-only store.
+        let existing: Option<TenantRow> = on_pool!(self, |p| {
+            sqlx::query_as(TENANT_BY_NAME)
+                .bind(name)
+                .fetch_optional(p)
+                .await?
+        });
+        if let Some(row) = existing {
+            return row.into_domain();
+        }
         let now = ms(chrono::Utc::now());
         let id = new_id();
-        let row: TenantRow = on_pool!(self, |p| {
+        let row: TenantRow = in_tx!(self, |tx| {
             sqlx::query(INSERT_TENANT)
                 .bind(&id)
                 .bind(name)
                 .bind(now)
-                .execute(p)
+                .execute(&mut *tx)
                 .await?;
-            sqlx::query_as(TENANT_BY_NAME)
+            let row = sqlx::query_as(TENANT_BY_NAME)
                 .bind(name)
-                .fetch_one(p)
-                .await?
-        });
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok(row)
+        })?;
         row.into_domain()
     }
 
@@ -64,24 +75,18 @@ impl TenantStore for SqlStore {
     ) -> Result<String, StoreError> {
         let id = new_id();
         let now = ms(chrono::Utc::now());
-        let res = on_pool!(self, |p| {
+        in_tx!(self, |tx| {
             sqlx::query(INSERT_TOKEN)
                 .bind(&id)
                 .bind(tenant_id)
                 .bind(name)
                 .bind(token_hash)
                 .bind(now)
-                .execute(p)
+                .execute(&mut *tx)
                 .await
-                .map(|_| ())
-        });
-        match res {
-            Ok(()) => Ok(id),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict("token already exists".into()))
-            }
-            Err(e) => Err(e.into()),
-        }
+                .map_err(unique_as_conflict(|| "token already exists".into()))?;
+            Ok(id)
+        })
     }
 
     async fn tenant_for_token(&self, token_hash: &str) -> Result<Option<Tenant>, StoreError> {
@@ -95,17 +100,17 @@ impl TenantStore for SqlStore {
     }
 
     async fn set_retention(&self, tenant_name: &str, days: Option<u32>) -> Result<(), StoreError> {
-        let n = on_pool!(self, |p| {
-            sqlx::query(SET_RETENTION)
+        in_tx!(self, |tx| {
+            let n = sqlx::query(SET_RETENTION)
                 .bind(days.map(i64::from))
                 .bind(tenant_name)
-                .execute(p)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
     }
 }

@@ -43,14 +43,13 @@ macro_rules! bind_window {
 #[async_trait]
 impl WindowStore for SqlStore {
     async fn create_window(&self, w: &MaintenanceWindow) -> Result<(), StoreError> {
-        on_pool!(self, |p| {
+        in_tx!(self, |tx| {
             bind_window!(sqlx::query(INSERT_WINDOW), w, w.created_at)
                 .bind(w.admin)
-                .execute(p)
-                .await
-                .map(|_| ())?
-        });
-        Ok(())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
     }
 
     async fn window(
@@ -81,16 +80,16 @@ impl WindowStore for SqlStore {
     }
 
     async fn update_window(&self, w: &MaintenanceWindow, now: Timestamp) -> Result<(), StoreError> {
-        let n = on_pool!(self, |p| {
-            bind_window!(sqlx::query(UPDATE_WINDOW), w, now)
-                .execute(p)
+        in_tx!(self, |tx| {
+            let n = bind_window!(sqlx::query(UPDATE_WINDOW), w, now)
+                .execute(&mut *tx)
                 .await?
-                .rows_affected()
-        });
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+                .rows_affected();
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
     }
 
     async fn delete_window(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError> {
