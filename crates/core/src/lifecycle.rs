@@ -172,6 +172,8 @@ mod tests {
             error: None,
             targets_scanned: vec![],
             findings_count: 0,
+            findings_rejected: 0,
+            rejections: vec![],
         }
     }
 

@@ -220,7 +220,14 @@ pub struct Scan {
     /// Targets the scanner reported as scanned.
     pub targets_scanned: Vec<String>,
     pub findings_count: u64,
+    /// Findings its report dropped as malformed or oversized (the rest were stored).
+    pub findings_rejected: u64,
+    /// The first reasons for those rejections (at most [`MAX_REJECTIONS`]).
+    pub rejections: Vec<String>,
 }
+
+/// How many rejection reasons a scan keeps; `findings_rejected` counts all of them.
+pub const MAX_REJECTIONS: usize = 5;
 
 impl Scan {
     /// Wall-clock duration of the run, once it has started.

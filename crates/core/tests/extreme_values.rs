@@ -267,5 +267,7 @@ fn scan(status: ScanStatus, attempts: u32, at: Timestamp) -> Scan {
         error: None,
         targets_scanned: vec![],
         findings_count: 0,
+        findings_rejected: 0,
+        rejections: vec![],
     }
 }

@@ -62,6 +62,15 @@ pub trait ScanStore: Send + Sync {
     ) -> Result<Vec<Scan>, StoreError>;
     /// Records the error a scan's final report gave, without changing its state.
     async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Adds `count` dropped findings to a scan, keeping the first
+    /// [`scanplane_core::scan::MAX_REJECTIONS`] reasons overall.
+    async fn record_rejections(
+        &self,
+        id: &str,
+        count: u64,
+        reasons: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
     async fn scan_for_report_token(&self, token_hash: &str) -> Result<Option<Scan>, StoreError>;
     /// The concurrency slots in use: scans in `admitted`, `dispatched` or `running`.
     async fn slot_usage(&self) -> Result<SlotUsage, StoreError>;

@@ -74,7 +74,8 @@ impl TenantRow {
 pub const SCAN_COLUMNS: &str = "\
     id, tenant_id, project_id, schedule_id, fire_time, trigger, scanner, targets, billing, \
     options, status, reason, attempts, created_at, updated_at, admitted_at, started_at, \
-    finished_at, executor_ref, error, targets_scanned, findings_count";
+    finished_at, executor_ref, error, targets_scanned, findings_count, findings_rejected, \
+    rejections";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ScanRow {
@@ -100,6 +101,8 @@ pub struct ScanRow {
     pub error: Option<String>,
     pub targets_scanned: String,
     pub findings_count: i64,
+    pub findings_rejected: i64,
+    pub rejections: String,
 }
 
 impl ScanRow {
@@ -117,6 +120,8 @@ impl ScanRow {
             finished_at: opt_ts(self.finished_at)?,
             attempts: u32::try_from(self.attempts).unwrap_or(0),
             findings_count: u64::try_from(self.findings_count).unwrap_or(0),
+            findings_rejected: u64::try_from(self.findings_rejected).unwrap_or(0),
+            rejections: parse_list(&self.rejections)?,
             id: self.id,
             tenant_id: self.tenant_id,
             project_id: self.project_id,

@@ -1124,6 +1124,31 @@ async fn long_error_text_is_truncated(store: Arc<dyn Store>) {
     assert_eq!(stored.error.as_deref(), Some(exact.as_str()));
 }
 
+async fn rejections_accumulate_and_keep_the_first_reasons(store: Arc<dyn Store>) {
+    let t = store.ensure_tenant("a").await.unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+    let id = running_scan(&store, &t.id, now).await;
+    let reasons: Vec<String> = (1..=4).map(|i| format!("line {i}: bad")).collect();
+    store
+        .record_rejections(&id, 4, &reasons, now)
+        .await
+        .unwrap();
+    let more: Vec<String> = (5..=7).map(|i| format!("line {i}: bad\u{0}")).collect();
+    store.record_rejections(&id, 10, &more, now).await.unwrap();
+    let scan = store.scan(None, &id).await.unwrap().unwrap();
+    assert_eq!(scan.findings_rejected, 14);
+    assert_eq!(scan.rejections.len(), 5, "{:?}", scan.rejections);
+    assert_eq!(scan.rejections[0], "line 1: bad");
+    assert_eq!(
+        scan.rejections[4], "line 5: bad\u{fffd}",
+        "NUL replaced on both backends"
+    );
+    assert!(matches!(
+        store.record_rejections("no-such-scan", 1, &[], now).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 async fn readiness(store: Arc<dyn Store>) {
     store.check_ready().await.unwrap();
 }
@@ -1165,4 +1190,5 @@ both!(
     nul_in_scanner_output_is_replaced,
     text_filter_matches_wildcards_literally,
     long_error_text_is_truncated,
+    rejections_accumulate_and_keep_the_first_reasons,
 );

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use scanplane_core::admission::{Decision, Limits, SlotUsage};
 use scanplane_core::ratelimit::RateLimitPolicy;
-use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus, UnknownStatus};
+use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus, UnknownStatus, MAX_REJECTIONS};
 use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
 
@@ -89,6 +89,10 @@ const SET_EXECUTOR_REF: &str = "UPDATE scans SET executor_ref = $1, updated_at =
      WHERE id = $3 AND status = $4";
 
 const SET_ERROR: &str = "UPDATE scans SET error = $1, updated_at = $2 WHERE id = $3";
+const SELECT_REJECTIONS: &str = "SELECT rejections FROM scans WHERE id = $1";
+const ADD_REJECTIONS: &str = "UPDATE scans
+    SET findings_rejected = findings_rejected + $1, rejections = $2, updated_at = $3
+    WHERE id = $4";
 
 const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM scans GROUP BY status";
 
@@ -136,6 +140,45 @@ impl ScanStore for SqlStore {
         in_tx!(self, |tx| {
             sqlx::query(SET_ERROR)
                 .bind(stored_text(error))
+                .bind(ms(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn record_rejections(
+        &self,
+        id: &str,
+        count: u64,
+        reasons: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if count == 0 && reasons.is_empty() {
+            return Ok(());
+        }
+        let added = i64::try_from(count).unwrap_or(i64::MAX);
+        in_tx!(self, |tx| {
+            // The count is added in SQL; the reasons are merged here. Two reports racing
+            // may keep a different first five, never more than five.
+            let stored: Option<String> = sqlx::query_scalar(SELECT_REJECTIONS)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(stored) = stored else {
+                return Err(StoreError::NotFound);
+            };
+            let mut kept: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+            for r in reasons {
+                if kept.len() >= MAX_REJECTIONS {
+                    break;
+                }
+                kept.push(stored_text(r).into_owned());
+            }
+            sqlx::query(ADD_REJECTIONS)
+                .bind(added)
+                .bind(json_list(&kept))
                 .bind(ms(now))
                 .bind(id)
                 .execute(&mut *tx)
