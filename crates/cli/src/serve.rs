@@ -190,6 +190,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         "SCANPLANE_ADMIN_TOKEN".into(),
                         "SCANPLANE_DATABASE_URL".into(),
                     ],
+                    installation: installation_id(&args.database_url),
                 },
                 obs_tx,
             )?)
@@ -341,4 +342,11 @@ pub async fn job(isolated: bool) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// A stable, secret-free name of the database this server uses: the local executor marks
+/// its units with it, so another installation on the same host never touches them.
+fn installation_id(database_url: &str) -> String {
+    let hash = scanplane_protocol::token::hash_token(database_url);
+    hash.get(..16).unwrap_or(&hash).to_string()
 }

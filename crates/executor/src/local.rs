@@ -36,6 +36,10 @@ pub struct LocalConfig {
     pub max_output: u64,
     /// Env vars never passed to scanners (secrets of the server).
     pub withheld_env: Vec<String>,
+    /// Names the installation (the database) whose scans these are. It is part of the
+    /// marker every unit carries, so that two installations sharing a work directory on
+    /// one host never take each other's units for orphans.
+    pub installation: String,
 }
 
 pub struct LocalExecutor {
@@ -99,7 +103,7 @@ impl LocalExecutor {
             .work_root
             .canonicalize()
             .unwrap_or_else(|_| config.work_root.clone());
-        let instance = root.display().to_string();
+        let instance = format!("{}#{}", root.display(), config.installation);
         Ok(Self {
             config,
             instance,
