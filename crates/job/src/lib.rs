@@ -14,7 +14,7 @@ use scanplane_core::finding::Finding;
 use scanplane_core::target::Target;
 use scanplane_protocol::env::{self, UnitEnv};
 use scanplane_protocol::report::{ReportLine, CONTENT_TYPE};
-use scanplane_scanners::{Registry, ScanRequest};
+use scanplane_scanners::{Registry, RunRequest};
 use tokio::sync::mpsc;
 
 /// Findings per report request.
@@ -195,7 +195,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
     };
 
     let (tx, mut rx) = mpsc::channel::<Finding>(CHUNK * 2);
-    let request = ScanRequest {
+    let request = RunRequest {
         scan_id: config.scan_id.clone(),
         targets,
         billing: config.billing,

@@ -56,7 +56,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{ConfigError, ParseError, ScanError, ValidationError};
 use crate::process::{find_program, ExternalCommand};
-use crate::{check_target_kinds, emit, sarif, scanplane_json, ScanOutcome, ScanRequest, Scanner};
+use crate::{check_target_kinds, emit, sarif, scanplane_json, RunRequest, ScanOutcome, Scanner};
 
 /// Environment variables scanplane sets itself; configuration may not override them.
 pub const RESERVED_ENV: &[&str] = &[
@@ -294,7 +294,7 @@ fn is_finding_line(line: &[u8]) -> bool {
 }
 
 /// The environment a custom scanner receives, besides its configured `env`.
-pub fn scan_env(req: &ScanRequest, output: &Path) -> Vec<(String, String)> {
+pub fn scan_env(req: &RunRequest, output: &Path) -> Vec<(String, String)> {
     let targets: Vec<String> = req.targets.iter().map(Target::to_string).collect();
     let accounts: Vec<&str> = req
         .targets
@@ -345,7 +345,7 @@ impl Scanner for CustomScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
@@ -506,7 +506,7 @@ description: Audits cloud accounts
 
     #[test]
     fn environment_contract() {
-        let req = ScanRequest {
+        let req = RunRequest {
             scan_id: "run-1".into(),
             targets: vec![
                 Target::parse("account://111").unwrap(),

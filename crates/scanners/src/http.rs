@@ -50,7 +50,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::{ScanError, ValidationError};
 use crate::options::Options;
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "http";
 const OPTIONS: &[&str] = &["request_timeout", "check_paths", "check_tls"];
@@ -729,7 +729,7 @@ impl Scanner for HttpScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;

@@ -35,9 +35,10 @@ pub use custom::CustomScannerConfig;
 pub use error::{ConfigError, ParseError, ScanError, ValidationError};
 pub use registry::Registry;
 
-/// Everything a scanner needs to run one scan.
+/// Everything a scanner needs to run one scan attempt. (Not the API's `ScanRequest`, which is
+/// what a client asks for; this is what a unit of work hands to its scanner.)
 #[derive(Debug, Clone)]
-pub struct ScanRequest {
+pub struct RunRequest {
     /// The scan run id, passed to custom scanners as `SCAN_RUN_ID`.
     pub scan_id: String,
     pub targets: Vec<Target>,
@@ -74,7 +75,7 @@ pub trait Scanner: Send + Sync {
     /// Runs the scan, sending findings as they are produced.
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError>;
 }

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::error::{ParseError, ScanError, ValidationError};
 use crate::options::Options;
 use crate::process::{find_program, ExternalCommand};
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nuclei";
 pub const PROGRAM: &str = "nuclei";
@@ -224,7 +224,7 @@ impl Scanner for NucleiScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{ScanError, ValidationError};
 use crate::options::Options;
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "tcp";
 const OPTIONS: &[&str] = &["ports", "concurrency", "connect_timeout"];
@@ -112,7 +112,7 @@ impl Scanner for TcpScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;

@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 use crate::error::{json_document, ParseError, ScanError, ValidationError};
 use crate::options::Options;
 use crate::process::{find_program, ExternalCommand};
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "trivy";
 pub const PROGRAM: &str = "trivy";
@@ -410,7 +410,7 @@ impl Scanner for TrivyScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;

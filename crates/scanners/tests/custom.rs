@@ -23,7 +23,7 @@ fn registry(mode: &str, output: &str) -> Registry {
     common::must(Registry::with_custom(vec![config]), "registry")
 }
 
-fn billing_request(dir: &std::path::Path) -> scanplane_scanners::ScanRequest {
+fn billing_request(dir: &std::path::Path) -> scanplane_scanners::RunRequest {
     let mut req = common::request(
         &["account://111111111111", "account://222222222222"],
         serde_json::json!({"depth": 2}),
