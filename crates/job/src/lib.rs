@@ -171,8 +171,8 @@ fn encode_findings(findings: &[Finding]) -> Vec<u8> {
 pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobError> {
     let started = Instant::now();
     let scanner = registry
-        .get(&config.scanner)
-        .ok_or_else(|| JobError::Config(format!("unknown scanner {:?}", config.scanner)))?;
+        .lookup(&config.scanner)
+        .map_err(|e| JobError::Config(e.to_string()))?;
     let targets: Vec<Target> = config
         .targets
         .iter()

@@ -118,6 +118,14 @@ impl From<ParseError> for ScanError {
     }
 }
 
+fn name_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn program_note(scanner: &str, program: &str) -> String {
     if scanner == program {
         String::new()
@@ -138,8 +146,27 @@ fn exit_note(code: Option<i32>) -> String {
 pub enum ConfigError {
     #[error("custom scanner {name:?}: {reason}")]
     Invalid { name: String, reason: String },
-    #[error("scanner name {0:?} is defined more than once (built-in scanners: tcp, http, nmap, trivy, nuclei, grype)")]
-    Duplicate(String),
+    #[error(
+        "scanner name {name:?} is defined more than once (registered scanners: {})",
+        name_list(registered)
+    )]
+    Duplicate {
+        name: String,
+        /// The names registered before the duplicate, from the registry itself.
+        registered: Vec<String>,
+    },
+}
+
+/// A scan names a scanner the registry does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown scanner {name:?}; registered scanners: {}",
+    name_list(registered)
+)]
+pub struct UnknownScanner {
+    pub name: String,
+    /// Every registered name, sorted, from the registry itself.
+    pub registered: Vec<String>,
 }
 
 #[cfg(test)]

@@ -22,11 +22,13 @@ use scanplane_core::scanner::{ScannerDef, ScannerKind};
 use scanplane_core::target::{PathMode, Target, TargetKind};
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::error::{json_document, ParseError, ScanError, ValidationError};
 use crate::options::Options;
 use crate::process::{find_program, ExternalCommand};
+use crate::registry::Component;
 use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "grype";
@@ -150,6 +152,11 @@ fn match_finding(target: &str, digest: Option<&str>, m: &Match) -> Finding {
     f.fingerprint = fingerprint(NAME, &[target, &v.id, &a.name, &a.version, anchor]);
     f
 }
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(GrypeScanner::new()),
+};
 
 /// The grype adapter.
 pub struct GrypeScanner {

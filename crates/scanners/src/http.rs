@@ -50,6 +50,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::{ScanError, ValidationError};
 use crate::options::Options;
+use crate::registry::Component;
 use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "http";
@@ -557,6 +558,11 @@ async fn fetch_certificates(
         .await
         .map_err(|_| "timed out".to_string())?
 }
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(HttpScanner::new()),
+};
 
 /// The built-in HTTP scanner.
 pub struct HttpScanner {

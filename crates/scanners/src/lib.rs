@@ -32,8 +32,19 @@ use scanplane_core::target::Target;
 use tokio::sync::mpsc;
 
 pub use custom::CustomScannerConfig;
-pub use error::{ConfigError, ParseError, ScanError, ValidationError};
-pub use registry::Registry;
+pub use error::{ConfigError, ParseError, ScanError, UnknownScanner, ValidationError};
+pub use registry::{Component, Registry};
+
+/// The built-in scanners, one line each: adding a scanner is its module (which exports its
+/// `COMPONENT`), its fixtures under `tests/data/<tool>/`, and a line here.
+pub const BUILTIN: &[Component] = &[
+    tcp::COMPONENT,
+    http::COMPONENT,
+    nmap::COMPONENT,
+    trivy::COMPONENT,
+    nuclei::COMPONENT,
+    grype::COMPONENT,
+];
 
 /// Everything a scanner needs to run one scan attempt. (Not the API's `ScanRequest`, which is
 /// what a client asks for; this is what a unit of work hands to its scanner.)

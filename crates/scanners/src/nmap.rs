@@ -12,6 +12,7 @@
 //! the user asked for (nmap's `hostname type="user"`) if any, else the scanned address,
 //! normalized with [`normalize_host`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::error::{ParseError, ScanError, ValidationError};
 use crate::options::Options;
 use crate::process::{find_program, ExternalCommand};
+use crate::registry::Component;
 use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nmap";
@@ -290,6 +292,11 @@ fn port_finding(host: &str, p: &Port) -> Result<Finding, ParseError> {
     f.fingerprint = fingerprint(NAME, &[&host, &number.to_string(), protocol]);
     Ok(f)
 }
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(NmapScanner::new()),
+};
 
 /// The nmap adapter.
 pub struct NmapScanner {

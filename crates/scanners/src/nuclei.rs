@@ -21,11 +21,13 @@ use scanplane_core::scanner::{ScannerDef, ScannerKind};
 use scanplane_core::target::{Target, TargetKind};
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::error::{ParseError, ScanError, ValidationError};
 use crate::options::Options;
 use crate::process::{find_program, ExternalCommand};
+use crate::registry::Component;
 use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nuclei";
@@ -150,6 +152,11 @@ pub fn parse_line(
     f.fingerprint = fingerprint(NAME, &[&target, &l.template_id, &l.matcher_name, &location]);
     Ok(Some(f))
 }
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(NucleiScanner::new()),
+};
 
 /// The nuclei adapter.
 pub struct NucleiScanner {

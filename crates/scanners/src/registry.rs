@@ -1,4 +1,7 @@
 //! The scanner registry: every scanner scanplane can run, by name.
+//!
+//! A built-in scanner is a [`Component`] its module exports; [`crate::BUILTIN`] lists them,
+//! one line each. Custom scanners from the configuration file are registered after them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -6,39 +9,37 @@ use std::sync::Arc;
 use scanplane_core::scanner::ScannerDef;
 
 use crate::custom::{CustomScanner, CustomScannerConfig};
-use crate::error::ConfigError;
-use crate::grype::GrypeScanner;
-use crate::http::HttpScanner;
-use crate::nmap::NmapScanner;
-use crate::nuclei::NucleiScanner;
-use crate::tcp::TcpScanner;
-use crate::trivy::TrivyScanner;
+use crate::error::{ConfigError, UnknownScanner};
 use crate::Scanner;
+
+/// A built-in scanner as its module exports it: how to build the adapter.
+#[derive(Clone, Copy)]
+pub struct Component {
+    pub build: fn() -> Arc<dyn Scanner>,
+}
 
 /// Maps scanner names to adapters. Built-in and external scanners are always present;
 /// external ones report `NotInstalled` when run without their program.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Registry {
     scanners: BTreeMap<String, Arc<dyn Scanner>>,
 }
 
 impl Registry {
-    /// The built-in (`tcp`, `http`) and external (`nmap`, `trivy`, `nuclei`, `grype`) scanners.
+    /// A registry without any scanner.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Every scanner in [`crate::BUILTIN`].
     pub fn builtin() -> Self {
-        let list: [Arc<dyn Scanner>; 6] = [
-            Arc::new(TcpScanner::new()),
-            Arc::new(HttpScanner::new()),
-            Arc::new(NmapScanner::new()),
-            Arc::new(TrivyScanner::new()),
-            Arc::new(NucleiScanner::new()),
-            Arc::new(GrypeScanner::new()),
-        ];
-        Registry {
-            scanners: list
-                .into_iter()
-                .map(|s| (s.definition().name.clone(), s))
-                .collect(),
+        let mut r = Self::empty();
+        for c in crate::BUILTIN {
+            // Built-in names are distinct (a test checks it), so this cannot fail; a
+            // duplicate would only lose the later one.
+            let _ = r.register((c.build)());
         }
+        r
     }
 
     /// The built-in scanners plus custom ones from the configuration file; a custom scanner
@@ -46,18 +47,39 @@ impl Registry {
     pub fn with_custom(custom: Vec<CustomScannerConfig>) -> Result<Self, ConfigError> {
         let mut r = Self::builtin();
         for c in custom {
-            let s = CustomScanner::new(c)?;
-            let name = s.definition().name.clone();
-            if r.scanners.contains_key(&name) {
-                return Err(ConfigError::Duplicate(name));
-            }
-            r.scanners.insert(name, Arc::new(s));
+            r.register(Arc::new(CustomScanner::new(c)?))?;
         }
         Ok(r)
     }
 
+    /// Adds a scanner under its definition's name; a name may be registered once.
+    pub fn register(&mut self, scanner: Arc<dyn Scanner>) -> Result<(), ConfigError> {
+        let name = scanner.definition().name.clone();
+        if self.scanners.contains_key(&name) {
+            return Err(ConfigError::Duplicate {
+                name,
+                registered: self.names(),
+            });
+        }
+        self.scanners.insert(name, scanner);
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<dyn Scanner>> {
         self.scanners.get(name).cloned()
+    }
+
+    /// Like [`Registry::get`], with an error that lists what is registered.
+    pub fn lookup(&self, name: &str) -> Result<Arc<dyn Scanner>, UnknownScanner> {
+        self.get(name).ok_or_else(|| UnknownScanner {
+            name: name.to_string(),
+            registered: self.names(),
+        })
+    }
+
+    /// Every registered name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.scanners.keys().cloned().collect()
     }
 
     /// Every scanner's definition, sorted by name.
@@ -83,19 +105,51 @@ mod tests {
         serde_yaml::from_str(&format!("name: {name}\ncommand: [/bin/true]\n")).unwrap()
     }
 
+    const BUILTIN_NAMES: [&str; 6] = ["grype", "http", "nmap", "nuclei", "tcp", "trivy"];
+
     #[test]
     fn builtin_and_custom() {
         let r = Registry::builtin();
         let names: Vec<String> = r.definitions().into_iter().map(|d| d.name).collect();
-        assert_eq!(names, ["grype", "http", "nmap", "nuclei", "tcp", "trivy"]);
+        assert_eq!(names, BUILTIN_NAMES);
         assert!(r.get("tcp").is_some());
         assert!(r.get("nope").is_none());
         let r = Registry::with_custom(vec![config("audit")]).unwrap();
         assert_eq!(r.get("audit").unwrap().definition().kind_str(), "custom");
         assert_eq!(
             Registry::with_custom(vec![config("nmap")]).unwrap_err(),
-            ConfigError::Duplicate("nmap".into())
+            ConfigError::Duplicate {
+                name: "nmap".into(),
+                registered: BUILTIN_NAMES.map(String::from).to_vec(),
+            }
         );
         assert!(Registry::with_custom(vec![config("a"), config("a")]).is_err());
+    }
+
+    #[test]
+    fn every_builtin_component_has_its_own_name() {
+        assert_eq!(Registry::builtin().names().len(), crate::BUILTIN.len());
+    }
+
+    #[test]
+    fn errors_list_the_registered_names() {
+        let r = Registry::with_custom(vec![config("audit")]).unwrap();
+        let e = r.lookup("nmapp").err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "unknown scanner \"nmapp\"; registered scanners: audit, grype, http, nmap, nuclei, tcp, trivy"
+        );
+        let e = Registry::with_custom(vec![config("audit"), config("audit")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "scanner name \"audit\" is defined more than once (registered scanners: audit, grype, http, nmap, nuclei, tcp, trivy)"
+        );
+        let mut empty = Registry::empty();
+        assert_eq!(
+            empty.lookup("tcp").err().unwrap().to_string(),
+            "unknown scanner \"tcp\"; registered scanners: none"
+        );
+        empty.register((crate::tcp::COMPONENT.build)()).unwrap();
+        assert!(empty.lookup("tcp").is_ok());
     }
 }

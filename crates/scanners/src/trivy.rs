@@ -26,6 +26,7 @@
 //! - secret: `[target, RuleID, file, StartLine]`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use scanplane_core::finding::{fingerprint, Finding, Severity};
@@ -37,6 +38,7 @@ use tokio::sync::mpsc;
 use crate::error::{json_document, ParseError, ScanError, ValidationError};
 use crate::options::Options;
 use crate::process::{find_program, ExternalCommand};
+use crate::registry::Component;
 use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "trivy";
@@ -298,6 +300,11 @@ fn secret(target: &str, r: &TrivyResult, s: &Secret) -> Finding {
     f.fingerprint = fingerprint(NAME, &[target, &s.rule_id, &r.target, &line]);
     f
 }
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(TrivyScanner::new()),
+};
 
 /// The trivy adapter.
 pub struct TrivyScanner {
