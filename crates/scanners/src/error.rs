@@ -84,6 +84,8 @@ pub enum ScanError {
         exit_code: Option<i32>,
         stderr_tail: String,
     },
+    #[error("scanner {scanner:?} wrote more than {limit} bytes of output")]
+    TooLarge { scanner: String, limit: usize },
     #[error("scanner {scanner:?} timed out after {after:?}")]
     Timeout { scanner: String, after: Duration },
     #[error("scanner {scanner:?} stopped: nobody is receiving findings any more")]

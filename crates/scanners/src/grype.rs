@@ -27,9 +27,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{json_document, ParseError, ScanError, ValidationError};
 use crate::options::Options;
-use crate::process::{find_program, ExternalCommand};
+use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::Component;
-use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
+use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "grype";
 pub const PROGRAM: &str = "grype";
@@ -248,40 +248,19 @@ impl Scanner for GrypeScanner {
         let only_fixed = Options::parse(NAME, &req.options, OPTIONS)?
             .boolean("only_fixed")?
             .unwrap_or(false);
-        let program = find_program(NAME, PROGRAM)?;
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut scanned = Vec::new();
-        for t in &req.targets {
-            let Some(args) = args(t, only_fixed) else {
-                continue;
-            };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Err(ScanError::Timeout {
-                    scanner: NAME.to_string(),
-                    after: req.timeout,
-                });
-            }
-            let mut running = ExternalCommand {
-                scanner: NAME.to_string(),
-                program: program.clone(),
-                args,
-                env: Vec::new(),
-                work_dir: req.work_dir.clone(),
-                timeout: remaining,
-            }
-            .spawn()?;
-            let json = running.read_all().await?;
-            running.finish().await?;
-            let canonical = t.to_string();
-            for f in parse(&json, &canonical)? {
-                emit(NAME, &findings, f).await?;
-            }
-            scanned.push(canonical);
-        }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
+        let runs = req
+            .targets
+            .iter()
+            .filter_map(|t| {
+                args(t, only_fixed).map(|args| TargetRun {
+                    target: t.to_string(),
+                    args,
+                })
+            })
+            .collect();
+        tool.run_per_target(runs, ToolOutput::Document(parse), &findings)
+            .await
     }
 }
 

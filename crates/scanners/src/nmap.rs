@@ -13,7 +13,6 @@
 //! normalized with [`normalize_host`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use quick_xml::events::{BytesStart, Event};
@@ -25,9 +24,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{ParseError, ScanError, ValidationError};
 use crate::options::Options;
-use crate::process::{find_program, ExternalCommand};
+use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::Component;
-use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
+use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nmap";
 pub const PROGRAM: &str = "nmap";
@@ -396,43 +395,27 @@ impl Scanner for NmapScanner {
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
         let s = settings(&req.options)?;
-        let program = find_program(NAME, PROGRAM)?;
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut scanned = Vec::new();
-        for t in &req.targets {
-            let Target::Host { host, ports } = t else {
-                continue;
-            };
-            let ports = match ports {
-                Some(p) => Some(std::slice::from_ref(p)),
-                None => s.ports.as_deref(),
-            };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Err(ScanError::Timeout {
-                    scanner: NAME.to_string(),
-                    after: req.timeout,
-                });
-            }
-            let mut running = ExternalCommand {
-                scanner: NAME.to_string(),
-                program: program.clone(),
-                args: args(host, ports, s.timing),
-                env: Vec::new(),
-                work_dir: req.work_dir.clone(),
-                timeout: remaining.max(Duration::from_millis(1)),
-            }
-            .spawn()?;
-            let xml = running.read_all().await?;
-            running.finish().await?;
-            for f in parse(&xml)? {
-                emit(NAME, &findings, f).await?;
-            }
-            scanned.push(t.to_string());
-        }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
+        let runs = req
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let Target::Host { host, ports } = t else {
+                    return None;
+                };
+                let ports = match ports {
+                    Some(p) => Some(std::slice::from_ref(p)),
+                    None => s.ports.as_deref(),
+                };
+                Some(TargetRun {
+                    target: t.to_string(),
+                    args: args(host, ports, s.timing),
+                })
+            })
+            .collect();
+        // Findings name the host nmap reports, not the scan target.
+        let output = ToolOutput::Document(|xml, _target| parse(xml));
+        tool.run_per_target(runs, output, &findings).await
     }
 }
 

@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{ParseError, ScanError, ValidationError};
 use crate::options::Options;
-use crate::process::{find_program, ExternalCommand};
+use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::Component;
-use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
+use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nuclei";
 pub const PROGRAM: &str = "nuclei";
@@ -235,41 +235,19 @@ impl Scanner for NucleiScanner {
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
-        let program = find_program(NAME, PROGRAM)?;
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut scanned = Vec::new();
-        for t in &req.targets {
-            let canonical = t.to_string();
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Err(ScanError::Timeout {
-                    scanner: NAME.to_string(),
-                    after: req.timeout,
-                });
-            }
-            let mut running = ExternalCommand {
-                scanner: NAME.to_string(),
-                program: program.clone(),
-                args: args(&canonical, &req.options)?,
-                env: Vec::new(),
-                work_dir: req.work_dir.clone(),
-                timeout: remaining,
-            }
-            .spawn()?;
-            let mut line = Vec::new();
-            let mut line_no = 0;
-            while running.next_line(&mut line).await? {
-                line_no += 1;
-                if let Some(f) = parse_line(&line, line_no, Some(&canonical))? {
-                    emit(NAME, &findings, f).await?;
-                }
-            }
-            running.finish().await?;
-            scanned.push(canonical);
-        }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
+        let runs = req
+            .targets
+            .iter()
+            .map(|t| {
+                let target = t.to_string();
+                args(&target, &req.options).map(|args| TargetRun { target, args })
+            })
+            .collect::<Result<_, _>>()?;
+        // Findings are attributed to the scan target rather than nuclei's own `url`.
+        let output =
+            ToolOutput::Lines(|line, line_no, target| parse_line(line, line_no, Some(target)));
+        tool.run_per_target(runs, output, &findings).await
     }
 }
 

@@ -37,9 +37,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{json_document, ParseError, ScanError, ValidationError};
 use crate::options::Options;
-use crate::process::{find_program, ExternalCommand};
+use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::Component;
-use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
+use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "trivy";
 pub const PROGRAM: &str = "trivy";
@@ -422,38 +422,19 @@ impl Scanner for TrivyScanner {
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
         let s = settings(&req.options)?;
-        let program = locate()?;
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut scanned = Vec::new();
-        for t in &req.targets {
-            let Some(args) = args(t, &s) else { continue };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Err(ScanError::Timeout {
-                    scanner: NAME.to_string(),
-                    after: req.timeout,
-                });
-            }
-            let mut running = ExternalCommand {
-                scanner: NAME.to_string(),
-                program: program.clone(),
-                args,
-                env: Vec::new(),
-                work_dir: req.work_dir.clone(),
-                timeout: remaining,
-            }
-            .spawn()?;
-            let json = running.read_all().await?;
-            running.finish().await?;
-            let canonical = t.to_string();
-            for f in parse(&json, &canonical)? {
-                emit(NAME, &findings, f).await?;
-            }
-            scanned.push(canonical);
-        }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        let tool = Tool::new(NAME, locate()?, req);
+        let runs = req
+            .targets
+            .iter()
+            .filter_map(|t| {
+                args(t, &s).map(|args| TargetRun {
+                    target: t.to_string(),
+                    args,
+                })
+            })
+            .collect();
+        tool.run_per_target(runs, ToolOutput::Document(parse), &findings)
+            .await
     }
 }
 
