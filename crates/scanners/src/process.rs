@@ -171,17 +171,18 @@ impl Tool {
                     let mut line_no = 0;
                     while let Some(line) = running.stdout.next_line(RECORD_MAX).await? {
                         line_no += 1;
-                        let line =
-                            match line {
-                                Line::Text(text) => text,
-                                Line::TooLong { bytes, .. } => return Err(ParseError::new(
+                        let line = match line {
+                            Line::Text(text) => text,
+                            Line::TooLong { bytes, .. } => {
+                                return Err(ParseError::new(
                                     &self.scanner,
                                     format!(
                                         "line {line_no}: {bytes} bytes, longer than {RECORD_MAX}"
                                     ),
                                 )
-                                .into()),
-                            };
+                                .into())
+                            }
+                        };
                         if let Some(f) = parse_line(line, line_no, &run.target)? {
                             emit(&self.scanner, findings, f).await?;
                         }
