@@ -57,8 +57,13 @@ use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use crate::error::{ConfigError, ParseError, ScanError, ValidationError};
+use crate::parsed::{too_long, Parsed, Rejections, Streamed};
 use crate::process::{find_program, Line, Output, Tool, DOCUMENT_MAX, RECORD_MAX};
+use crate::registry::Parser;
 use crate::{check_target_kinds, emit, sarif, scanplane_json, RunRequest, ScanOutcome, Scanner};
+
+/// The parsers of the report formats a custom scanner may write.
+pub(crate) const FORMATS: &[Parser] = &[scanplane_json::PARSER, sarif::PARSER];
 
 /// Environment variables scanplane sets itself; configuration may not override them.
 pub const RESERVED_ENV: &[&str] = &[
@@ -224,7 +229,7 @@ impl CustomScanner {
         &self,
         input: &[u8],
         default_target: Option<&str>,
-    ) -> Result<Vec<Finding>, ScanError> {
+    ) -> Result<Parsed, ScanError> {
         let name = self.def.name.as_str();
         match self.config.output {
             OutputFormat::ScanplaneJson => scanplane_json::parse_with(input, name, default_target),
@@ -242,15 +247,14 @@ impl CustomScanner {
         &self,
         source: &mut Output<R>,
         unless_exists: Option<&Path>,
-        default_target: Option<&str>,
-        tx: &mpsc::Sender<Finding>,
+        out: &mut Collector<'_>,
     ) -> Result<Option<Vec<u8>>, ScanError> {
         let name = self.def.name.as_str();
         let mut kept = Vec::new();
         let mut line_no = 0;
         // Until the first non-blank line says what the report is, a line may be a whole
         // document, so it may be as long as one.
-        let first = loop {
+        let (line_start, first) = loop {
             match source.next_line(DOCUMENT_MAX).await? {
                 None => return Ok(Some(kept)),
                 Some(Line::TooLong { .. }) => {
@@ -261,10 +265,11 @@ impl CustomScanner {
                 }
                 Some(Line::Text(line)) => {
                     line_no += 1;
+                    let start = kept.len();
                     kept.extend_from_slice(line);
                     kept.push(b'\n');
                     if !line.iter().all(u8::is_ascii_whitespace) {
-                        break is_finding_line(line);
+                        break (start, is_finding_line(line));
                     }
                 }
             }
@@ -278,49 +283,71 @@ impl CustomScanner {
             source.read_rest_into(&mut kept, DOCUMENT_MAX).await?;
             return Ok(Some(kept));
         }
-        self.emit_line(&kept, line_no, default_target, tx).await?;
+        let mut streamed = Streamed::default();
+        // The first line without the newline kept after it.
+        let first_line = &kept[line_start..kept.len() - 1];
+        let record = scanplane_json::parse_line(first_line, line_no, name, out.default_target);
+        out.record(record, &mut streamed).await?;
         while let Some(line) = source.next_line(RECORD_MAX).await? {
             line_no += 1;
-            match line {
-                Line::Text(line) => self.emit_line(line, line_no, default_target, tx).await?,
-                Line::TooLong { bytes, .. } => {
-                    return Err(ParseError::new(
-                        name,
-                        format!("line {line_no}: {bytes} bytes, longer than {RECORD_MAX}"),
-                    )
-                    .into())
+            let record = match line {
+                Line::Text(line) => {
+                    scanplane_json::parse_line(line, line_no, name, out.default_target)
                 }
-            }
+                Line::TooLong { bytes, .. } => Err(ParseError::new(name, too_long(line_no, bytes))),
+            };
+            out.record(record, &mut streamed).await?;
         }
+        streamed
+            .unless_all_rejected()
+            .map_err(|e| self.parse_error(e))?;
         Ok(None)
-    }
-
-    async fn emit_line(
-        &self,
-        line: &[u8],
-        line_no: usize,
-        default_target: Option<&str>,
-        tx: &mpsc::Sender<Finding>,
-    ) -> Result<(), ScanError> {
-        let name = self.def.name.as_str();
-        if let Some(f) = scanplane_json::parse_line(line, line_no, name, default_target)
-            .map_err(|e| self.parse_error(e))?
-        {
-            emit(name, tx, f).await?;
-        }
-        Ok(())
     }
 
     async fn emit_document(
         &self,
         document: &[u8],
-        default_target: Option<&str>,
-        tx: &mpsc::Sender<Finding>,
+        out: &mut Collector<'_>,
     ) -> Result<(), ScanError> {
-        for f in self.parse_document(document, default_target)? {
-            emit(&self.def.name, tx, f).await?;
+        let parsed = self.parse_document(document, out.default_target)?;
+        for e in parsed.rejected {
+            out.rejected.add(e.message);
+        }
+        for f in parsed.findings {
+            emit(&self.def.name, out.tx, f).await?;
         }
         Ok(())
+    }
+}
+
+/// Where a custom scanner's findings go, and what was dropped on the way.
+struct Collector<'a> {
+    scanner: &'a str,
+    tx: &'a mpsc::Sender<Finding>,
+    /// The target of findings that name none (the scan's only target).
+    default_target: Option<&'a str>,
+    rejected: Rejections,
+}
+
+impl Collector<'_> {
+    /// Sends a streamed record's finding on, or counts it as dropped.
+    async fn record(
+        &mut self,
+        record: Result<Option<Finding>, ParseError>,
+        streamed: &mut Streamed,
+    ) -> Result<(), ScanError> {
+        match record {
+            Ok(Some(f)) => {
+                streamed.found();
+                emit(self.scanner, self.tx, f).await
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                streamed.rejected(&e);
+                self.rejected.add(e.message);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -423,14 +450,14 @@ impl Scanner for CustomScanner {
             [only] => Some(only.to_string()),
             _ => None,
         };
-        let default_target = default_target.as_deref();
+        let mut out = Collector {
+            scanner: name,
+            tx: &findings,
+            default_target: default_target.as_deref(),
+            rejected: Rejections::default(),
+        };
         let stdout = self
-            .read_report(
-                &mut running.stdout,
-                Some(&output),
-                default_target,
-                &findings,
-            )
+            .read_report(&mut running.stdout, Some(&output), &mut out)
             .await?;
         running.finish().await?;
         if let Some(stdout) = stdout {
@@ -441,20 +468,16 @@ impl Scanner for CustomScanner {
                 let read_err = |e| ScanError::io(name, format!("reading {}", output.display()), e);
                 let file = tokio::fs::File::open(&output).await.map_err(read_err)?;
                 let mut report = tool.output(file);
-                if let Some(document) = self
-                    .read_report(&mut report, None, default_target, &findings)
-                    .await?
-                {
-                    self.emit_document(&document, default_target, &findings)
-                        .await?;
+                if let Some(document) = self.read_report(&mut report, None, &mut out).await? {
+                    self.emit_document(&document, &mut out).await?;
                 }
             } else {
-                self.emit_document(&stdout, default_target, &findings)
-                    .await?;
+                self.emit_document(&stdout, &mut out).await?;
             }
         }
         Ok(ScanOutcome {
             targets_scanned: req.targets.iter().map(Target::to_string).collect(),
+            rejected: out.rejected,
         })
     }
 }

@@ -25,7 +25,8 @@ impl ParseError {
     }
 }
 
-/// Parses a whole JSON document, naming the scanner and the position on failure.
+/// Parses a whole JSON document, naming the scanner and the position on failure. Invalid
+/// UTF-8 is replaced (see [`crate::parsed::document_text`]) rather than failing it.
 pub(crate) fn json_document<T: serde::de::DeserializeOwned>(
     scanner: &str,
     input: &[u8],
@@ -33,7 +34,7 @@ pub(crate) fn json_document<T: serde::de::DeserializeOwned>(
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::empty(scanner));
     }
-    serde_json::from_slice(input).map_err(|e| {
+    serde_json::from_str(&crate::parsed::document_text(input)).map_err(|e| {
         ParseError::new(
             scanner,
             format!(

@@ -27,17 +27,19 @@ use tokio::sync::mpsc;
 
 use crate::error::{json_document, ParseError, ScanError, ValidationError};
 use crate::options::Options;
+use crate::parsed::{typed_records, Parsed};
 use crate::process::{find_program, TargetRun, Tool, ToolOutput};
-use crate::registry::Component;
+use crate::registry::{Component, Parser};
 use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "grype";
 pub const PROGRAM: &str = "grype";
 const OPTIONS: &[&str] = &["only_fixed"];
 
+/// The report; matches are read one by one so a malformed one is dropped alone.
 #[derive(Deserialize)]
 struct Report {
-    matches: Option<Vec<Match>>,
+    matches: Option<Vec<Value>>,
     source: Option<Source>,
 }
 
@@ -104,16 +106,26 @@ fn image_digest(source: Option<&Source>) -> Option<String> {
 }
 
 /// Parses grype's JSON report; `target` is the canonical scan target the report is about.
-pub fn parse(input: &[u8], target: &str) -> Result<Vec<Finding>, ParseError> {
+/// A malformed match is dropped with where it was (`matches[i]`); a document that is not a
+/// grype report is an error.
+pub fn parse(input: &[u8], target: &str) -> Result<Parsed, ParseError> {
     let report: Report = json_document(NAME, input)?;
     let matches = report
         .matches
         .ok_or_else(|| ParseError::new(NAME, "not a grype JSON report: missing \"matches\""))?;
     let digest = image_digest(report.source.as_ref());
-    Ok(matches
+    let mut parsed = Parsed::default();
+    let matches: Vec<Match> = typed_records(NAME, "matches", &matches, &mut parsed.rejected);
+    parsed.findings = matches
         .iter()
         .map(|m| match_finding(target, digest.as_deref(), m))
-        .collect())
+        .collect();
+    parsed.unless_all_rejected()
+}
+
+/// The parser for tests and the fuzzer, with a fixed scan target.
+fn parse_captured(input: &[u8]) -> Result<Parsed, ParseError> {
+    parse(input, "image://captured")
 }
 
 fn match_finding(target: &str, digest: Option<&str>, m: &Match) -> Finding {
@@ -156,6 +168,10 @@ fn match_finding(target: &str, digest: Option<&str>, m: &Match) -> Finding {
 /// The registry entry of this scanner (see [`crate::BUILTIN`]).
 pub const COMPONENT: Component = Component {
     build: || Arc::new(GrypeScanner::new()),
+    parser: Some(Parser {
+        name: NAME,
+        parse: parse_captured,
+    }),
 };
 
 /// The grype adapter.
@@ -273,7 +289,7 @@ mod tests {
     #[test]
     fn parses_schema_fixture() {
         let target = "image://alpine:3.19.0";
-        let f = parse(IMAGE, target).unwrap();
+        let f = parse(IMAGE, target).and_then(Parsed::strict).unwrap();
         assert_eq!(f.len(), 3, "{f:#?}");
         assert_eq!(f[0].rule_id, "CVE-2024-0727");
         assert_eq!(f[0].severity, Severity::Medium);
@@ -299,9 +315,24 @@ mod tests {
             assert!(e.to_string().starts_with("grype: "), "{e}");
         }
         assert!(parse(br#"{"matches": []}"#, "image://x")
+            .and_then(Parsed::strict)
             .unwrap()
             .is_empty());
         crate::testutil::assert_robust(NAME, IMAGE, |b| parse(b, "image://x"));
+    }
+
+    #[test]
+    fn a_malformed_match_is_dropped_alone() {
+        let mut report: Value = serde_json::from_slice(IMAGE).unwrap();
+        report["matches"][1]["artifact"] = Value::Null;
+        let p = parse(&serde_json::to_vec(&report).unwrap(), "image://x").unwrap();
+        assert_eq!(p.findings.len(), 2);
+        assert_eq!(p.rejected.len(), 1);
+        assert!(
+            p.rejected[0].to_string().starts_with("grype: matches[1]: "),
+            "{}",
+            p.rejected[0]
+        );
     }
 
     #[test]

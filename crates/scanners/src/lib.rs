@@ -13,6 +13,7 @@ pub mod http;
 pub mod nmap;
 pub mod nuclei;
 mod options;
+pub mod parsed;
 mod process;
 pub mod registry;
 pub mod sarif;
@@ -33,6 +34,7 @@ use tokio::sync::mpsc;
 
 pub use custom::CustomScannerConfig;
 pub use error::{ConfigError, ParseError, ScanError, UnknownScanner, ValidationError};
+pub use parsed::{Parsed, Rejections};
 pub use process::RECORD_MAX;
 pub use registry::{Component, Registry};
 
@@ -69,6 +71,9 @@ pub struct RunRequest {
 pub struct ScanOutcome {
     /// Canonical strings of the targets that were actually scanned.
     pub targets_scanned: Vec<String>,
+    /// Records of the tool's output that were dropped (malformed or too large); the
+    /// findings of the others were sent.
+    pub rejected: Rejections,
 }
 
 /// A scanner scanplane can run.

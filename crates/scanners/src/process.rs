@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::error::{ParseError, ScanError};
+use crate::parsed::{too_long, Parsed, Rejections, Streamed};
 use crate::{emit, RunRequest, ScanOutcome};
 
 /// How many stderr lines are kept for the error message of a failed run.
@@ -79,7 +80,7 @@ pub(crate) struct TargetRun {
 }
 
 /// Parses one document of a tool's output about a target.
-pub(crate) type ParseDocument = fn(&[u8], &str) -> Result<Vec<Finding>, ParseError>;
+pub(crate) type ParseDocument = fn(&[u8], &str) -> Result<Parsed, ParseError>;
 /// Parses one line of a tool's output about a target (`line_no` is 1-based).
 pub(crate) type ParseLine = fn(&[u8], usize, &str) -> Result<Option<Finding>, ParseError>;
 
@@ -148,53 +149,64 @@ impl Tool {
         .spawn()
     }
 
-    /// Runs the tool once per target, in order, sending every finding on. A target whose
-    /// run fails ends the scan with that error; the outcome lists the targets scanned.
+    /// Runs the tool once per target, in order, sending every finding on. A record of the
+    /// output that cannot be read is dropped and counted with its reason (named by target);
+    /// a target whose run fails, or whose output has no usable record, ends the scan with
+    /// that error. The outcome lists the targets scanned and what was dropped.
     pub(crate) async fn run_per_target(
         &self,
         runs: Vec<TargetRun>,
         output: ToolOutput,
         findings: &mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
-        let mut scanned = Vec::with_capacity(runs.len());
+        let mut outcome = ScanOutcome::default();
         for run in runs {
             let mut running = self.start(run.args)?;
+            let reject = |rejected: &mut Rejections, e: &ParseError| {
+                rejected.add(format!("{}: {}", run.target, e.message));
+            };
             match output {
                 ToolOutput::Document(parse) => {
                     let document = running.stdout.read_to_end(DOCUMENT_MAX).await?;
                     running.finish().await?;
-                    for f in parse(&document, &run.target)? {
+                    let parsed = parse(&document, &run.target)?;
+                    for e in &parsed.rejected {
+                        reject(&mut outcome.rejected, e);
+                    }
+                    for f in parsed.findings {
                         emit(&self.scanner, findings, f).await?;
                     }
                 }
                 ToolOutput::Lines(parse_line) => {
+                    let mut streamed = Streamed::default();
                     let mut line_no = 0;
                     while let Some(line) = running.stdout.next_line(RECORD_MAX).await? {
                         line_no += 1;
-                        let line = match line {
-                            Line::Text(text) => text,
+                        let record = match line {
+                            Line::Text(text) => parse_line(text, line_no, &run.target),
                             Line::TooLong { bytes, .. } => {
-                                return Err(ParseError::new(
-                                    &self.scanner,
-                                    format!(
-                                        "line {line_no}: {bytes} bytes, longer than {RECORD_MAX}"
-                                    ),
-                                )
-                                .into())
+                                Err(ParseError::new(&self.scanner, too_long(line_no, bytes)))
                             }
                         };
-                        if let Some(f) = parse_line(line, line_no, &run.target)? {
-                            emit(&self.scanner, findings, f).await?;
+                        match record {
+                            Ok(Some(f)) => {
+                                streamed.found();
+                                emit(&self.scanner, findings, f).await?;
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                streamed.rejected(&e);
+                                reject(&mut outcome.rejected, &e);
+                            }
                         }
                     }
                     running.finish().await?;
+                    streamed.unless_all_rejected()?;
                 }
             }
-            scanned.push(run.target);
+            outcome.targets_scanned.push(run.target);
         }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        Ok(outcome)
     }
 }
 
@@ -692,8 +704,8 @@ mod tests {
         }
     }
 
-    fn never_called(_: &[u8], _: &str) -> Result<Vec<Finding>, ParseError> {
-        Ok(Vec::new())
+    fn never_called(_: &[u8], _: &str) -> Result<Parsed, ParseError> {
+        Ok(Parsed::default())
     }
 
     #[tokio::test]
@@ -771,5 +783,85 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, ScanError::Cancelled { .. }), "{e:?}");
+    }
+
+    /// A line is a finding when it is `ok`, and malformed otherwise.
+    fn ok_lines(line: &[u8], line_no: usize, target: &str) -> Result<Option<Finding>, ParseError> {
+        match line {
+            b"" => Ok(None),
+            b"ok" => Ok(Some(Finding::new(
+                "test",
+                target,
+                format!("r{line_no}"),
+                scanplane_core::finding::Severity::Info,
+                "t",
+                "",
+            ))),
+            _ => Err(ParseError::new("test", format!("line {line_no}: not ok"))),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_lines_are_dropped_and_counted_per_target() {
+        let tool = Tool::new(
+            "test",
+            PathBuf::from("/bin/sh"),
+            &request(Duration::from_secs(30)),
+        );
+        let runs = vec![TargetRun {
+            target: "t1".into(),
+            args: vec![
+                "-c".into(),
+                format!(
+                    "echo ok; echo bad; head -c {} /dev/zero; echo; echo ok",
+                    RECORD_MAX + 1
+                ),
+            ],
+        }];
+        let (tx, mut rx) = mpsc::channel(16);
+        let outcome = tool
+            .run_per_target(runs, ToolOutput::Lines(ok_lines), &tx)
+            .await
+            .unwrap();
+        drop(tx);
+        let mut rules = Vec::new();
+        while let Some(f) = rx.recv().await {
+            rules.push(f.rule_id);
+        }
+        assert_eq!(rules, ["r1", "r4"]);
+        assert_eq!(outcome.targets_scanned, ["t1"]);
+        assert_eq!(outcome.rejected.count, 2);
+        assert_eq!(
+            outcome.rejected.reasons,
+            [
+                "t1: line 2: not ok".to_string(),
+                format!(
+                    "t1: line 3: {} bytes, longer than {RECORD_MAX}",
+                    RECORD_MAX + 1
+                )
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn output_without_one_good_line_fails_the_target() {
+        let tool = Tool::new(
+            "test",
+            PathBuf::from("/bin/sh"),
+            &request(Duration::from_secs(30)),
+        );
+        let runs = vec![TargetRun {
+            target: "t1".into(),
+            args: vec!["-c".into(), "echo bad; echo; echo worse".into()],
+        }];
+        let (tx, _rx) = mpsc::channel(16);
+        let e = tool
+            .run_per_target(runs, ToolOutput::Lines(ok_lines), &tx)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "scanner \"test\" produced unreadable output: line 1: not ok (and 1 more unusable record)"
+        );
     }
 }

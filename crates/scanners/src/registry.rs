@@ -2,6 +2,8 @@
 //!
 //! A built-in scanner is a [`Component`] its module exports; [`crate::BUILTIN`] lists them,
 //! one line each. Custom scanners from the configuration file are registered after them.
+//! [`parsers`] lists the pure parsers of the components and of the custom scanners' report
+//! formats: each is tested against its fixtures in `tests/data/<name>/` and fuzzed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,13 +11,34 @@ use std::sync::Arc;
 use scanplane_core::scanner::ScannerDef;
 
 use crate::custom::{CustomScanner, CustomScannerConfig};
-use crate::error::{ConfigError, UnknownScanner};
+use crate::error::{ConfigError, ParseError, UnknownScanner};
+use crate::parsed::Parsed;
 use crate::Scanner;
 
-/// A built-in scanner as its module exports it: how to build the adapter.
+/// A built-in scanner as its module exports it: how to build the adapter and, when it
+/// reads a tool's output, the pure parser of that output.
 #[derive(Clone, Copy)]
 pub struct Component {
     pub build: fn() -> Arc<dyn Scanner>,
+    pub parser: Option<Parser>,
+}
+
+/// A pure parser of captured output.
+#[derive(Clone, Copy)]
+pub struct Parser {
+    /// The name its errors start with; also the name of its fixtures directory
+    /// (`tests/data/<name>/`) and of its fuzz target.
+    pub name: &'static str,
+    pub parse: fn(&[u8]) -> Result<Parsed, ParseError>,
+}
+
+/// Every parser: the built-in components' and the custom scanners' report formats'.
+pub fn parsers() -> Vec<Parser> {
+    crate::BUILTIN
+        .iter()
+        .filter_map(|c| c.parser)
+        .chain(crate::custom::FORMATS.iter().copied())
+        .collect()
 }
 
 /// Maps scanner names to adapters. Built-in and external scanners are always present;
@@ -129,6 +152,49 @@ mod tests {
     #[test]
     fn every_builtin_component_has_its_own_name() {
         assert_eq!(Registry::builtin().names().len(), crate::BUILTIN.len());
+        let mut names: Vec<&str> = parsers().iter().map(|p| p.name).collect();
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            count,
+            "parser names must be distinct: {names:?}"
+        );
+    }
+
+    /// Every parser has captured output in its fixtures directory, and reads all of it
+    /// without dropping a record.
+    #[test]
+    fn every_parser_reads_its_fixtures() {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let names: Vec<&str> = parsers().iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            [
+                "nmap",
+                "trivy",
+                "nuclei",
+                "grype",
+                "scanplane-json",
+                "sarif"
+            ]
+        );
+        for p in parsers() {
+            let dir = data.join(p.name);
+            let fixtures: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .filter(|f| f.file_name().is_some_and(|n| n != "README.md"))
+                .collect();
+            assert!(!fixtures.is_empty(), "{} has no fixtures", dir.display());
+            for f in fixtures {
+                let bytes = std::fs::read(&f).unwrap();
+                if let Err(e) = (p.parse)(&bytes).and_then(Parsed::strict) {
+                    panic!("{}: {e}", f.display());
+                }
+            }
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub const BANNER_MAX: usize = 256;
 /// The registry entry of this scanner (see [`crate::BUILTIN`]).
 pub const COMPONENT: Component = Component {
     build: || Arc::new(TcpScanner::new()),
+    parser: None,
 };
 
 /// The built-in TCP connect scanner.
@@ -186,6 +187,7 @@ async fn scan(
     }
     Ok(ScanOutcome {
         targets_scanned: scanned,
+        ..ScanOutcome::default()
     })
 }
 

@@ -83,6 +83,7 @@ fn issue(rule_id: &'static str, severity: Severity, title: &str, evidence: Strin
 /// The registry entry of this scanner (see [`crate::BUILTIN`]).
 pub const COMPONENT: Component = Component {
     build: || Arc::new(HttpScanner::new()),
+    parser: None,
 };
 
 /// The built-in HTTP scanner.
@@ -245,6 +246,7 @@ impl Scanner for HttpScanner {
             }
             Ok(ScanOutcome {
                 targets_scanned: scanned,
+                ..ScanOutcome::default()
             })
         };
         tokio::time::timeout(req.timeout, work)
