@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes every pure parser of scanplane-scanners (crates/scanners/fuzz, cargo-fuzz and
-# libFuzzer) for SECONDS_PER_TARGET seconds each (default 20), and prints one line per target.
+# libFuzzer) for SECONDS_PER_TARGET seconds each (default 20), and prints one line per parser.
+# One fuzz target, `parsers`, serves them all: it lists the crate's registered parsers and
+# fuzzes the one SCANPLANE_FUZZ_PARSER names, so a newly registered parser is fuzzed here
+# without any change to this script or to the fuzz crate.
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]
 #
@@ -8,8 +11,9 @@
 # unstable compiler flags, which RUSTC_BOOTSTRAP=1 lets stable accept. No sanitizer is used
 # by default (the parsers are safe Rust, where a bug shows as a panic, which libFuzzer catches
 # without one); set FUZZ_SANITIZER=address to add AddressSanitizer. Corpora grow across runs
-# in the fuzz target directory, seeded from crates/scanners/tests/data/<tool>/; a crashing
-# input is saved under that directory's artifacts/ and the script exits 1.
+# in the fuzz target directory, seeded from crates/scanners/tests/data/<parser>/; a crashing
+# input is saved under that directory's artifacts/<parser>/ and the script exits 1. Replay one
+# with: SCANPLANE_FUZZ_PARSER=<parser> cargo fuzz run parsers <artifact> (in crates/scanners/fuzz).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,30 +37,26 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-# Which captured outputs seed which target: targets are named after parser modules, and the
-# scanplane JSON report's samples live with the custom scanner's data.
-seeds_for() {
-  case "$1" in
-    scanplane_json) echo "$data_dir/custom" ;;
-    *) echo "$data_dir/$1" ;;
-  esac
-}
-
 cd "$fuzz_dir"
-mapfile -t targets < <(cargo fuzz list)
+log "building the fuzz target (sanitizer: $sanitizer) into $target_dir"
+build_start=$SECONDS
+cargo fuzz build -s "$sanitizer" --target-dir "$target_dir" parsers
+log "built in $((SECONDS - build_start)) s"
+
+# The parsers to fuzz, as the crate registers them (the target prints them and exits).
+empty_corpus=$(mktemp -d)
+trap 'rm -rf "$empty_corpus"' EXIT
+mapfile -t targets < <(SCANPLANE_FUZZ_LIST=1 cargo fuzz run -s "$sanitizer" --target-dir "$target_dir" \
+  parsers "$empty_corpus" -- -runs=1 2>/dev/null)
 if [ "${#targets[@]}" -eq 0 ]; then
-  echo "no fuzz targets found in $fuzz_dir" >&2
+  echo "the fuzz target lists no parsers" >&2
   exit 1
 fi
 
-log "building ${#targets[@]} fuzz targets (sanitizer: $sanitizer) into $target_dir"
-build_start=$SECONDS
-cargo fuzz build -s "$sanitizer" --target-dir "$target_dir"
-log "built in $((SECONDS - build_start)) s"
-
 failed=0
 for t in "${targets[@]}"; do
-  seeds=$(seeds_for "$t")
+  # A parser's captured outputs are its fixtures: crates/scanners/tests/data/<parser>/.
+  seeds="$data_dir/$t"
   if [ ! -d "$seeds" ]; then
     echo "$t: FAILED: seed directory $seeds is missing" >&2
     failed=1
@@ -70,7 +70,7 @@ for t in "${targets[@]}"; do
     -exec cp -n {} "$corpus/" \;
   out="$target_dir/$t.log"
   start=$SECONDS
-  if cargo fuzz run -s "$sanitizer" --target-dir "$target_dir" "$t" "$corpus" -- \
+  if SCANPLANE_FUZZ_PARSER="$t" cargo fuzz run -s "$sanitizer" --target-dir "$target_dir" parsers "$corpus" -- \
     -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" >"$out" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)

@@ -5,6 +5,11 @@
 //! through the report endpoint. Chunks are retried with backoff until the deadline, which is safe
 //! because the server ignores findings it already has; a server restart mid-report costs
 //! nothing.
+//!
+//! One finding never costs the others: a finding whose report line would be longer than
+//! [`MAX_LINE`] has its detail cut to fit (with a marker saying so), or, if even that is too
+//! long, is dropped. Both are counted, together with the records the scanner itself dropped,
+//! in the final line's `findings_rejected`, with the first [`MAX_REJECTIONS`] reasons.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,12 +18,19 @@ use std::time::{Duration, Instant};
 use scanplane_core::finding::Finding;
 use scanplane_core::target::Target;
 use scanplane_protocol::env::{self, UnitEnv};
-use scanplane_protocol::report::{ReportLine, CONTENT_TYPE};
-use scanplane_scanners::{Registry, ScanRequest};
+use scanplane_protocol::report::{ReportLine, CONTENT_TYPE, MAX_LINE, MAX_REJECTIONS};
+use scanplane_scanners::{Registry, Rejections, RunRequest};
 use tokio::sync::mpsc;
 
 /// Findings per report request.
 const CHUNK: usize = 5000;
+/// Most bytes of findings per report request, so large findings are sent, and held, in
+/// bounded pieces.
+const CHUNK_BYTES: usize = 8 * 1024 * 1024;
+/// Longest target or rule id quoted in a rejection reason.
+const QUOTED_MAX: usize = 80;
+/// Longest rejection reason sent; the scanner's reasons may quote its output.
+const REASON_MAX: usize = 300;
 /// Longest time findings wait before they are sent.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// Extra time after the scan's own timeout during which reports are still retried.
@@ -149,30 +161,145 @@ impl Reporter {
     }
 }
 
-fn encode_findings(findings: &[Finding]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(findings.len() * 200);
-    for f in findings {
-        let line = ReportLine::Finding {
-            target: f.target.clone(),
-            rule_id: f.rule_id.clone(),
-            severity: f.severity.as_str().to_string(),
-            title: f.title.clone(),
-            location: f.location.clone(),
-            detail: f.detail.clone(),
-            fingerprint: Some(f.fingerprint.clone()),
-        };
-        // A finding that cannot be encoded (never happens for strings) is skipped, not fatal.
-        let _ = line.encode_into(&mut out);
+fn finding_line(f: &Finding, detail: String) -> ReportLine {
+    ReportLine::Finding {
+        target: f.target.clone(),
+        rule_id: f.rule_id.clone(),
+        severity: f.severity.as_str().to_string(),
+        title: f.title.clone(),
+        location: f.location.clone(),
+        detail,
+        fingerprint: Some(f.fingerprint.clone()),
     }
-    out
+}
+
+/// How a finding went into the report.
+#[derive(Debug, PartialEq, Eq)]
+enum Encoded {
+    AsIs,
+    /// Its detail was cut from `from` to `to` bytes (plus a marker) to fit [`MAX_LINE`].
+    Truncated {
+        from: usize,
+        to: usize,
+    },
+    /// It was left out: its line would be `bytes` long even without its detail.
+    Dropped {
+        bytes: usize,
+    },
+}
+
+/// Bytes `c` takes inside a JSON string as serde_json writes it.
+fn json_escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if c < ' ' => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// The longest start of `text` that takes at most `budget` bytes inside a JSON string.
+fn json_prefix(text: &str, budget: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        used += json_escaped_len(c);
+        if used > budget {
+            return &text[..i];
+        }
+    }
+    text
+}
+
+/// Appends `f` to `out` as one report line of at most [`MAX_LINE`] bytes (newline aside),
+/// cutting its detail or leaving it out when it is too big.
+fn encode_finding(f: &Finding, out: &mut Vec<u8>) -> Encoded {
+    let start = out.len();
+    // Appends the line with `detail`; its length without the newline, or `None` (nothing
+    // appended) when it cannot be encoded, which plain strings never fail.
+    let append = |out: &mut Vec<u8>, detail: String| -> Option<usize> {
+        out.truncate(start);
+        match finding_line(f, detail).encode_into(out) {
+            Ok(()) => Some(out.len() - start - 1),
+            Err(_) => {
+                out.truncate(start);
+                None
+            }
+        }
+    };
+    let Some(full) = append(out, f.detail.clone()) else {
+        return Encoded::Dropped { bytes: 0 };
+    };
+    if full <= MAX_LINE {
+        return Encoded::AsIs;
+    }
+    let marker = format!(
+        " [detail cut by scanplane from {} bytes to fit a report line]",
+        f.detail.len()
+    );
+    let bare = append(out, String::new()).unwrap_or(usize::MAX);
+    let budget = MAX_LINE
+        .checked_sub(bare)
+        .and_then(|b| b.checked_sub(marker.chars().map(json_escaped_len).sum()));
+    if let Some(budget) = budget {
+        let kept = json_prefix(&f.detail, budget);
+        let to = kept.len();
+        if append(out, format!("{kept}{marker}")).is_some_and(|len| len <= MAX_LINE) {
+            return Encoded::Truncated {
+                from: f.detail.len(),
+                to,
+            };
+        }
+    }
+    out.truncate(start);
+    Encoded::Dropped { bytes: full }
+}
+
+/// `text` cut to `max` characters, marked when cut.
+fn quoted(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// Why the `n`th finding of the scan did not go into the report as it was.
+fn rejection_reason(n: u64, f: &Finding, how: &Encoded) -> Option<String> {
+    let which = format!(
+        "finding {n} ({} on {})",
+        quoted(&f.rule_id, QUOTED_MAX),
+        quoted(&f.target, QUOTED_MAX)
+    );
+    match how {
+        Encoded::AsIs => None,
+        Encoded::Truncated { from, to } => Some(format!(
+            "{which}: detail cut from {from} to {to} bytes to fit a report line of {MAX_LINE} bytes"
+        )),
+        Encoded::Dropped { bytes } => Some(format!(
+            "{which}: dropped, its report line of {bytes} bytes is longer than {MAX_LINE} even without its detail"
+        )),
+    }
+}
+
+/// What the final line says was rejected: the scanner's dropped records, then the
+/// findings this job cut or dropped, with the first reasons.
+fn final_rejections(scanner: Option<&Rejections>, job: &Rejections) -> (u64, Vec<String>) {
+    let count = scanner.map_or(0, |r| r.count) + job.count;
+    let reasons = scanner
+        .map(|r| r.reasons.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .chain(&job.reasons)
+        .take(MAX_REJECTIONS)
+        .map(|r| quoted(r, REASON_MAX))
+        .collect();
+    (count, reasons)
 }
 
 /// Runs the scan and reports it. Returns the number of findings reported.
 pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobError> {
     let started = Instant::now();
     let scanner = registry
-        .get(&config.scanner)
-        .ok_or_else(|| JobError::Config(format!("unknown scanner {:?}", config.scanner)))?;
+        .lookup(&config.scanner)
+        .map_err(|e| JobError::Config(e.to_string()))?;
     let targets: Vec<Target> = config
         .targets
         .iter()
@@ -195,7 +322,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
     };
 
     let (tx, mut rx) = mpsc::channel::<Finding>(CHUNK * 2);
-    let request = ScanRequest {
+    let request = RunRequest {
         scan_id: config.scan_id.clone(),
         targets,
         billing: config.billing,
@@ -208,22 +335,34 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
         tokio::spawn(async move { scanner.run(&request, tx).await })
     };
 
-    let mut pending: Vec<Finding> = Vec::with_capacity(CHUNK);
+    // Findings are encoded as they arrive, so what waits to be sent is bounded in bytes.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut pending_count = 0usize;
+    let mut received = 0u64;
     let mut reported = 0u64;
+    let mut rejected = Rejections::default();
     let mut last_flush = Instant::now();
     loop {
         let next = tokio::time::timeout(FLUSH_EVERY, rx.recv()).await;
         let closed = matches!(next, Ok(None));
         if let Ok(Some(f)) = next {
-            pending.push(f);
+            received += 1;
+            let how = encode_finding(&f, &mut pending);
+            if !matches!(how, Encoded::Dropped { .. }) {
+                pending_count += 1;
+            }
+            if let Some(reason) = rejection_reason(received, &f, &how) {
+                tracing::warn!(scan_run_id = %config.scan_id, %reason, "finding does not fit a report line");
+                rejected.add(reason);
+            }
         }
-        if pending.len() >= CHUNK
-            || (!pending.is_empty() && (closed || last_flush.elapsed() >= FLUSH_EVERY))
+        if pending_count >= CHUNK
+            || pending.len() >= CHUNK_BYTES
+            || (pending_count > 0 && (closed || last_flush.elapsed() >= FLUSH_EVERY))
         {
-            let body = encode_findings(&pending);
-            reporter.send(body, false).await?;
-            reported += pending.len() as u64;
-            pending.clear();
+            reporter.send(std::mem::take(&mut pending), false).await?;
+            reported += pending_count as u64;
+            pending_count = 0;
             last_flush = Instant::now();
         }
         if closed {
@@ -240,6 +379,11 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
         Ok(o) => ("success", o.targets_scanned.clone(), None),
         Err(e) => ("error", Vec::new(), Some(e.to_string())),
     };
+    let (findings_rejected, rejections) =
+        final_rejections(outcome.as_ref().ok().map(|o| &o.rejected), &rejected);
+    if findings_rejected > 0 {
+        tracing::warn!(scan_run_id = %config.scan_id, findings_rejected, first = ?rejections.first(), "findings rejected");
+    }
     let (accounts, others): (Vec<String>, Vec<String>) = scanned
         .into_iter()
         .partition(|t| t.starts_with("account://"));
@@ -253,8 +397,8 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
             .collect(),
         duration_seconds: Some(duration_seconds),
         error: error.clone(),
-        findings_rejected: 0,
-        rejections: Vec::new(),
+        findings_rejected,
+        rejections,
     };
     let mut body = Vec::new();
     final_line
@@ -291,7 +435,113 @@ pub fn die_with_parent() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scanplane_core::finding::Severity;
     use std::collections::HashMap;
+
+    fn finding(title: String, detail: String) -> Finding {
+        Finding::new("s", "127.0.0.1", "r", Severity::Low, title, "tcp/1").with_detail(detail)
+    }
+
+    fn decode(line: &[u8]) -> ReportLine {
+        assert_eq!(line.last(), Some(&b'\n'));
+        let line = &line[..line.len() - 1];
+        assert!(line.len() <= MAX_LINE, "{} bytes", line.len());
+        serde_json::from_slice(line).unwrap()
+    }
+
+    #[test]
+    fn escaped_lengths_match_serde_json() {
+        let chars = (0u8..0x80)
+            .map(char::from)
+            .chain(['é', '€', '😀', '\u{2028}', '\u{fffd}']);
+        for c in chars {
+            let json = serde_json::to_string(&c.to_string()).unwrap();
+            assert_eq!(json_escaped_len(c), json.len() - 2, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_finding_that_fits_is_sent_as_is() {
+        let f = finding("t".into(), "d".into());
+        let mut out = b"earlier\n".to_vec();
+        assert_eq!(encode_finding(&f, &mut out), Encoded::AsIs);
+        assert_eq!(decode(&out[8..]), finding_line(&f, "d".into()));
+    }
+
+    #[test]
+    fn a_too_long_detail_is_cut_to_fit_one_line() {
+        // Quotes and control characters take more room escaped than raw.
+        let unit = "evidence \"quoted\"\u{1} é€😀\n";
+        let detail = unit.repeat(2 * MAX_LINE / unit.len());
+        let f = finding("t".into(), detail.clone());
+        let mut out = Vec::new();
+        let how = encode_finding(&f, &mut out);
+        let Encoded::Truncated { from, to } = how else {
+            panic!("{how:?}")
+        };
+        assert_eq!(from, detail.len());
+        let ReportLine::Finding {
+            detail: sent,
+            title,
+            ..
+        } = decode(&out)
+        else {
+            panic!("not a finding line")
+        };
+        assert_eq!(title, "t");
+        assert!(sent.starts_with(&detail[..to]));
+        assert!(
+            sent.ends_with(&format!(
+                "[detail cut by scanplane from {from} bytes to fit a report line]"
+            )),
+            "{}",
+            &sent[sent.len() - 100..]
+        );
+        // Cut as little as possible: the line is within one escaped character of the limit.
+        assert!(out.len() - 1 > MAX_LINE - 8, "{} bytes", out.len() - 1);
+        assert!(rejection_reason(3, &f, &how)
+            .unwrap()
+            .starts_with("finding 3 (r on 127.0.0.1): detail cut from"));
+    }
+
+    #[test]
+    fn a_finding_too_long_without_its_detail_is_dropped() {
+        let f = finding("t".repeat(MAX_LINE + 1), "d".into());
+        let mut out = b"earlier\n".to_vec();
+        let how = encode_finding(&f, &mut out);
+        assert!(
+            matches!(how, Encoded::Dropped { bytes } if bytes > MAX_LINE),
+            "{how:?}"
+        );
+        assert_eq!(out, b"earlier\n", "nothing of it is sent");
+        assert!(rejection_reason(1, &f, &how)
+            .unwrap()
+            .contains("dropped, its report line of"));
+    }
+
+    #[test]
+    fn the_final_line_counts_both_and_keeps_the_first_reasons() {
+        let mut scanner = Rejections::default();
+        for i in 0..4 {
+            scanner.add(format!("line {i}: bad"));
+        }
+        let mut job = Rejections::default();
+        job.add("x".repeat(10_000));
+        job.add("finding 9: dropped");
+        let (count, reasons) = final_rejections(Some(&scanner), &job);
+        assert_eq!(count, 6);
+        assert_eq!(reasons.len(), MAX_REJECTIONS);
+        assert_eq!(reasons[0], "line 0: bad");
+        assert_eq!(
+            reasons[4].chars().count(),
+            REASON_MAX + 1,
+            "long reasons are cut"
+        );
+        assert_eq!(
+            final_rejections(None, &Rejections::default()),
+            (0, Vec::new())
+        );
+    }
 
     fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars
@@ -335,5 +585,28 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("BILLING"), "{e}");
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scanner_is_named_with_the_registered_ones() {
+        let config = JobConfig {
+            scan_id: "s".into(),
+            server_url: "http://127.0.0.1:1".into(),
+            report_token: "t".into(),
+            scanner: "nmapp".into(),
+            targets: vec!["127.0.0.1".into()],
+            billing: false,
+            options: serde_json::json!({}),
+            timeout: Duration::from_secs(5),
+            work_dir: std::env::temp_dir(),
+        };
+        let e = run(config, Arc::new(Registry::builtin()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            "configuration: unknown scanner \"nmapp\"; registered scanners: grype, http, nmap, nuclei, tcp, trivy"
+        );
     }
 }

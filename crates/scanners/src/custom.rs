@@ -17,8 +17,10 @@
 //! Where findings are read from: if the first non-blank stdout line is a complete
 //! `scanplane-json` finding (NDJSON) and `$SCANPLANE_OUTPUT` does not exist yet, stdout is
 //! the report and is parsed line by line while the command runs, so findings stream out.
-//! Otherwise stdout is kept until the command exits; then `$SCANPLANE_OUTPUT` is the report
-//! if the scanner wrote it (stdout is only logged), else stdout is. The report format is the
+//! Otherwise stdout is kept (up to 512 MiB) until the command exits; then `$SCANPLANE_OUTPUT`
+//! is the report if the scanner wrote it (stdout is only logged), else stdout is. An NDJSON
+//! report file is read line by line too. A streamed line may be at most
+//! [`RECORD_MAX`](crate::RECORD_MAX) bytes. The report format is the
 //! configured `output`: `scanplane-json` (see [`crate::scanplane_json`]) or `sarif` (see
 //! [`crate::sarif`]). Findings without a target are attributed to the scan's only target.
 //!
@@ -51,12 +53,17 @@ use scanplane_core::finding::Finding;
 use scanplane_core::scanner::{validate_scanner_name, OutputFormat, ScannerDef, ScannerKind};
 use scanplane_core::target::{Target, TargetKind};
 use serde::{Deserialize, Deserializer};
-use tokio::io::AsyncBufReadExt;
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
 
 use crate::error::{ConfigError, ParseError, ScanError, ValidationError};
-use crate::process::{find_program, ExternalCommand};
-use crate::{check_target_kinds, emit, sarif, scanplane_json, ScanOutcome, ScanRequest, Scanner};
+use crate::parsed::{too_long, Parsed, Rejections, Streamed};
+use crate::process::{find_program, Line, Output, Tool, DOCUMENT_MAX, RECORD_MAX};
+use crate::registry::Parser;
+use crate::{check_target_kinds, emit, sarif, scanplane_json, RunRequest, ScanOutcome, Scanner};
+
+/// The parsers of the report formats a custom scanner may write.
+pub(crate) const FORMATS: &[Parser] = &[scanplane_json::PARSER, sarif::PARSER];
 
 /// Environment variables scanplane sets itself; configuration may not override them.
 pub const RESERVED_ENV: &[&str] = &[
@@ -68,9 +75,6 @@ pub const RESERVED_ENV: &[&str] = &[
     "SCAN_RUN_ID",
     "SCANPLANE_OUTPUT",
 ];
-
-/// Most stdout kept in memory when it cannot be streamed.
-const STDOUT_MAX: usize = 512 * 1024 * 1024;
 
 const ALL_KINDS: [TargetKind; 7] = [
     TargetKind::Account,
@@ -225,7 +229,7 @@ impl CustomScanner {
         &self,
         input: &[u8],
         default_target: Option<&str>,
-    ) -> Result<Vec<Finding>, ScanError> {
+    ) -> Result<Parsed, ScanError> {
         let name = self.def.name.as_str();
         match self.config.output {
             OutputFormat::ScanplaneJson => scanplane_json::parse_with(input, name, default_target),
@@ -234,56 +238,116 @@ impl CustomScanner {
         .map_err(|e| self.parse_error(e))
     }
 
-    /// Streams an NDJSON report file line by line so a large report is never held whole.
-    async fn emit_file(
+    /// Reads a report from `source`. When its first non-blank line is a `scanplane-json`
+    /// finding (and `unless_exists` names no file that exists by then), the report is NDJSON
+    /// and parsed line by line as it arrives, so findings stream out and no line is held
+    /// whole; otherwise it is kept, up to [`DOCUMENT_MAX`], and returned to be parsed as one
+    /// document.
+    async fn read_report<R: AsyncRead + Unpin>(
         &self,
-        path: &Path,
-        default_target: Option<&str>,
-        tx: &mpsc::Sender<Finding>,
-    ) -> Result<(), ScanError> {
+        source: &mut Output<R>,
+        unless_exists: Option<&Path>,
+        out: &mut Collector<'_>,
+    ) -> Result<Option<Vec<u8>>, ScanError> {
         let name = self.def.name.as_str();
-        let read_err = |e| ScanError::io(name, format!("reading {}", path.display()), e);
-        let is_ndjson = self.config.output == OutputFormat::ScanplaneJson && {
-            let file = tokio::fs::File::open(path).await.map_err(read_err)?;
-            let mut lines = tokio::io::BufReader::new(file).lines();
-            let mut first = None;
-            while let Some(l) = lines.next_line().await.map_err(read_err)? {
-                if !l.trim().is_empty() {
-                    first = Some(l);
-                    break;
+        let mut kept = Vec::new();
+        let mut line_no = 0;
+        // Until the first non-blank line says what the report is, a line may be a whole
+        // document, so it may be as long as one.
+        let (line_start, first) = loop {
+            match source.next_line(DOCUMENT_MAX).await? {
+                None => return Ok(Some(kept)),
+                Some(Line::TooLong { .. }) => {
+                    return Err(ScanError::TooLarge {
+                        scanner: name.to_string(),
+                        limit: DOCUMENT_MAX,
+                    })
+                }
+                Some(Line::Text(line)) => {
+                    line_no += 1;
+                    let start = kept.len();
+                    kept.extend_from_slice(line);
+                    kept.push(b'\n');
+                    if !line.iter().all(u8::is_ascii_whitespace) {
+                        break (start, is_finding_line(line));
+                    }
                 }
             }
-            first.is_some_and(|l| is_finding_line(l.as_bytes()))
         };
-        if !is_ndjson {
-            let bytes = tokio::fs::read(path).await.map_err(read_err)?;
-            for f in self.parse_document(&bytes, default_target)? {
-                emit(name, tx, f).await?;
-            }
-            return Ok(());
+        let file_exists = match unless_exists {
+            Some(path) => tokio::fs::try_exists(path).await.unwrap_or(false),
+            None => false,
+        };
+        let streaming = first && self.config.output == OutputFormat::ScanplaneJson && !file_exists;
+        if !streaming {
+            source.read_rest_into(&mut kept, DOCUMENT_MAX).await?;
+            return Ok(Some(kept));
         }
-        let file = tokio::fs::File::open(path).await.map_err(read_err)?;
-        let mut reader = tokio::io::BufReader::new(file);
-        let mut line = Vec::new();
-        let mut line_no = 0;
-        loop {
-            line.clear();
-            if reader
-                .read_until(b'\n', &mut line)
-                .await
-                .map_err(read_err)?
-                == 0
-            {
-                break;
-            }
+        let mut streamed = Streamed::default();
+        // The first line without the newline kept after it.
+        let first_line = &kept[line_start..kept.len() - 1];
+        let record = scanplane_json::parse_line(first_line, line_no, name, out.default_target);
+        out.record(record, &mut streamed).await?;
+        while let Some(line) = source.next_line(RECORD_MAX).await? {
             line_no += 1;
-            if let Some(f) = scanplane_json::parse_line(&line, line_no, name, default_target)
-                .map_err(|e| self.parse_error(e))?
-            {
-                emit(name, tx, f).await?;
-            }
+            let record = match line {
+                Line::Text(line) => {
+                    scanplane_json::parse_line(line, line_no, name, out.default_target)
+                }
+                Line::TooLong { bytes, .. } => Err(ParseError::new(name, too_long(line_no, bytes))),
+            };
+            out.record(record, &mut streamed).await?;
+        }
+        streamed
+            .unless_all_rejected()
+            .map_err(|e| self.parse_error(e))?;
+        Ok(None)
+    }
+
+    async fn emit_document(
+        &self,
+        document: &[u8],
+        out: &mut Collector<'_>,
+    ) -> Result<(), ScanError> {
+        let parsed = self.parse_document(document, out.default_target)?;
+        for e in parsed.rejected {
+            out.rejected.add(e.message);
+        }
+        for f in parsed.findings {
+            emit(&self.def.name, out.tx, f).await?;
         }
         Ok(())
+    }
+}
+
+/// Where a custom scanner's findings go, and what was dropped on the way.
+struct Collector<'a> {
+    scanner: &'a str,
+    tx: &'a mpsc::Sender<Finding>,
+    /// The target of findings that name none (the scan's only target).
+    default_target: Option<&'a str>,
+    rejected: Rejections,
+}
+
+impl Collector<'_> {
+    /// Sends a streamed record's finding on, or counts it as dropped.
+    async fn record(
+        &mut self,
+        record: Result<Option<Finding>, ParseError>,
+        streamed: &mut Streamed,
+    ) -> Result<(), ScanError> {
+        match record {
+            Ok(Some(f)) => {
+                streamed.found();
+                emit(self.scanner, self.tx, f).await
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                streamed.rejected(&e);
+                self.rejected.add(e.message);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -294,7 +358,7 @@ fn is_finding_line(line: &[u8]) -> bool {
 }
 
 /// The environment a custom scanner receives, besides its configured `env`.
-pub fn scan_env(req: &ScanRequest, output: &Path) -> Vec<(String, String)> {
+pub fn scan_env(req: &RunRequest, output: &Path) -> Vec<(String, String)> {
     let targets: Vec<String> = req.targets.iter().map(Target::to_string).collect();
     let accounts: Vec<&str> = req
         .targets
@@ -345,7 +409,7 @@ impl Scanner for CustomScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
@@ -377,72 +441,43 @@ impl Scanner for CustomScanner {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         env.extend(scan_env(req, &output));
-        let timeout = self
-            .config
-            .timeout
-            .map_or(req.timeout, |t| t.min(req.timeout));
-        let mut running = ExternalCommand {
-            scanner: name.to_string(),
-            program,
-            args: self.config.command[1..].to_vec(),
-            env,
-            work_dir: req.work_dir.clone(),
-            timeout,
+        let mut tool = Tool::new(name, program, req).with_env(env);
+        if let Some(limit) = self.config.timeout {
+            tool = tool.with_timeout(limit);
         }
-        .spawn()?;
-
+        let mut running = tool.start(self.config.command[1..].to_vec())?;
         let default_target = match req.targets.as_slice() {
             [only] => Some(only.to_string()),
             _ => None,
         };
-        let default_target = default_target.as_deref();
-        let mut streaming: Option<bool> = None;
-        let mut buffered: Vec<u8> = Vec::new();
-        let mut line = Vec::new();
-        let mut line_no = 0;
-        while running.next_line(&mut line).await? {
-            line_no += 1;
-            if streaming.is_none() && !line.iter().all(u8::is_ascii_whitespace) {
-                let file_exists = tokio::fs::try_exists(&output).await.unwrap_or(false);
-                streaming = Some(
-                    self.config.output == OutputFormat::ScanplaneJson
-                        && !file_exists
-                        && is_finding_line(&line),
-                );
-            }
-            if streaming == Some(true) {
-                if let Some(f) = scanplane_json::parse_line(&line, line_no, name, default_target)
-                    .map_err(|e| self.parse_error(e))?
-                {
-                    emit(name, &findings, f).await?;
-                }
-            } else {
-                if buffered.len() + line.len() > STDOUT_MAX {
-                    return Err(ScanError::Parse {
-                        scanner: name.to_string(),
-                        message: format!(
-                            "stdout is larger than {STDOUT_MAX} bytes; write large reports as NDJSON or to $SCANPLANE_OUTPUT"
-                        ),
-                    });
-                }
-                buffered.extend_from_slice(&line);
-            }
-        }
+        let mut out = Collector {
+            scanner: name,
+            tx: &findings,
+            default_target: default_target.as_deref(),
+            rejected: Rejections::default(),
+        };
+        let stdout = self
+            .read_report(&mut running.stdout, Some(&output), &mut out)
+            .await?;
         running.finish().await?;
-        if streaming != Some(true) {
+        if let Some(stdout) = stdout {
             if tokio::fs::try_exists(&output).await.unwrap_or(false) {
-                if !buffered.is_empty() {
-                    tracing::debug!(scanner = %name, stdout = %String::from_utf8_lossy(&buffered), "custom scanner stdout (report was written to SCANPLANE_OUTPUT)");
+                if !stdout.is_empty() {
+                    tracing::debug!(scanner = %name, stdout = %String::from_utf8_lossy(&stdout), "custom scanner stdout (report was written to SCANPLANE_OUTPUT)");
                 }
-                self.emit_file(&output, default_target, &findings).await?;
+                let read_err = |e| ScanError::io(name, format!("reading {}", output.display()), e);
+                let file = tokio::fs::File::open(&output).await.map_err(read_err)?;
+                let mut report = tool.output(file);
+                if let Some(document) = self.read_report(&mut report, None, &mut out).await? {
+                    self.emit_document(&document, &mut out).await?;
+                }
             } else {
-                for f in self.parse_document(&buffered, default_target)? {
-                    emit(name, &findings, f).await?;
-                }
+                self.emit_document(&stdout, &mut out).await?;
             }
         }
         Ok(ScanOutcome {
             targets_scanned: req.targets.iter().map(Target::to_string).collect(),
+            rejected: out.rejected,
         })
     }
 }
@@ -506,7 +541,7 @@ description: Audits cloud accounts
 
     #[test]
     fn environment_contract() {
-        let req = ScanRequest {
+        let req = RunRequest {
             scan_id: "run-1".into(),
             targets: vec![
                 Target::parse("account://111").unwrap(),

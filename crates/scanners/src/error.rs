@@ -25,7 +25,8 @@ impl ParseError {
     }
 }
 
-/// Parses a whole JSON document, naming the scanner and the position on failure.
+/// Parses a whole JSON document, naming the scanner and the position on failure. Invalid
+/// UTF-8 is replaced (see [`crate::parsed::document_text`]) rather than failing it.
 pub(crate) fn json_document<T: serde::de::DeserializeOwned>(
     scanner: &str,
     input: &[u8],
@@ -33,7 +34,7 @@ pub(crate) fn json_document<T: serde::de::DeserializeOwned>(
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::empty(scanner));
     }
-    serde_json::from_slice(input).map_err(|e| {
+    serde_json::from_str(&crate::parsed::document_text(input)).map_err(|e| {
         ParseError::new(
             scanner,
             format!(
@@ -84,6 +85,8 @@ pub enum ScanError {
         exit_code: Option<i32>,
         stderr_tail: String,
     },
+    #[error("scanner {scanner:?} wrote more than {limit} bytes of output")]
+    TooLarge { scanner: String, limit: usize },
     #[error("scanner {scanner:?} timed out after {after:?}")]
     Timeout { scanner: String, after: Duration },
     #[error("scanner {scanner:?} stopped: nobody is receiving findings any more")]
@@ -118,6 +121,14 @@ impl From<ParseError> for ScanError {
     }
 }
 
+fn name_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn program_note(scanner: &str, program: &str) -> String {
     if scanner == program {
         String::new()
@@ -138,8 +149,27 @@ fn exit_note(code: Option<i32>) -> String {
 pub enum ConfigError {
     #[error("custom scanner {name:?}: {reason}")]
     Invalid { name: String, reason: String },
-    #[error("scanner name {0:?} is defined more than once (built-in scanners: tcp, http, nmap, trivy, nuclei, grype)")]
-    Duplicate(String),
+    #[error(
+        "scanner name {name:?} is defined more than once (registered scanners: {})",
+        name_list(registered)
+    )]
+    Duplicate {
+        name: String,
+        /// The names registered before the duplicate, from the registry itself.
+        registered: Vec<String>,
+    },
+}
+
+/// A scan names a scanner the registry does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown scanner {name:?}; registered scanners: {}",
+    name_list(registered)
+)]
+pub struct UnknownScanner {
+    pub name: String,
+    /// Every registered name, sorted, from the registry itself.
+    pub registered: Vec<String>,
 }
 
 #[cfg(test)]

@@ -22,20 +22,24 @@ use scanplane_core::scanner::{ScannerDef, ScannerKind};
 use scanplane_core::target::{PathMode, Target, TargetKind};
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::error::{json_document, ParseError, ScanError, ValidationError};
 use crate::options::Options;
-use crate::process::{find_program, ExternalCommand};
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::parsed::{typed_records, Parsed};
+use crate::process::{find_program, TargetRun, Tool, ToolOutput};
+use crate::registry::{Component, Parser};
+use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "grype";
 pub const PROGRAM: &str = "grype";
 const OPTIONS: &[&str] = &["only_fixed"];
 
+/// The report; matches are read one by one so a malformed one is dropped alone.
 #[derive(Deserialize)]
 struct Report {
-    matches: Option<Vec<Match>>,
+    matches: Option<Vec<Value>>,
     source: Option<Source>,
 }
 
@@ -102,16 +106,26 @@ fn image_digest(source: Option<&Source>) -> Option<String> {
 }
 
 /// Parses grype's JSON report; `target` is the canonical scan target the report is about.
-pub fn parse(input: &[u8], target: &str) -> Result<Vec<Finding>, ParseError> {
+/// A malformed match is dropped with where it was (`matches[i]`); a document that is not a
+/// grype report is an error.
+pub fn parse(input: &[u8], target: &str) -> Result<Parsed, ParseError> {
     let report: Report = json_document(NAME, input)?;
     let matches = report
         .matches
         .ok_or_else(|| ParseError::new(NAME, "not a grype JSON report: missing \"matches\""))?;
     let digest = image_digest(report.source.as_ref());
-    Ok(matches
+    let mut parsed = Parsed::default();
+    let matches: Vec<Match> = typed_records(NAME, "matches", &matches, &mut parsed.rejected);
+    parsed.findings = matches
         .iter()
         .map(|m| match_finding(target, digest.as_deref(), m))
-        .collect())
+        .collect();
+    parsed.unless_all_rejected()
+}
+
+/// The parser for tests and the fuzzer, with a fixed scan target.
+fn parse_captured(input: &[u8]) -> Result<Parsed, ParseError> {
+    parse(input, "image://captured")
 }
 
 fn match_finding(target: &str, digest: Option<&str>, m: &Match) -> Finding {
@@ -150,6 +164,15 @@ fn match_finding(target: &str, digest: Option<&str>, m: &Match) -> Finding {
     f.fingerprint = fingerprint(NAME, &[target, &v.id, &a.name, &a.version, anchor]);
     f
 }
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(GrypeScanner::new()),
+    parser: Some(Parser {
+        name: NAME,
+        parse: parse_captured,
+    }),
+};
 
 /// The grype adapter.
 pub struct GrypeScanner {
@@ -234,47 +257,26 @@ impl Scanner for GrypeScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
         let only_fixed = Options::parse(NAME, &req.options, OPTIONS)?
             .boolean("only_fixed")?
             .unwrap_or(false);
-        let program = find_program(NAME, PROGRAM)?;
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut scanned = Vec::new();
-        for t in &req.targets {
-            let Some(args) = args(t, only_fixed) else {
-                continue;
-            };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Err(ScanError::Timeout {
-                    scanner: NAME.to_string(),
-                    after: req.timeout,
-                });
-            }
-            let mut running = ExternalCommand {
-                scanner: NAME.to_string(),
-                program: program.clone(),
-                args,
-                env: Vec::new(),
-                work_dir: req.work_dir.clone(),
-                timeout: remaining,
-            }
-            .spawn()?;
-            let json = running.read_all().await?;
-            running.finish().await?;
-            let canonical = t.to_string();
-            for f in parse(&json, &canonical)? {
-                emit(NAME, &findings, f).await?;
-            }
-            scanned.push(canonical);
-        }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
+        let runs = req
+            .targets
+            .iter()
+            .filter_map(|t| {
+                args(t, only_fixed).map(|args| TargetRun {
+                    target: t.to_string(),
+                    args,
+                })
+            })
+            .collect();
+        tool.run_per_target(runs, ToolOutput::Document(parse), &findings)
+            .await
     }
 }
 
@@ -287,7 +289,7 @@ mod tests {
     #[test]
     fn parses_schema_fixture() {
         let target = "image://alpine:3.19.0";
-        let f = parse(IMAGE, target).unwrap();
+        let f = parse(IMAGE, target).and_then(Parsed::strict).unwrap();
         assert_eq!(f.len(), 3, "{f:#?}");
         assert_eq!(f[0].rule_id, "CVE-2024-0727");
         assert_eq!(f[0].severity, Severity::Medium);
@@ -313,9 +315,24 @@ mod tests {
             assert!(e.to_string().starts_with("grype: "), "{e}");
         }
         assert!(parse(br#"{"matches": []}"#, "image://x")
+            .and_then(Parsed::strict)
             .unwrap()
             .is_empty());
         crate::testutil::assert_robust(NAME, IMAGE, |b| parse(b, "image://x"));
+    }
+
+    #[test]
+    fn a_malformed_match_is_dropped_alone() {
+        let mut report: Value = serde_json::from_slice(IMAGE).unwrap();
+        report["matches"][1]["artifact"] = Value::Null;
+        let p = parse(&serde_json::to_vec(&report).unwrap(), "image://x").unwrap();
+        assert_eq!(p.findings.len(), 2);
+        assert_eq!(p.rejected.len(), 1);
+        assert!(
+            p.rejected[0].to_string().starts_with("grype: matches[1]: "),
+            "{}",
+            p.rejected[0]
+        );
     }
 
     #[test]

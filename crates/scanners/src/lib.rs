@@ -13,6 +13,7 @@ pub mod http;
 pub mod nmap;
 pub mod nuclei;
 mod options;
+pub mod parsed;
 mod process;
 pub mod registry;
 pub mod sarif;
@@ -32,12 +33,26 @@ use scanplane_core::target::Target;
 use tokio::sync::mpsc;
 
 pub use custom::CustomScannerConfig;
-pub use error::{ConfigError, ParseError, ScanError, ValidationError};
-pub use registry::Registry;
+pub use error::{ConfigError, ParseError, ScanError, UnknownScanner, ValidationError};
+pub use parsed::{Parsed, Rejections};
+pub use process::RECORD_MAX;
+pub use registry::{Component, Registry};
 
-/// Everything a scanner needs to run one scan.
+/// The built-in scanners, one line each: adding a scanner is its module (which exports its
+/// `COMPONENT`), its fixtures under `tests/data/<tool>/`, and a line here.
+pub const BUILTIN: &[Component] = &[
+    tcp::COMPONENT,
+    http::COMPONENT,
+    nmap::COMPONENT,
+    trivy::COMPONENT,
+    nuclei::COMPONENT,
+    grype::COMPONENT,
+];
+
+/// Everything a scanner needs to run one scan attempt. (Not the API's `ScanRequest`, which is
+/// what a client asks for; this is what a unit of work hands to its scanner.)
 #[derive(Debug, Clone)]
-pub struct ScanRequest {
+pub struct RunRequest {
     /// The scan run id, passed to custom scanners as `SCAN_RUN_ID`.
     pub scan_id: String,
     pub targets: Vec<Target>,
@@ -56,6 +71,9 @@ pub struct ScanRequest {
 pub struct ScanOutcome {
     /// Canonical strings of the targets that were actually scanned.
     pub targets_scanned: Vec<String>,
+    /// Records of the tool's output that were dropped (malformed or too large); the
+    /// findings of the others were sent.
+    pub rejected: Rejections,
 }
 
 /// A scanner scanplane can run.
@@ -74,7 +92,7 @@ pub trait Scanner: Send + Sync {
     /// Runs the scan, sending findings as they are produced.
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError>;
 }

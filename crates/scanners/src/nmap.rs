@@ -12,7 +12,7 @@
 //! the user asked for (nmap's `hostname type="user"`) if any, else the scanned address,
 //! normalized with [`normalize_host`].
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use quick_xml::events::{BytesStart, Event};
@@ -24,8 +24,10 @@ use tokio::sync::mpsc;
 
 use crate::error::{ParseError, ScanError, ValidationError};
 use crate::options::Options;
-use crate::process::{find_program, ExternalCommand};
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::parsed::{document_text, Parsed};
+use crate::process::{find_program, TargetRun, Tool, ToolOutput};
+use crate::registry::{Component, Parser};
+use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nmap";
 pub const PROGRAM: &str = "nmap";
@@ -94,7 +96,7 @@ struct State {
     host: Option<Host>,
     port: Option<Port>,
     in_cpe: bool,
-    findings: Vec<Finding>,
+    parsed: Parsed,
 }
 
 impl State {
@@ -169,14 +171,20 @@ impl State {
                 }
             }
             b"host" => {
+                // A host or port that cannot be reported is dropped alone; the other
+                // hosts of the report are still good.
                 if let Some(h) = self.host.take() {
-                    let name = h
-                        .user_hostname
-                        .clone()
-                        .or_else(|| h.address.clone())
-                        .ok_or_else(|| ParseError::new(NAME, "a <host> has no address"))?;
+                    let Some(name) = h.user_hostname.clone().or_else(|| h.address.clone()) else {
+                        self.parsed
+                            .rejected
+                            .push(ParseError::new(NAME, "a <host> has no address"));
+                        return Ok(());
+                    };
                     for p in h.ports.iter().filter(|p| p.state == "open") {
-                        self.findings.push(port_finding(&name, p)?);
+                        match port_finding(&name, p) {
+                            Ok(f) => self.parsed.findings.push(f),
+                            Err(e) => self.parsed.rejected.push(e),
+                        }
                     }
                 }
             }
@@ -186,12 +194,15 @@ impl State {
     }
 }
 
-/// Parses nmap's XML report (`-oX`) into one finding per open port.
-pub fn parse(input: &[u8]) -> Result<Vec<Finding>, ParseError> {
+/// Parses nmap's XML report (`-oX`) into one finding per open port. A port or host that
+/// cannot be reported (a port number that is not one, a host without an address) is dropped
+/// with its reason; malformed or truncated XML, or an error nmap reports, fails the parse.
+pub fn parse(input: &[u8]) -> Result<Parsed, ParseError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::empty(NAME));
     }
-    let mut reader = Reader::from_reader(input);
+    let text = document_text(input);
+    let mut reader = Reader::from_str(&text);
     reader.config_mut().trim_text(true);
     let mut st = State::default();
     loop {
@@ -230,7 +241,7 @@ pub fn parse(input: &[u8]) -> Result<Vec<Finding>, ParseError> {
             "truncated XML: the report ends before </nmaprun>",
         ));
     }
-    Ok(st.findings)
+    st.parsed.unless_all_rejected()
 }
 
 fn port_finding(host: &str, p: &Port) -> Result<Finding, ParseError> {
@@ -290,6 +301,12 @@ fn port_finding(host: &str, p: &Port) -> Result<Finding, ParseError> {
     f.fingerprint = fingerprint(NAME, &[&host, &number.to_string(), protocol]);
     Ok(f)
 }
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(NmapScanner::new()),
+    parser: Some(Parser { name: NAME, parse }),
+};
 
 /// The nmap adapter.
 pub struct NmapScanner {
@@ -384,48 +401,32 @@ impl Scanner for NmapScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
         let s = settings(&req.options)?;
-        let program = find_program(NAME, PROGRAM)?;
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut scanned = Vec::new();
-        for t in &req.targets {
-            let Target::Host { host, ports } = t else {
-                continue;
-            };
-            let ports = match ports {
-                Some(p) => Some(std::slice::from_ref(p)),
-                None => s.ports.as_deref(),
-            };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Err(ScanError::Timeout {
-                    scanner: NAME.to_string(),
-                    after: req.timeout,
-                });
-            }
-            let mut running = ExternalCommand {
-                scanner: NAME.to_string(),
-                program: program.clone(),
-                args: args(host, ports, s.timing),
-                env: Vec::new(),
-                work_dir: req.work_dir.clone(),
-                timeout: remaining.max(Duration::from_millis(1)),
-            }
-            .spawn()?;
-            let xml = running.read_all().await?;
-            running.finish().await?;
-            for f in parse(&xml)? {
-                emit(NAME, &findings, f).await?;
-            }
-            scanned.push(t.to_string());
-        }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
+        let runs = req
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let Target::Host { host, ports } = t else {
+                    return None;
+                };
+                let ports = match ports {
+                    Some(p) => Some(std::slice::from_ref(p)),
+                    None => s.ports.as_deref(),
+                };
+                Some(TargetRun {
+                    target: t.to_string(),
+                    args: args(host, ports, s.timing),
+                })
+            })
+            .collect();
+        // Findings name the host nmap reports, not the scan target.
+        let output = ToolOutput::Document(|xml, _target| parse(xml));
+        tool.run_per_target(runs, output, &findings).await
     }
 }
 
@@ -438,7 +439,7 @@ mod tests {
 
     #[test]
     fn parses_real_report() {
-        let f = parse(OPEN).unwrap();
+        let f = parse(OPEN).and_then(Parsed::strict).unwrap();
         assert_eq!(f.len(), 2, "{f:#?}");
         assert_eq!(f[0].target, "127.0.0.1");
         assert_eq!(f[0].location, "tcp/42022");
@@ -458,7 +459,10 @@ mod tests {
             fingerprint("nmap", &["127.0.0.1", "42022", "tcp"])
         );
         assert_eq!(f[1].title, "Open port 42080/tcp: http (nginx 1.22.1)");
-        assert!(parse(NONE_OPEN).unwrap().is_empty());
+        assert!(parse(NONE_OPEN)
+            .and_then(Parsed::strict)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -476,6 +480,19 @@ mod tests {
         let e = parse(&OPEN[..OPEN.len() / 2]).unwrap_err();
         assert!(e.to_string().starts_with("nmap: "), "{e}");
         crate::testutil::assert_robust(NAME, OPEN, parse);
+    }
+
+    #[test]
+    fn a_port_that_is_not_one_is_dropped_alone() {
+        let text =
+            String::from_utf8_lossy(OPEN).replacen("portid=\"42080\"", "portid=\"99999\"", 1);
+        let p = parse(text.as_bytes()).unwrap();
+        assert_eq!(p.findings.len(), 1);
+        assert_eq!(p.findings[0].location, "tcp/42022");
+        assert_eq!(
+            p.rejected.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            ["nmap: port number \"99999\" is not a port"]
+        );
     }
 
     #[test]

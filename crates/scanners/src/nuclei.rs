@@ -3,7 +3,9 @@
 //!
 //! Targets are URLs and hosts. Options: `tags` (comma-separated template tags, `-tags`),
 //! `severity` (comma-separated, `-severity`), `rate_limit` (requests per second, `-rl`).
-//! Output is JSON Lines, parsed line by line while nuclei runs so findings stream out.
+//! Output is JSON Lines, parsed line by line while nuclei runs so findings stream out; a
+//! malformed line (or one that is not UTF-8, or longer than [`crate::RECORD_MAX`]) is
+//! dropped with its reason and the others kept.
 //!
 //! Each result line is one finding: rule id `template-id`, title `info.name` (plus the
 //! matcher name when the template has several matchers), location the normalized
@@ -21,12 +23,15 @@ use scanplane_core::scanner::{ScannerDef, ScannerKind};
 use scanplane_core::target::{Target, TargetKind};
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::error::{ParseError, ScanError, ValidationError};
 use crate::options::Options;
-use crate::process::{find_program, ExternalCommand};
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::parsed::{check_line, Parsed};
+use crate::process::{find_program, TargetRun, Tool, ToolOutput};
+use crate::registry::{Component, Parser};
+use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nuclei";
 pub const PROGRAM: &str = "nuclei";
@@ -64,17 +69,19 @@ struct Info {
 }
 
 /// Parses nuclei's JSONL output; each finding's target is the result's `url` or `host`.
-pub fn parse(input: &[u8]) -> Result<Vec<Finding>, ParseError> {
+pub fn parse(input: &[u8]) -> Result<Parsed, ParseError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::empty(NAME));
     }
-    let mut out = Vec::new();
+    let mut parsed = Parsed::default();
     for (i, line) in input.split(|b| *b == b'\n').enumerate() {
-        if let Some(f) = parse_line(line, i + 1, None)? {
-            out.push(f);
+        match parse_line(line, i + 1, None) {
+            Ok(Some(f)) => parsed.findings.push(f),
+            Ok(None) => {}
+            Err(e) => parsed.rejected.push(e),
         }
     }
-    Ok(out)
+    parsed.unless_all_rejected()
 }
 
 /// Parses one JSONL line (`line_no` is 1-based, for messages); blank lines give `None`.
@@ -87,7 +94,8 @@ pub fn parse_line(
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let l: Line = serde_json::from_slice(line).map_err(|e| {
+    let text = check_line(line, line_no).map_err(|m| ParseError::new(NAME, m))?;
+    let l: Line = serde_json::from_str(text).map_err(|e| {
         ParseError::new(
             NAME,
             format!(
@@ -150,6 +158,12 @@ pub fn parse_line(
     f.fingerprint = fingerprint(NAME, &[&target, &l.template_id, &l.matcher_name, &location]);
     Ok(Some(f))
 }
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(NucleiScanner::new()),
+    parser: Some(Parser { name: NAME, parse }),
+};
 
 /// The nuclei adapter.
 pub struct NucleiScanner {
@@ -224,45 +238,23 @@ impl Scanner for NucleiScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
-        let program = find_program(NAME, PROGRAM)?;
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut scanned = Vec::new();
-        for t in &req.targets {
-            let canonical = t.to_string();
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Err(ScanError::Timeout {
-                    scanner: NAME.to_string(),
-                    after: req.timeout,
-                });
-            }
-            let mut running = ExternalCommand {
-                scanner: NAME.to_string(),
-                program: program.clone(),
-                args: args(&canonical, &req.options)?,
-                env: Vec::new(),
-                work_dir: req.work_dir.clone(),
-                timeout: remaining,
-            }
-            .spawn()?;
-            let mut line = Vec::new();
-            let mut line_no = 0;
-            while running.next_line(&mut line).await? {
-                line_no += 1;
-                if let Some(f) = parse_line(&line, line_no, Some(&canonical))? {
-                    emit(NAME, &findings, f).await?;
-                }
-            }
-            running.finish().await?;
-            scanned.push(canonical);
-        }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
+        let runs = req
+            .targets
+            .iter()
+            .map(|t| {
+                let target = t.to_string();
+                args(&target, &req.options).map(|args| TargetRun { target, args })
+            })
+            .collect::<Result<_, _>>()?;
+        // Findings are attributed to the scan target rather than nuclei's own `url`.
+        let output =
+            ToolOutput::Lines(|line, line_no, target| parse_line(line, line_no, Some(target)));
+        tool.run_per_target(runs, output, &findings).await
     }
 }
 
@@ -274,7 +266,7 @@ mod tests {
 
     #[test]
     fn parses_schema_fixture() {
-        let f = parse(FIXTURE).unwrap();
+        let f = parse(FIXTURE).and_then(Parsed::strict).unwrap();
         assert_eq!(f.len(), 3, "{f:#?}");
         let git = &f[0];
         assert_eq!(git.rule_id, "git-config");
@@ -319,6 +311,24 @@ mod tests {
             assert!(e.to_string().starts_with("nuclei: "), "{e}");
         }
         crate::testutil::assert_robust(NAME, FIXTURE, parse);
+    }
+
+    #[test]
+    fn a_bad_line_is_dropped_and_the_others_kept() {
+        let mut out = FIXTURE.to_vec();
+        out.extend_from_slice(
+            b"{\"template-id\": \"x\", \"info\": {\"name\": \"\xff\"}}\nnot json\n",
+        );
+        let p = parse(&out).unwrap();
+        assert_eq!(p.findings.len(), 3);
+        let reasons: Vec<String> = p.rejected.iter().map(|e| e.to_string()).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert_eq!(reasons[0], "nuclei: line 4: not valid UTF-8 (at byte 39)");
+        assert!(
+            reasons[1].starts_with("nuclei: line 5: malformed result"),
+            "{}",
+            reasons[1]
+        );
     }
 
     #[test]

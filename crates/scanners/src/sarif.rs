@@ -23,6 +23,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{json_document, ParseError};
+use crate::parsed::{typed_records, Parsed};
+use crate::registry::Parser;
 
 pub const NAME: &str = "sarif";
 
@@ -37,8 +39,9 @@ struct Log {
 struct Run {
     #[serde(default)]
     tool: Tool,
+    /// Read one by one, so a malformed result is dropped alone.
     #[serde(default)]
-    results: Vec<SarifResult>,
+    results: Vec<Value>,
     #[serde(default)]
     original_uri_base_ids: BTreeMap<String, ArtifactLocation>,
 }
@@ -123,18 +126,18 @@ struct Region {
     start_line: Option<u64>,
 }
 
+/// The parser of this format, for tests and the fuzzer (see [`crate::registry::parsers`]).
+pub const PARSER: Parser = Parser { name: NAME, parse };
+
 /// Parses a SARIF 2.1.0 log; fingerprints are namespaced as `sarif`.
-pub fn parse(input: &[u8]) -> Result<Vec<Finding>, ParseError> {
+pub fn parse(input: &[u8]) -> Result<Parsed, ParseError> {
     parse_with(input, NAME, None)
 }
 
 /// Parses a SARIF log for `scanner` (errors and fingerprints carry that name), attributing
-/// results without their own target to `target`.
-pub fn parse_with(
-    input: &[u8],
-    scanner: &str,
-    target: Option<&str>,
-) -> Result<Vec<Finding>, ParseError> {
+/// results without their own target to `target`. A malformed result is dropped with where it
+/// was (`runs[r].results[i]`); a document that is not a SARIF 2.1 log is an error.
+pub fn parse_with(input: &[u8], scanner: &str, target: Option<&str>) -> Result<Parsed, ParseError> {
     let log: Log = json_document(scanner, input)?;
     match log.version.as_deref() {
         Some(v) if v.starts_with("2.1") => {}
@@ -154,17 +157,22 @@ pub fn parse_with(
     let runs = log
         .runs
         .ok_or_else(|| ParseError::new(scanner, "not a SARIF log: missing \"runs\""))?;
-    let mut out = Vec::new();
-    for run in &runs {
+    let mut parsed = Parsed::default();
+    for (i, run) in runs.iter().enumerate() {
         let root = run
             .original_uri_base_ids
             .get("ROOTPATH")
             .and_then(|a| a.uri.clone());
-        for r in &run.results {
-            out.push(result_finding(scanner, target, root.as_deref(), run, r));
+        let path = format!("runs[{i}].results");
+        let results: Vec<SarifResult> =
+            typed_records(scanner, &path, &run.results, &mut parsed.rejected);
+        for r in &results {
+            parsed
+                .findings
+                .push(result_finding(scanner, target, root.as_deref(), run, r));
         }
     }
-    Ok(out)
+    parsed.unless_all_rejected()
 }
 
 fn level_severity(level: &str) -> Severity {
@@ -299,7 +307,7 @@ mod tests {
 
     #[test]
     fn parses_real_trivy_secret_sarif() {
-        let f = parse(SECRET).unwrap();
+        let f = parse(SECRET).and_then(Parsed::strict).unwrap();
         assert_eq!(f.len(), 3, "{f:#?}");
         let gh = f.iter().find(|x| x.rule_id == "github-pat").unwrap();
         // security-severity 9.5 wins over level "error".
@@ -314,14 +322,16 @@ mod tests {
         );
         let aws = f.iter().find(|x| x.rule_id == "aws-access-key-id").unwrap();
         assert_eq!(aws.location, "config.py:2");
-        let with_target = parse_with(SECRET, "acme", Some("fs:///srv/app")).unwrap();
+        let with_target = parse_with(SECRET, "acme", Some("fs:///srv/app"))
+            .and_then(Parsed::strict)
+            .unwrap();
         assert!(with_target.iter().all(|x| x.target == "fs:///srv/app"));
         assert_ne!(with_target[0].fingerprint, f[0].fingerprint);
     }
 
     #[test]
     fn parses_real_trivy_misconfig_sarif_with_scores() {
-        let f = parse(MISCONFIG).unwrap();
+        let f = parse(MISCONFIG).and_then(Parsed::strict).unwrap();
         assert_eq!(f.len(), 20);
         let ds2 = f.iter().find(|x| x.rule_id == "DS-0002").unwrap();
         assert_eq!(ds2.severity, Severity::High);
@@ -339,7 +349,7 @@ mod tests {
             {"ruleIndex":0,"message":{"text":"by index"}},
             {"message":{"text":"no rule"}}
           ]}]}"#;
-        let f = parse(log).unwrap();
+        let f = parse(log).and_then(Parsed::strict).unwrap();
         assert_eq!(f[0].severity, Severity::Low);
         assert_eq!(f[0].title, "first line");
         assert_eq!(f[0].location, "src/a.rs:7");
@@ -367,5 +377,29 @@ mod tests {
             assert!(e.to_string().starts_with("sarif: "), "{e}");
         }
         crate::testutil::assert_robust(NAME, SECRET, parse);
+    }
+
+    #[test]
+    fn a_malformed_result_is_dropped_alone() {
+        let log = br#"{"version":"2.1.0","runs":[{"results":[
+            {"ruleId":"R1","message":{"text":"kept"}},
+            {"ruleId":7},
+            {"ruleId":"R3","message":{"text":"kept too"}}]}]}"#;
+        let p = parse(log).unwrap();
+        assert_eq!(
+            p.findings
+                .iter()
+                .map(|f| f.rule_id.as_str())
+                .collect::<Vec<_>>(),
+            ["R1", "R3"]
+        );
+        assert_eq!(p.rejected.len(), 1);
+        assert!(
+            p.rejected[0]
+                .to_string()
+                .starts_with("sarif: runs[0].results[1]: invalid type"),
+            "{}",
+            p.rejected[0]
+        );
     }
 }

@@ -17,6 +17,11 @@
 //! \* `target` may be omitted when the scan has exactly one target; that target is used.
 //! Unknown fields are ignored so scanners can carry extra data.
 //!
+//! A finding that is malformed (a missing field, a wrong type), and in NDJSON a line that is
+//! not valid UTF-8 or longer than [`RECORD_MAX`](crate::RECORD_MAX), is dropped with a reason
+//! naming it (`line 3: ...`, `findings[2]: ...`); the others are kept. A report none of whose
+//! findings is usable is an error (see [`crate::parsed`]).
+//!
 //! Fingerprint recipe: when absent, `fingerprint(scanner, [target, rule_id, location])`.
 //! A given fingerprint that is already 64 lowercase hex characters is kept as is; any other
 //! string is hashed as `fingerprint(scanner, [given])` so every stored fingerprint has the
@@ -30,6 +35,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{json_document, ParseError};
+use crate::parsed::{check_line, document_text, Parsed};
+use crate::registry::Parser;
 
 pub const NAME: &str = "scanplane-json";
 
@@ -51,8 +58,11 @@ struct RawFinding {
     fingerprint: Option<String>,
 }
 
+/// The parser of this format, for tests and the fuzzer (see [`crate::registry::parsers`]).
+pub const PARSER: Parser = Parser { name: NAME, parse };
+
 /// Parses a report with no default target; fingerprints are namespaced `scanplane-json`.
-pub fn parse(input: &[u8]) -> Result<Vec<Finding>, ParseError> {
+pub fn parse(input: &[u8]) -> Result<Parsed, ParseError> {
     parse_with(input, NAME, None)
 }
 
@@ -70,7 +80,7 @@ fn is_wrapped(input: &[u8]) -> bool {
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
     compact.starts_with(b"{\"findings\"")
-        || serde_json::from_slice::<Value>(input)
+        || serde_json::from_str::<Value>(&document_text(input))
             .ok()
             .and_then(|v| v.get("findings").cloned())
             .is_some()
@@ -81,32 +91,35 @@ pub fn parse_with(
     input: &[u8],
     scanner: &str,
     default_target: Option<&str>,
-) -> Result<Vec<Finding>, ParseError> {
+) -> Result<Parsed, ParseError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::empty(scanner));
     }
+    let mut parsed = Parsed::default();
     if is_wrapped(input) {
         let report: Report = json_document(scanner, input)?;
-        return report
-            .findings
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                finding_from_value(scanner, default_target, v)
-                    .map_err(|m| ParseError::new(scanner, format!("findings[{i}]: {m}")))
-            })
-            .collect();
-    }
-    let mut out = Vec::new();
-    for (i, line) in input.split(|b| *b == b'\n').enumerate() {
-        if let Some(f) = parse_line(line, i + 1, scanner, default_target)? {
-            out.push(f);
+        for (i, v) in report.findings.into_iter().enumerate() {
+            match finding_from_value(scanner, default_target, v) {
+                Ok(f) => parsed.findings.push(f),
+                Err(m) => parsed
+                    .rejected
+                    .push(ParseError::new(scanner, format!("findings[{i}]: {m}"))),
+            }
+        }
+    } else {
+        for (i, line) in input.split(|b| *b == b'\n').enumerate() {
+            match parse_line(line, i + 1, scanner, default_target) {
+                Ok(Some(f)) => parsed.findings.push(f),
+                Ok(None) => {}
+                Err(e) => parsed.rejected.push(e),
+            }
         }
     }
-    Ok(out)
+    parsed.unless_all_rejected()
 }
 
-/// Parses one NDJSON line (1-based `line_no` for messages); blank lines give `None`.
+/// Parses one NDJSON line (1-based `line_no` for messages); blank lines give `None`. An
+/// error is the reason to drop this line; the report's other lines are unaffected.
 pub fn parse_line(
     line: &[u8],
     line_no: usize,
@@ -116,7 +129,8 @@ pub fn parse_line(
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let v: Value = serde_json::from_slice(line).map_err(|e| {
+    let text = check_line(line, line_no).map_err(|m| ParseError::new(scanner, m))?;
+    let v: Value = serde_json::from_str(text).map_err(|e| {
         ParseError::new(
             scanner,
             format!(
@@ -185,7 +199,7 @@ mod tests {
     {"target": "account://2", "rule_id": "r2", "severity": 9.1, "title": "U", "fingerprint": "mine"}
   ]
 }"#;
-        let f = parse(wrapped).unwrap();
+        let f = parse(wrapped).and_then(Parsed::strict).unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].severity, Severity::High);
         assert_eq!(
@@ -196,17 +210,25 @@ mod tests {
         assert_eq!(f[1].fingerprint, fingerprint("scanplane-json", &["mine"]));
 
         let nd = b"{\"rule_id\":\"a\",\"severity\":\"low\",\"title\":\"A\"}\n\n{\"target\":\"h\",\"rule_id\":\"b\",\"severity\":\"info\",\"title\":\"B\",\"fingerprint\":\"0000000000000000000000000000000000000000000000000000000000000000\"}\n";
-        let f = parse_with(nd, "acme", Some("host1")).unwrap();
+        let f = parse_with(nd, "acme", Some("host1"))
+            .and_then(Parsed::strict)
+            .unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].target, "host1");
         assert_eq!(f[1].target, "h");
         assert_eq!(f[1].fingerprint, "0".repeat(64));
         assert!(parse(nd)
+            .and_then(Parsed::strict)
             .unwrap_err()
             .to_string()
             .contains("line 1: missing field \"target\""));
         // A single-object wrapper on one line is still a wrapper.
-        assert_eq!(parse(br#"{"findings":[]}"#).unwrap(), vec![]);
+        assert_eq!(
+            parse(br#"{"findings":[]}"#)
+                .and_then(Parsed::strict)
+                .unwrap(),
+            vec![]
+        );
     }
 
     #[test]
@@ -227,7 +249,70 @@ mod tests {
         );
         let e = parse_with(b"{\"findings\": [", "acme", None).unwrap_err();
         assert!(e.to_string().starts_with("acme: malformed JSON"), "{e}");
-        let fixture = include_bytes!("../tests/data/custom/sample-report.json");
+        let fixture = include_bytes!("../tests/data/scanplane-json/sample-report.json");
         crate::testutil::assert_robust(NAME, fixture, parse);
+    }
+
+    const GOOD: &str = r#"{"target":"h","rule_id":"r","severity":"low","title":"T"}"#;
+
+    #[test]
+    fn a_bad_line_is_dropped_with_its_reason_and_the_rest_kept() {
+        let mut nd = Vec::new();
+        nd.extend_from_slice(GOOD.as_bytes());
+        nd.extend_from_slice(
+            b"\n{\"target\":\"h\",\"rule_id\":\"r\",\"severity\":\"low\",\"title\":\"caf\xe9\"}\n",
+        );
+        nd.extend_from_slice(b"{oops\n");
+        nd.extend_from_slice(&vec![b' '; crate::RECORD_MAX + 1]);
+        nd.extend_from_slice(b"x\n");
+        nd.extend_from_slice(GOOD.replace("\"r\"", "\"r2\"").as_bytes());
+        let p = parse_with(&nd, "acme", None).unwrap();
+        assert_eq!(
+            p.findings
+                .iter()
+                .map(|f| f.rule_id.as_str())
+                .collect::<Vec<_>>(),
+            ["r", "r2"]
+        );
+        let reasons: Vec<String> = p.rejected.iter().map(|e| e.to_string()).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons[0], "acme: line 2: not valid UTF-8 (at byte 57)");
+        assert!(
+            reasons[1].starts_with("acme: line 3: malformed JSON"),
+            "{}",
+            reasons[1]
+        );
+        assert_eq!(
+            reasons[2],
+            format!(
+                "acme: line 4: {} bytes, longer than {}",
+                crate::RECORD_MAX + 2,
+                crate::RECORD_MAX
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_finding_of_a_wrapped_report_is_dropped_alone() {
+        let doc = format!(r#"{{"findings": [{GOOD}, {{"target": "h"}}, "text", {GOOD}]}}"#);
+        let p = parse_with(doc.as_bytes(), "acme", None).unwrap();
+        assert_eq!(p.findings.len(), 2);
+        let reasons: Vec<String> = p.rejected.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "acme: findings[1]: missing field \"rule_id\"",
+                "acme: findings[2]: a finding must be a JSON object"
+            ]
+        );
+        // One bad byte in a wrapped report costs no finding: it is replaced.
+        let mut doc = format!(r#"{{"findings": [{GOOD}, "#).into_bytes();
+        doc.extend_from_slice(
+            b"{\"target\":\"h\",\"rule_id\":\"r3\",\"severity\":\"low\",\"title\":\"T\xff\"}]}",
+        );
+        let p = parse_with(&doc, "acme", None)
+            .and_then(Parsed::strict)
+            .unwrap();
+        assert_eq!(p[1].title, "T\u{fffd}");
     }
 }

@@ -14,6 +14,7 @@
 //! Fingerprint recipe: `fingerprint("tcp", [normalized host, port, "tcp"])`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,7 +28,8 @@ use tokio::sync::mpsc;
 
 use crate::error::{ScanError, ValidationError};
 use crate::options::Options;
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::registry::Component;
+use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "tcp";
 const OPTIONS: &[&str] = &["ports", "concurrency", "connect_timeout"];
@@ -40,6 +42,12 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const BANNER_WAIT: Duration = Duration::from_millis(1500);
 /// Most bytes of banner kept.
 pub const BANNER_MAX: usize = 256;
+
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(TcpScanner::new()),
+    parser: None,
+};
 
 /// The built-in TCP connect scanner.
 pub struct TcpScanner {
@@ -112,7 +120,7 @@ impl Scanner for TcpScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
@@ -179,6 +187,7 @@ async fn scan(
     }
     Ok(ScanOutcome {
         targets_scanned: scanned,
+        ..ScanOutcome::default()
     })
 }
 

@@ -29,29 +29,34 @@ pub(crate) fn random_inputs(count: usize) -> Vec<Vec<u8>> {
 }
 
 /// Feeds every prefix of `fixture` (and some random inputs) to `parse` and checks each
-/// result is either Ok or an error whose message starts with `"<scanner>: "`.
-pub(crate) fn assert_robust<T>(
+/// result is either Ok or an error whose message starts with `"<scanner>: "`, and that every
+/// dropped record's error names the scanner too.
+pub(crate) fn assert_robust(
     scanner: &str,
     fixture: &[u8],
-    parse: impl Fn(&[u8]) -> Result<T, crate::ParseError>,
+    parse: impl Fn(&[u8]) -> Result<crate::Parsed, crate::ParseError>,
 ) {
     let prefix = format!("{scanner}: ");
+    let check = |what: &str, result: Result<crate::Parsed, crate::ParseError>| match result {
+        Err(e) => assert!(e.to_string().starts_with(&prefix), "{what}: {e}"),
+        Ok(p) => {
+            for e in &p.rejected {
+                assert!(e.to_string().starts_with(&prefix), "{what}: rejected {e}");
+            }
+        }
+    };
     // Large fixtures are cut at a stride so the test stays fast; every cut near the start
     // and end is still tried because that is where parsers are most fragile.
     let stride = (fixture.len() / 2000).max(1);
     let cuts = (0..fixture.len()).filter(|c| c % stride == 0 || *c < 64 || fixture.len() - c < 64);
     for cut in cuts {
-        if let Err(e) = parse(&fixture[..cut]) {
-            assert!(e.to_string().starts_with(&prefix), "cut {cut}: {e}");
-        }
+        check(&format!("cut {cut}"), parse(&fixture[..cut]));
     }
     assert!(
         parse(&fixture[..0]).is_err(),
         "{scanner}: empty input must be an error"
     );
     for bytes in random_inputs(300) {
-        if let Err(e) = parse(&bytes) {
-            assert!(e.to_string().starts_with(&prefix), "{e}");
-        }
+        check("random input", parse(&bytes));
     }
 }

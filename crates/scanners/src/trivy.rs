@@ -26,18 +26,22 @@
 //! - secret: `[target, RuleID, file, StartLine]`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use scanplane_core::finding::{fingerprint, Finding, Severity};
 use scanplane_core::scanner::{ScannerDef, ScannerKind};
 use scanplane_core::target::{PathMode, Target, TargetKind};
 use serde::Deserialize;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::error::{json_document, ParseError, ScanError, ValidationError};
 use crate::options::Options;
-use crate::process::{find_program, ExternalCommand};
-use crate::{check_target_kinds, emit, ScanOutcome, ScanRequest, Scanner};
+use crate::parsed::{typed_records, Parsed};
+use crate::process::{find_program, TargetRun, Tool, ToolOutput};
+use crate::registry::{Component, Parser};
+use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "trivy";
 pub const PROGRAM: &str = "trivy";
@@ -66,17 +70,19 @@ struct Metadata {
     repo_digests: Vec<String>,
 }
 
+/// One result of the report; its records are read one by one so a malformed one is dropped
+/// alone.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct TrivyResult {
     #[serde(default)]
     target: String,
     #[serde(default)]
-    vulnerabilities: Vec<Vulnerability>,
+    vulnerabilities: Vec<Value>,
     #[serde(default)]
-    misconfigurations: Vec<Misconfiguration>,
+    misconfigurations: Vec<Value>,
     #[serde(default)]
-    secrets: Vec<Secret>,
+    secrets: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -146,7 +152,9 @@ struct Secret {
 }
 
 /// Parses trivy's JSON report; `target` is the canonical scan target the report is about.
-pub fn parse(input: &[u8], target: &str) -> Result<Vec<Finding>, ParseError> {
+/// A malformed vulnerability, misconfiguration or secret is dropped with where it was
+/// (`Results[i].Secrets[j]`); a document that is not a trivy report is an error.
+pub fn parse(input: &[u8], target: &str) -> Result<Parsed, ParseError> {
     let report: Report = json_document(NAME, input)?;
     if report.schema_version.is_none() {
         return Err(ParseError::new(
@@ -160,19 +168,36 @@ pub fn parse(input: &[u8], target: &str) -> Result<Vec<Finding>, ParseError> {
         .first()
         .cloned()
         .or(report.metadata.image_id.clone());
-    let mut out = Vec::new();
-    for r in &report.results {
-        for v in &r.vulnerabilities {
+    let mut parsed = Parsed::default();
+    let rejected = &mut parsed.rejected;
+    let out = &mut parsed.findings;
+    for (i, r) in report.results.iter().enumerate() {
+        let path = |kind: &str| format!("Results[{i}].{kind}");
+        let vulns: Vec<Vulnerability> =
+            typed_records(NAME, &path("Vulnerabilities"), &r.vulnerabilities, rejected);
+        for v in &vulns {
             out.push(vulnerability(target, digest.as_deref(), r, v));
         }
-        for m in r.misconfigurations.iter().filter(|m| m.status != "PASS") {
+        let misconfigs: Vec<Misconfiguration> = typed_records(
+            NAME,
+            &path("Misconfigurations"),
+            &r.misconfigurations,
+            rejected,
+        );
+        for m in misconfigs.iter().filter(|m| m.status != "PASS") {
             out.push(misconfiguration(target, r, m));
         }
-        for s in &r.secrets {
+        let secrets: Vec<Secret> = typed_records(NAME, &path("Secrets"), &r.secrets, rejected);
+        for s in &secrets {
             out.push(secret(target, r, s));
         }
     }
-    Ok(out)
+    parsed.unless_all_rejected()
+}
+
+/// The parser for tests and the fuzzer, with a fixed scan target.
+fn parse_captured(input: &[u8]) -> Result<Parsed, ParseError> {
+    parse(input, "fs:///captured")
 }
 
 fn vulnerability(
@@ -299,6 +324,15 @@ fn secret(target: &str, r: &TrivyResult, s: &Secret) -> Finding {
     f
 }
 
+/// The registry entry of this scanner (see [`crate::BUILTIN`]).
+pub const COMPONENT: Component = Component {
+    build: || Arc::new(TrivyScanner::new()),
+    parser: Some(Parser {
+        name: NAME,
+        parse: parse_captured,
+    }),
+};
+
 /// The trivy adapter.
 pub struct TrivyScanner {
     def: ScannerDef,
@@ -410,43 +444,24 @@ impl Scanner for TrivyScanner {
 
     async fn run(
         &self,
-        req: &ScanRequest,
+        req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError> {
         self.validate(&req.targets, &req.options)?;
         let s = settings(&req.options)?;
-        let program = locate()?;
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut scanned = Vec::new();
-        for t in &req.targets {
-            let Some(args) = args(t, &s) else { continue };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Err(ScanError::Timeout {
-                    scanner: NAME.to_string(),
-                    after: req.timeout,
-                });
-            }
-            let mut running = ExternalCommand {
-                scanner: NAME.to_string(),
-                program: program.clone(),
-                args,
-                env: Vec::new(),
-                work_dir: req.work_dir.clone(),
-                timeout: remaining,
-            }
-            .spawn()?;
-            let json = running.read_all().await?;
-            running.finish().await?;
-            let canonical = t.to_string();
-            for f in parse(&json, &canonical)? {
-                emit(NAME, &findings, f).await?;
-            }
-            scanned.push(canonical);
-        }
-        Ok(ScanOutcome {
-            targets_scanned: scanned,
-        })
+        let tool = Tool::new(NAME, locate()?, req);
+        let runs = req
+            .targets
+            .iter()
+            .filter_map(|t| {
+                args(t, &s).map(|args| TargetRun {
+                    target: t.to_string(),
+                    args,
+                })
+            })
+            .collect();
+        tool.run_per_target(runs, ToolOutput::Document(parse), &findings)
+            .await
     }
 }
 
@@ -462,7 +477,9 @@ mod tests {
 
     #[test]
     fn secrets_from_real_report() {
-        let f = parse(SECRET, "fs:///tmp/tv/src").unwrap();
+        let f = parse(SECRET, "fs:///tmp/tv/src")
+            .and_then(Parsed::strict)
+            .unwrap();
         assert_eq!(f.len(), 3, "{f:#?}");
         let aws = f.iter().find(|x| x.rule_id == "aws-access-key-id").unwrap();
         assert_eq!(aws.severity, Severity::Critical);
@@ -485,7 +502,9 @@ mod tests {
 
     #[test]
     fn misconfigurations_from_real_report() {
-        let f = parse(MISCONFIG, "config:///tmp/tv/cfg").unwrap();
+        let f = parse(MISCONFIG, "config:///tmp/tv/cfg")
+            .and_then(Parsed::strict)
+            .unwrap();
         assert_eq!(f.len(), 20);
         let root = f.iter().find(|x| x.rule_id == "DS-0002").unwrap();
         assert_eq!(root.severity, Severity::High);
@@ -504,14 +523,23 @@ mod tests {
             )
         );
         assert!(f.iter().any(|x| x.location.starts_with("deploy.yaml")));
-        assert_eq!(parse(BOTH, "fs:///x").unwrap().len(), 4);
-        assert!(parse(EMPTY, "fs:///x").unwrap().is_empty());
+        assert_eq!(
+            parse(BOTH, "fs:///x")
+                .and_then(Parsed::strict)
+                .unwrap()
+                .len(),
+            4
+        );
+        assert!(parse(EMPTY, "fs:///x")
+            .and_then(Parsed::strict)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn vulnerabilities_from_schema_fixture() {
         let target = "image://alpine:3.19.0";
-        let f = parse(VULNS, target).unwrap();
+        let f = parse(VULNS, target).and_then(Parsed::strict).unwrap();
         assert_eq!(f.len(), 4);
         let v = &f[0];
         assert_eq!(v.rule_id, "CVE-2023-6129");
@@ -547,6 +575,22 @@ mod tests {
         }
         crate::testutil::assert_robust(NAME, SECRET, |b| parse(b, "fs:///x"));
         crate::testutil::assert_robust(NAME, VULNS, |b| parse(b, "fs:///x"));
+    }
+
+    #[test]
+    fn a_malformed_record_is_dropped_alone() {
+        let mut report: Value = serde_json::from_slice(SECRET).unwrap();
+        let secrets = report["Results"][0]["Secrets"].as_array_mut().unwrap();
+        secrets[0].as_object_mut().unwrap().remove("RuleID");
+        let p = parse(&serde_json::to_vec(&report).unwrap(), "fs:///x").unwrap();
+        assert_eq!(p.findings.len(), 2, "the other two secrets are kept");
+        let reasons: Vec<String> = p.rejected.iter().map(|e| e.to_string()).collect();
+        assert_eq!(reasons.len(), 1);
+        assert!(
+            reasons[0].starts_with("trivy: Results[0].Secrets[0]: missing field `RuleID`"),
+            "{}",
+            reasons[0]
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ fn registry(mode: &str, output: &str) -> Registry {
     common::must(Registry::with_custom(vec![config]), "registry")
 }
 
-fn billing_request(dir: &std::path::Path) -> scanplane_scanners::ScanRequest {
+fn billing_request(dir: &std::path::Path) -> scanplane_scanners::RunRequest {
     let mut req = common::request(
         &["account://111111111111", "account://222222222222"],
         serde_json::json!({"depth": 2}),
@@ -181,4 +181,43 @@ async fn missing_program_is_not_installed() {
     let (outcome, _) = common::run(scanner.as_ref(), &req).await;
     let e = outcome.unwrap_err();
     assert!(matches!(e, ScanError::NotInstalled { .. }), "{e:?}");
+}
+
+/// One record too long to read and one that is not UTF-8 are dropped and counted; the good
+/// ones are sent and the scan succeeds.
+async fn messy_report(mode: &str) {
+    let dir = common::must(tempfile::tempdir(), "work dir");
+    let scanner = common::must(
+        registry(mode, "scanplane-json").lookup("echo-context"),
+        "the scanner",
+    );
+    let req = billing_request(dir.path());
+    let (outcome, found) = common::run(scanner.as_ref(), &req).await;
+    let outcome = common::must(outcome, "the scan");
+    assert_eq!(
+        found.iter().map(|f| f.rule_id.as_str()).collect::<Vec<_>>(),
+        ["good-1", "good-2"]
+    );
+    assert_eq!(outcome.rejected.count, 2, "{:?}", outcome.rejected);
+    let huge = 5_000_000 + r#"{"target":"account://1","rule_id":"huge","severity":"low","title":"Huge","detail":""}"#.len();
+    assert_eq!(
+        outcome.rejected.reasons,
+        [
+            format!(
+                "line 1: {huge} bytes, longer than {}",
+                scanplane_scanners::RECORD_MAX
+            ),
+            "line 2: not valid UTF-8 (at byte 72)".to_string(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_lines_on_stdout_are_dropped_and_counted() {
+    messy_report("messy").await;
+}
+
+#[tokio::test]
+async fn bad_lines_in_the_output_file_are_dropped_and_counted() {
+    messy_report("messy-file").await;
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use scanplane_core::finding::{fingerprint, Finding};
 use scanplane_scanners::http::HttpScanner;
+use scanplane_scanners::Scanner;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -211,5 +212,20 @@ async fn unreachable_target_fails_the_scan() {
     assert!(
         matches!(e, scanplane_scanners::ScanError::Failed { .. }),
         "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_scan_nobody_receives_is_cancelled() {
+    let port = http_server().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let dir = tempfile::tempdir().unwrap();
+    let req = common::request(&[&url], serde_json::Value::Null, dir.path());
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    drop(rx);
+    let e = HttpScanner::new().run(&req, tx).await.unwrap_err();
+    assert!(
+        matches!(e, scanplane_scanners::ScanError::Cancelled { ref scanner } if scanner == "http"),
+        "{e:?}"
     );
 }

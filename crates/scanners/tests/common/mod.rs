@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use scanplane_core::finding::Finding;
 use scanplane_core::target::Target;
-use scanplane_scanners::{ScanError, ScanOutcome, ScanRequest, Scanner};
+use scanplane_scanners::{RunRequest, ScanError, ScanOutcome, Scanner};
 
 // Not every test binary uses every helper.
 #[allow(dead_code)]
-pub fn request(targets: &[&str], options: serde_json::Value, work_dir: &Path) -> ScanRequest {
-    ScanRequest {
+pub fn request(targets: &[&str], options: serde_json::Value, work_dir: &Path) -> RunRequest {
+    RunRequest {
         scan_id: "scan-test-1".to_string(),
         targets: targets
             .iter()
@@ -28,7 +28,7 @@ pub fn request(targets: &[&str], options: serde_json::Value, work_dir: &Path) ->
 #[allow(dead_code)]
 pub async fn run(
     scanner: &dyn Scanner,
-    req: &ScanRequest,
+    req: &RunRequest,
 ) -> (Result<ScanOutcome, ScanError>, Vec<Finding>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let collect = async {

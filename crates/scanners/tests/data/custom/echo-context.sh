@@ -11,7 +11,25 @@ finding() {
     "$1" "$1" "$BILLING" "$SCAN_RUN_ID" "$ACCOUNT_IDS" "${GREETING:-}"
 }
 
+# A report whose first line is a 5 MB finding and whose second is not UTF-8, followed by
+# two good findings.
+messy() {
+  printf '{"target":"account://1","rule_id":"huge","severity":"low","title":"Huge","detail":"'
+  head -c 5000000 /dev/zero | tr '\0' x
+  printf '"}\n'
+  printf '{"target":"account://1","rule_id":"latin1","severity":"low","title":"caf\351"}\n'
+  printf '{"target":"account://1","rule_id":"good-1","severity":"low","title":"Good"}\n'
+  printf '{"target":"account://2","rule_id":"good-2","severity":"low","title":"Good"}\n'
+}
+
 case "$mode" in
+  messy)
+    messy
+    ;;
+  messy-file)
+    echo "writing the report to $SCANPLANE_OUTPUT"
+    messy > "$SCANPLANE_OUTPUT"
+    ;;
   ndjson)
     for id in $(echo "$ACCOUNT_IDS" | tr ',' ' '); do
       finding "$id"
