@@ -1,5 +1,7 @@
 //! Bearer-token authentication: one admin token from configuration, and tenant tokens that
-//! admins create and the store keeps only as SHA-256 hashes.
+//! admins create and the store keeps only as SHA-256 hashes. Handlers say who may call them
+//! by the extractor they take: [`Caller`] (any valid token) or [`Admin`] (the admin token;
+//! a tenant token is a 403, missing or invalid credentials a 401).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -87,6 +89,29 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             None => Err(ApiError::unauthorized(
                 "Authorization: unknown or revoked token",
             )),
+        }
+    }
+}
+
+/// The admin token's caller. As an extractor: 401 without valid credentials, 403 for a
+/// tenant token.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.admin {
+            Ok(Admin(caller))
+        } else {
+            Err(ApiError::forbidden(
+                "Authorization: only the admin token may do this",
+            ))
         }
     }
 }

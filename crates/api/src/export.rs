@@ -1,6 +1,11 @@
 //! Exports of stored findings: SARIF 2.1.0 for code-scanning tools (GitHub code scanning in
-//! particular) and CSV for spreadsheets. Pure functions over [`StoredFinding`]s, so the
-//! handlers that serve them only fetch and stream.
+//! particular) and CSV for spreadsheets, written incrementally: [`SarifRules`] collects the
+//! rule table in a first pass over the findings, [`SarifWriter`] then writes each result as
+//! its page arrives and the rule table at the end, and [`csv_row`] writes one row at a time.
+//! Memory follows the number of distinct rules, never the number of findings.
+//!
+//! SARIF's keys are written in alphabetical order (`results` before `tool`), as a JSON
+//! object's order carries no meaning; that is what lets the rules follow the results.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -46,60 +51,181 @@ pub fn sarif_level(severity: Severity) -> &'static str {
     }
 }
 
-/// What every rule of one `rule_id` is described by: the first finding reporting it (in
-/// input order) and the highest severity any finding gave it.
-struct RuleInfo<'a> {
-    first: &'a StoredFinding,
+/// Longest rule description kept in the rule table (each result's message keeps the whole
+/// text): a scanner that reports a long detail under many rule ids cannot make the table
+/// hold every detail.
+pub const MAX_RULE_TEXT: usize = 8 * 1024;
+
+/// What one rule id is described by: the first finding reporting it (in export order) and
+/// the highest severity any finding gave it.
+struct RuleInfo {
+    title: String,
+    detail: String,
     severity: Severity,
-    scanners: Vec<&'a str>,
+    scanners: Vec<String>,
+    /// Position in the rule table (rules sorted by id), set by [`SarifRules::seal`].
+    index: usize,
 }
 
-/// Builds one SARIF 2.1.0 log with a single run of `tool_name` holding every finding.
+fn capped(s: &str) -> String {
+    if s.len() <= MAX_RULE_TEXT {
+        return s.to_string();
+    }
+    let mut end = MAX_RULE_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The rule table of a SARIF run, collected in a first pass over the findings.
+#[derive(Default)]
+pub struct SarifRules {
+    rules: BTreeMap<String, RuleInfo>,
+    sealed: bool,
+}
+
+impl SarifRules {
+    pub fn add(&mut self, sf: &StoredFinding) {
+        let id = rule_id(sf);
+        match self.rules.get_mut(id) {
+            Some(info) => {
+                // Severity orders from highest to lowest, so the minimum is the highest.
+                info.severity = info.severity.min(sf.finding.severity);
+                if !info.scanners.contains(&sf.scanner) {
+                    info.scanners.push(sf.scanner.clone());
+                }
+            }
+            None => {
+                self.rules.insert(
+                    id.to_string(),
+                    RuleInfo {
+                        title: capped(&sf.finding.title),
+                        detail: capped(&sf.finding.detail),
+                        severity: sf.finding.severity,
+                        scanners: vec![sf.scanner.clone()],
+                        index: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Numbers the rules in id order; results refer to them by that index.
+    fn seal(&mut self) {
+        for (i, info) in self.rules.values_mut().enumerate() {
+            info.index = i;
+        }
+        self.sealed = true;
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// Writes one SARIF 2.1.0 log with a single run of one tool: [`SarifWriter::results_start`],
+/// [`SarifWriter::result`] per finding, then [`SarifWriter::rules_start`],
+/// [`SarifWriter::rule`] per rule (see [`SarifWriter::rule_ids`]) and [`SarifWriter::end`].
 ///
 /// Rules are sorted by id, results keep the input order, and each result carries its
 /// fingerprint under `partialFingerprints["scanplane/v1"]`, so uploading the same findings
-/// twice yields the same alerts.
-pub fn sarif(tool_name: &str, findings: &[StoredFinding]) -> Value {
-    let mut rules: BTreeMap<&str, RuleInfo<'_>> = BTreeMap::new();
-    for sf in findings {
-        let info = rules.entry(rule_id(sf)).or_insert(RuleInfo {
-            first: sf,
-            severity: sf.finding.severity,
-            scanners: Vec::new(),
-        });
-        // Severity orders from highest to lowest, so the minimum is the highest.
-        info.severity = info.severity.min(sf.finding.severity);
-        if !info.scanners.contains(&sf.scanner.as_str()) {
-            info.scanners.push(&sf.scanner);
+/// twice yields the same alerts. A result whose rule the first pass did not see (a finding
+/// stored between the passes) has no `ruleIndex`, which SARIF allows.
+pub struct SarifWriter {
+    rules: SarifRules,
+    results: usize,
+}
+
+impl SarifWriter {
+    pub fn new(mut rules: SarifRules) -> Self {
+        if !rules.sealed {
+            rules.seal();
+        }
+        SarifWriter { rules, results: 0 }
+    }
+
+    pub fn results_start(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"$schema\":");
+        push_json(out, &Value::from(SARIF_SCHEMA_URI));
+        out.extend_from_slice(b",\"runs\":[{\"columnKind\":\"utf16CodeUnits\",\"results\":[");
+    }
+
+    pub fn result(&mut self, out: &mut Vec<u8>, sf: &StoredFinding) {
+        if self.results > 0 {
+            out.push(b',');
+        }
+        self.results += 1;
+        let id = rule_id(sf);
+        let index = self.rules.rules.get(id).map(|r| r.index);
+        push_json(out, &result_json(sf, id, index));
+    }
+
+    pub fn results_written(&self) -> usize {
+        self.results
+    }
+
+    pub fn rules_start(&self, out: &mut Vec<u8>, tool_name: &str) {
+        out.extend_from_slice(b"],\"tool\":{\"driver\":{\"informationUri\":");
+        push_json(out, &Value::from(INFORMATION_URI));
+        out.extend_from_slice(b",\"name\":");
+        push_json(out, &Value::from(tool_name));
+        out.extend_from_slice(b",\"rules\":[");
+    }
+
+    /// The rule ids in table order, for the caller to feed to [`SarifWriter::rule`] in
+    /// batches.
+    pub fn rule_ids(&self) -> Vec<String> {
+        self.rules.rules.keys().cloned().collect()
+    }
+
+    pub fn rule(&self, out: &mut Vec<u8>, id: &str) {
+        if let Some(info) = self.rules.rules.get(id) {
+            if info.index > 0 {
+                out.push(b',');
+            }
+            push_json(out, &rule_json(id, info));
         }
     }
-    let index: BTreeMap<&str, usize> = rules.keys().enumerate().map(|(i, k)| (*k, i)).collect();
 
-    let rules_json: Vec<Value> = rules.iter().map(|(id, info)| rule_json(id, info)).collect();
-    let results: Vec<Value> = findings
-        .iter()
-        .map(|sf| {
-            let id = rule_id(sf);
-            result_json(sf, id, index.get(id).copied().unwrap_or_default())
-        })
-        .collect();
+    pub fn end(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"],\"version\":");
+        push_json(out, &Value::from(env!("CARGO_PKG_VERSION")));
+        out.extend_from_slice(b"}}}],\"version\":");
+        push_json(out, &Value::from(SARIF_VERSION));
+        out.push(b'}');
+    }
+}
 
-    json!({
-        "$schema": SARIF_SCHEMA_URI,
-        "version": SARIF_VERSION,
-        "runs": [{
-            "tool": {
-                "driver": {
-                    "name": tool_name,
-                    "informationUri": INFORMATION_URI,
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "rules": rules_json,
-                }
-            },
-            "columnKind": "utf16CodeUnits",
-            "results": results,
-        }]
-    })
+fn push_json(out: &mut Vec<u8>, v: &Value) {
+    // Writing a `Value` into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// One SARIF log of `findings` (both passes over a slice); what the streaming export of the
+/// same findings writes.
+pub fn sarif_bytes(tool_name: &str, findings: &[StoredFinding]) -> Vec<u8> {
+    let mut rules = SarifRules::default();
+    findings.iter().for_each(|f| rules.add(f));
+    let mut w = SarifWriter::new(rules);
+    let mut out = Vec::new();
+    w.results_start(&mut out);
+    findings.iter().for_each(|f| w.result(&mut out, f));
+    w.rules_start(&mut out, tool_name);
+    for id in w.rule_ids() {
+        w.rule(&mut out, &id);
+    }
+    w.end(&mut out);
+    out
+}
+
+/// [`sarif_bytes`] parsed, for callers that want the document.
+pub fn sarif(tool_name: &str, findings: &[StoredFinding]) -> Value {
+    serde_json::from_slice(&sarif_bytes(tool_name, findings)).unwrap_or(Value::Null)
 }
 
 /// A rule id SARIF consumers accept: GitHub requires a non-empty `ruleId`.
@@ -120,12 +246,11 @@ fn non_empty<'a>(s: &'a str, fallback: &'a str) -> &'a str {
     }
 }
 
-fn rule_json(id: &str, info: &RuleInfo<'_>) -> Value {
-    let f = &info.first.finding;
-    let short = non_empty(&f.title, id);
-    let full = non_empty(&f.detail, short);
+fn rule_json(id: &str, info: &RuleInfo) -> Value {
+    let short = non_empty(&info.title, id);
+    let full = non_empty(&info.detail, short);
     let mut tags = vec!["security".to_string(), info.severity.as_str().to_string()];
-    tags.extend(info.scanners.iter().map(|s| s.to_string()));
+    tags.extend(info.scanners.iter().cloned());
     json!({
         "id": id,
         "name": id,
@@ -140,7 +265,7 @@ fn rule_json(id: &str, info: &RuleInfo<'_>) -> Value {
     })
 }
 
-fn result_json(sf: &StoredFinding, rule_id: &str, rule_index: usize) -> Value {
+fn result_json(sf: &StoredFinding, rule_id: &str, rule_index: Option<usize>) -> Value {
     let f = &sf.finding;
     let title = non_empty(&f.title, rule_id);
     let text = if f.detail.trim().is_empty() {
@@ -148,9 +273,8 @@ fn result_json(sf: &StoredFinding, rule_id: &str, rule_index: usize) -> Value {
     } else {
         format!("{title}\n\n{}", f.detail)
     };
-    json!({
+    let mut result = json!({
         "ruleId": rule_id,
-        "ruleIndex": rule_index,
         "level": sarif_level(f.severity),
         "message": { "text": text },
         "locations": [location_json(&f.target, &f.location)],
@@ -162,7 +286,11 @@ fn result_json(sf: &StoredFinding, rule_id: &str, rule_index: usize) -> Value {
             "target": f.target,
             "location": f.location,
         }
-    })
+    });
+    if let Some(i) = rule_index {
+        result["ruleIndex"] = json!(i);
+    }
+    result
 }
 
 /// Where a finding is, in SARIF terms. Every location gets a non-empty
@@ -350,34 +478,43 @@ pub const CSV_HEADER: [&str; 12] = [
 /// Writes findings as CSV (RFC 4180): a header row, then one row per finding, CRLF line
 /// ends, and fields holding a comma, a quote, CR or LF quoted with inner quotes doubled.
 ///
-/// Cells are written verbatim: a title that starts with `=` stays a formula to a
-/// spreadsheet that evaluates cells, so consumers that open exports in one should disable
-/// formula evaluation for imported data.
+/// A cell a spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, tab or
+/// CR) gets a leading `'`, so it stays text.
 pub fn csv(findings: &[StoredFinding]) -> String {
     let mut out = String::new();
-    push_row(&mut out, CSV_HEADER.iter().copied());
+    csv_header(&mut out);
     for sf in findings {
-        let f = &sf.finding;
-        let created = sf.created_at.to_rfc3339_opts(SecondsFormat::Millis, true);
-        push_row(
-            &mut out,
-            [
-                sf.id.as_str(),
-                created.as_str(),
-                sf.tenant_id.as_str(),
-                sf.scan_id.as_str(),
-                sf.scanner.as_str(),
-                f.severity.as_str(),
-                f.rule_id.as_str(),
-                f.title.as_str(),
-                f.target.as_str(),
-                f.location.as_str(),
-                f.fingerprint.as_str(),
-                f.detail.as_str(),
-            ],
-        );
+        csv_row(&mut out, sf);
     }
     out
+}
+
+/// The header row of [`csv`].
+pub fn csv_header(out: &mut String) {
+    push_row(out, CSV_HEADER.iter().copied());
+}
+
+/// One row of [`csv`].
+pub fn csv_row(out: &mut String, sf: &StoredFinding) {
+    let f = &sf.finding;
+    let created = sf.created_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    push_row(
+        out,
+        [
+            sf.id.as_str(),
+            created.as_str(),
+            sf.tenant_id.as_str(),
+            sf.scan_id.as_str(),
+            sf.scanner.as_str(),
+            f.severity.as_str(),
+            f.rule_id.as_str(),
+            f.title.as_str(),
+            f.target.as_str(),
+            f.location.as_str(),
+            f.fingerprint.as_str(),
+            f.detail.as_str(),
+        ],
+    );
 }
 
 fn push_row<'a>(out: &mut String, fields: impl IntoIterator<Item = &'a str>) {

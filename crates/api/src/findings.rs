@@ -1,25 +1,29 @@
 //! Finding endpoints across runs: `GET /api/v1/findings` (identities with filters, sorting
 //! and cursor pagination), `PATCH /api/v1/findings/:id` (triage), `GET
 //! /api/v1/scans/:id/diff` against the previous comparable run, and the export formats of a
-//! scan's findings and of a diff (`?format=json|sarif|csv`).
+//! scan's findings and of a diff (`?format=json|sarif|csv`). Exports are streamed (see
+//! [`crate::stream`]): a scan's findings are read page by page while the body is sent.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::header;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use scanplane_core::finding::Severity;
 use scanplane_core::identity::{FindingStatus, Triage};
-use scanplane_store::{FindingFilter, FindingIdentity, IdentityFilter, StoredFinding};
+use scanplane_store::{FindingFilter, FindingIdentity, IdentityFilter, RunDiff, StoredFinding};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
-use crate::report::FindingView;
+use crate::error::{self, ApiError};
+use crate::export::{self, SarifRules, SarifWriter};
+use crate::extract::{cursor, AppJson, AppPath, AppQuery};
 use crate::scans::page_limit;
-use crate::{export, fmt_ts, parse_ts, AppJson, AppQuery, AppState, Page};
+use crate::stream::{self, FindingPages, Sink, Stop};
+use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// A finding across runs: its latest attributes, lifecycle and triage.
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,34 +81,34 @@ impl From<FindingIdentity> for IdentityView {
     }
 }
 
-/// Page of findings across runs.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct IdentityPage {
-    items: Vec<IdentityView>,
-    next_cursor: Option<String>,
-}
-
 /// Query of `GET /api/v1/findings`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct IdentityQuery {
+    /// `critical`, `high`, `medium`, `low`, `info` or `unknown`.
     pub severity: Option<String>,
     /// `open`, `fixed` or `reopened`.
     pub status: Option<String>,
     pub scanner: Option<String>,
     pub target: Option<String>,
     pub rule_id: Option<String>,
-    /// RFC 3339 bounds of first and last sighting.
+    /// RFC 3339: first seen at or after.
     pub first_seen_after: Option<String>,
+    /// RFC 3339: first seen before.
     pub first_seen_before: Option<String>,
+    /// RFC 3339: last seen at or after.
     pub last_seen_after: Option<String>,
+    /// RFC 3339: last seen before.
     pub last_seen_before: Option<String>,
     /// Case-insensitive text in the title.
     pub text: Option<String>,
     /// `-first_seen` (default, newest first) or `first_seen`.
     pub sort: Option<String>,
+    /// Cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
+    /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -114,7 +118,8 @@ fn opt_ts(field: &str, v: Option<&str>) -> Result<Option<chrono::DateTime<chrono
 
 /// Findings across runs, one per identity.
 #[utoipa::path(get, path = "/api/v1/findings", params(IdentityQuery), tag = "findings",
-    responses((status = 200, body = IdentityPage), (status = 422, body = ErrorBody)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<IdentityView>), error::Auth, error::QueryParams, error::Common))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -153,17 +158,11 @@ pub async fn list(
         last_seen_before: opt_ts("last_seen_before", q.last_seen_before.as_deref())?,
         text: q.text.filter(|t| !t.is_empty()),
         oldest_first,
-        after: q.cursor,
+        after: cursor(q.cursor)?,
         limit,
     };
     let rows = state.store.list_identities(caller.scope(), &filter).await?;
-    let next_cursor = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|r| r.id.clone()))
-        .flatten();
-    Ok(Json(Page {
-        items: rows.into_iter().map(IdentityView::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(Page::of(rows, limit, |r| &r.id, IdentityView::from)))
 }
 
 /// Body of `PATCH /api/v1/findings/:id`.
@@ -177,11 +176,13 @@ pub struct TriageRequest {
 
 /// Sets the triage of a finding; it survives later runs.
 #[utoipa::path(patch, path = "/api/v1/findings/{id}", request_body = TriageRequest, tag = "findings",
-    responses((status = 200, body = IdentityView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Finding (identity) id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = IdentityView), error::Auth, error::PathId, error::JsonBody, error::Common))]
 pub async fn triage(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<TriageRequest>,
 ) -> Result<Json<IdentityView>, ApiError> {
     let triage: Triage = req
@@ -214,15 +215,30 @@ pub async fn triage(
     Ok(Json(updated.into()))
 }
 
-/// `?format=` of exports.
+/// Query of `GET /api/v1/scans/:id/findings`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FormatQuery {
-    /// `json` (default), `sarif` or `csv` (findings only).
+    /// `json` (default: a page), `sarif` or `csv` (every finding, streamed).
     pub format: Option<String>,
+    /// `critical`, `high`, `medium`, `low`, `info` or `unknown`.
     pub severity: Option<String>,
+    /// Cursor from the previous page's `next_cursor`; exports start after it too.
     pub cursor: Option<String>,
+    /// Page size of `format=json`, 1-1000 (default 100); exports have no pages.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// Query of `GET /api/v1/scans/:id/diff`. The diff has no pages: `limit` and `cursor` are
+/// refused rather than ignored.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DiffQuery {
+    /// `json` (default) or `sarif` (the new and reopened findings).
+    pub format: Option<String>,
 }
 
 enum Format {
@@ -250,6 +266,22 @@ fn format_of(v: Option<&str>, csv_allowed: bool) -> Result<Format, ApiError> {
     }
 }
 
+/// A stored finding.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingView {
+    pub id: String,
+    pub scan_id: String,
+    pub scanner: String,
+    pub target: String,
+    pub rule_id: String,
+    pub severity: String,
+    pub title: String,
+    pub location: String,
+    pub detail: String,
+    pub fingerprint: String,
+    pub created_at: String,
+}
+
 fn finding_view(f: StoredFinding) -> FindingView {
     FindingView {
         id: f.id,
@@ -266,16 +298,52 @@ fn finding_view(f: StoredFinding) -> FindingView {
     }
 }
 
-/// Largest export of one request; beyond it, page through the JSON listing.
-const MAX_EXPORT: u32 = 100_000;
+/// Writes `f` as a [`FindingView`] without building one.
+fn push_finding(out: &mut Vec<u8>, f: &StoredFinding) {
+    #[derive(Serialize)]
+    struct View<'a> {
+        id: &'a str,
+        scan_id: &'a str,
+        scanner: &'a str,
+        target: &'a str,
+        rule_id: &'a str,
+        severity: &'a str,
+        title: &'a str,
+        location: &'a str,
+        detail: &'a str,
+        fingerprint: &'a str,
+        created_at: String,
+    }
+    let view = View {
+        id: &f.id,
+        scan_id: &f.scan_id,
+        scanner: &f.scanner,
+        target: &f.finding.target,
+        rule_id: &f.finding.rule_id,
+        severity: f.finding.severity.as_str(),
+        title: &f.finding.title,
+        location: &f.finding.location,
+        detail: &f.finding.detail,
+        fingerprint: &f.finding.fingerprint,
+        created_at: fmt_ts(f.created_at),
+    };
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &view);
+}
 
-/// The findings of one scan, as a JSON page or as a SARIF 2.1.0 / CSV export.
-#[utoipa::path(get, path = "/api/v1/scans/{id}/findings", params(FormatQuery), tag = "scans",
-    responses((status = 200, body = crate::report::FindingPage), (status = 404, body = ErrorBody)))]
+const SARIF: &str = "application/sarif+json";
+const CSV: &str = "text/csv; charset=utf-8";
+
+/// The findings of one scan: a JSON page, or every finding as SARIF 2.1.0 or CSV, streamed.
+#[utoipa::path(get, path = "/api/v1/scans/{id}/findings", params(("id" = String, Path, description = "Scan id"), FormatQuery), tag = "scans",
+    security(("bearer" = [])),
+    responses((status = 200, description = "A page (`format=json`), a SARIF 2.1.0 log or CSV",
+        content((Page<FindingView> = "application/json"), (Object = "application/sarif+json"), (String = "text/csv"))),
+        error::Auth, error::PathId, error::QueryParams, error::Common))]
 pub async fn scan_findings(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppQuery(q): AppQuery<FormatQuery>,
 ) -> Result<Response, ApiError> {
     let scan = state
@@ -290,48 +358,117 @@ pub async fn scan_findings(
         .map(str::parse::<Severity>)
         .transpose()
         .map_err(|e| ApiError::invalid("severity", e))?;
-    let limit = match format {
-        Format::Json => page_limit(q.limit)?,
-        _ => MAX_EXPORT,
-    };
-    let rows = state
-        .store
-        .list_findings(
-            caller.scope(),
-            &id,
-            &FindingFilter {
-                severity,
-                after: q.cursor,
-                limit,
-            },
-        )
-        .await?;
+    let after = cursor(q.cursor)?;
+    if let Format::Json = format {
+        let limit = page_limit(q.limit)?;
+        let rows = state
+            .store
+            .list_findings(
+                caller.scope(),
+                &id,
+                &FindingFilter {
+                    severity,
+                    after,
+                    limit,
+                },
+            )
+            .await?;
+        return Ok(Json(Page::of(rows, limit, |f| &f.id, finding_view)).into_response());
+    }
+    if q.limit.is_some() {
+        return Err(ApiError::invalid(
+            "limit",
+            "applies to format=json only; an export holds every finding",
+        ));
+    }
+    let mut pages = FindingPages::new(
+        state.store.clone(),
+        caller.scope().map(str::to_string),
+        id,
+        FindingFilter {
+            severity,
+            after: after.clone(),
+            limit: stream::PAGE,
+        },
+    );
+    // The first page is read before answering, so that a failing store is an error status
+    // rather than a broken body.
+    let first = pages.next().await?;
     Ok(match format {
-        Format::Json => {
-            let next_cursor = (rows.len() == limit as usize)
-                .then(|| rows.last().map(|f| f.id.clone()))
-                .flatten();
-            Json(Page {
-                items: rows.into_iter().map(finding_view).collect(),
-                next_cursor,
-            })
-            .into_response()
-        }
-        Format::Sarif => sarif_response(&scan.scanner, &rows),
-        Format::Csv => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            export::csv(&rows),
-        )
-            .into_response(),
+        Format::Sarif => stream::streamed(SARIF, move |sink| {
+            sarif_export(sink, scan.scanner, pages, first, after)
+        }),
+        _ => stream::streamed(CSV, move |sink| csv_export(sink, pages, first)),
     })
 }
 
-fn sarif_response(tool: &str, rows: &[StoredFinding]) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/sarif+json")],
-        Json(export::sarif(tool, rows)),
-    )
-        .into_response()
+async fn csv_export(
+    mut sink: Sink,
+    mut pages: FindingPages,
+    first: Vec<StoredFinding>,
+) -> Result<Sink, Stop> {
+    let mut text = String::new();
+    export::csv_header(&mut text);
+    let mut page = first;
+    while !page.is_empty() {
+        for f in &page {
+            export::csv_row(&mut text, f);
+            if text.len() >= 16 * 1024 {
+                sink.buf().extend_from_slice(text.as_bytes());
+                text.clear();
+                sink.flush_if_full().await?;
+            }
+        }
+        page = pages.next().await?;
+    }
+    sink.buf().extend_from_slice(text.as_bytes());
+    Ok(sink)
+}
+
+/// Two passes: the rule table first (it gives every result its rule index), then the
+/// results as they are read, then the table.
+async fn sarif_export(
+    mut sink: Sink,
+    tool: String,
+    mut pages: FindingPages,
+    first: Vec<StoredFinding>,
+    start: Option<String>,
+) -> Result<Sink, Stop> {
+    let mut rules = SarifRules::default();
+    let mut last: Option<String> = None;
+    let mut page = first;
+    while !page.is_empty() {
+        page.iter().for_each(|f| rules.add(f));
+        last = page.last().map(|f| f.id.clone());
+        page = pages.next().await?;
+    }
+    let mut w = SarifWriter::new(rules);
+    w.results_start(sink.buf());
+    if let Some(until) = last {
+        let mut again = pages.again(start, Some(until));
+        loop {
+            let page = again.next().await?;
+            if page.is_empty() {
+                break;
+            }
+            for f in &page {
+                w.result(sink.buf(), f);
+                sink.flush_if_full().await?;
+            }
+        }
+    }
+    sarif_rules(&mut sink, &w, &tool).await?;
+    Ok(sink)
+}
+
+async fn sarif_rules(sink: &mut Sink, w: &SarifWriter, tool: &str) -> Result<(), Stop> {
+    w.rules_start(sink.buf(), tool);
+    for id in w.rule_ids() {
+        w.rule(sink.buf(), &id);
+        sink.flush_if_full().await?;
+    }
+    w.end(sink.buf());
+    Ok(())
 }
 
 /// Counts of a diff.
@@ -354,14 +491,17 @@ pub struct DiffView {
 }
 
 /// What changed since the previous comparable run; `?format=sarif` exports the new and
-/// reopened findings (what a code-scanning upload should alert on).
-#[utoipa::path(get, path = "/api/v1/scans/{id}/diff", params(FormatQuery), tag = "scans",
-    responses((status = 200, body = DiffView), (status = 404, body = ErrorBody)))]
+/// reopened findings (what a code-scanning upload should alert on). Streamed.
+#[utoipa::path(get, path = "/api/v1/scans/{id}/diff", params(("id" = String, Path, description = "Scan id"), DiffQuery), tag = "scans",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The diff, or a SARIF 2.1.0 log of its new and reopened findings",
+        content((DiffView = "application/json"), (Object = "application/sarif+json"))),
+        error::Auth, error::PathId, error::QueryParams, error::Common))]
 pub async fn diff(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
-    AppQuery(q): AppQuery<FormatQuery>,
+    AppPath(id): AppPath<String>,
+    AppQuery(q): AppQuery<DiffQuery>,
 ) -> Result<Response, ApiError> {
     let format = format_of(q.format.as_deref(), false)?;
     let scan = state
@@ -371,23 +511,61 @@ pub async fn diff(
         .ok_or_else(|| ApiError::not_found("scan", &id))?;
     let d = state.store.diff(caller.scope(), &id).await?;
     Ok(match format {
-        Format::Sarif => {
-            let mut alerting = d.new;
-            alerting.extend(d.reopened);
-            sarif_response(&scan.scanner, &alerting)
-        }
-        _ => Json(DiffView {
-            previous_scan_id: d.previous_scan_id,
-            counts: DiffCounts {
-                new: d.new.len(),
-                fixed: d.fixed.len(),
-                reopened: d.reopened.len(),
-                unchanged: d.unchanged,
-            },
-            new: d.new.into_iter().map(finding_view).collect(),
-            fixed: d.fixed.into_iter().map(finding_view).collect(),
-            reopened: d.reopened.into_iter().map(finding_view).collect(),
-        })
-        .into_response(),
+        Format::Sarif => stream::streamed(SARIF, move |sink| diff_sarif(sink, scan.scanner, d)),
+        _ => stream::streamed("application/json", move |sink| diff_json(sink, d)),
     })
+}
+
+async fn diff_json(mut sink: Sink, d: RunDiff) -> Result<Sink, Stop> {
+    let counts = DiffCounts {
+        new: d.new.len(),
+        fixed: d.fixed.len(),
+        reopened: d.reopened.len(),
+        unchanged: d.unchanged,
+    };
+    let out = sink.buf();
+    out.extend_from_slice(b"{\"previous_scan_id\":");
+    let _ = serde_json::to_writer(&mut *out, &d.previous_scan_id);
+    out.extend_from_slice(b",\"counts\":");
+    let _ = serde_json::to_writer(&mut *out, &counts);
+    for (name, list) in [
+        ("new", &d.new),
+        ("fixed", &d.fixed),
+        ("reopened", &d.reopened),
+    ] {
+        let out = sink.buf();
+        out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
+        for (i, f) in list.iter().enumerate() {
+            if i > 0 {
+                sink.buf().push(b',');
+            }
+            push_finding(sink.buf(), f);
+            sink.flush_if_full().await?;
+        }
+        sink.buf().push(b']');
+    }
+    sink.buf().push(b'}');
+    Ok(sink)
+}
+
+async fn diff_sarif(mut sink: Sink, tool: String, d: RunDiff) -> Result<Sink, Stop> {
+    let alerting = || d.new.iter().chain(d.reopened.iter());
+    let mut rules = SarifRules::default();
+    alerting().for_each(|f| rules.add(f));
+    let mut w = SarifWriter::new(rules);
+    w.results_start(sink.buf());
+    for f in alerting() {
+        w.result(sink.buf(), f);
+        sink.flush_if_full().await?;
+    }
+    sarif_rules(&mut sink, &w, &tool).await?;
+    Ok(sink)
+}
+
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(triage))
+        .routes(routes!(scan_findings))
+        .routes(routes!(diff))
 }

@@ -1,36 +1,50 @@
-//! scanplane's HTTP API: seed 000's `/scans/now` and `/scans/schedule`, seed 002's
-//! `/api/v1/scans`, maintenance windows, scanners, tokens, health, and the OpenAPI document
-//! generated from these handlers. Handlers validate, call the store, and wake the loops
-//! that act (scheduler, dispatcher); they never run scans themselves.
+//! scanplane's HTTP API: `/scans/now` and `/scans/schedule`, `/api/v1/scans`, findings,
+//! maintenance windows, scanners, tokens, health, and the OpenAPI document generated from
+//! the handlers. Handlers validate, call the store, and wake the loops that act (scheduler,
+//! dispatcher); they never run scans themselves.
+//!
+//! Each module owns its routes: `routes()` returns a `utoipa_axum` router in which one
+//! `.routes(routes!(handler))` line adds both the route and its OpenAPI operation, so the
+//! document cannot leave an endpoint out. [`server`] is the HTTP server with its timeouts
+//! and connection limit.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod export;
+pub mod extract;
 pub mod findings;
+pub mod health;
 pub mod report;
+pub mod request_id;
+pub mod scanners;
 pub mod scans;
 pub mod schedules;
+pub mod server;
+pub mod stream;
 pub mod windows;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use scanplane_core::clock::Clock;
 use scanplane_core::scanner::ScannerDef;
 use scanplane_core::target::Target;
-use scanplane_core::tenant::{validate_tenant_name, Tenant};
+use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
 use scanplane_store::Store;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Notify;
 use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
-use auth::Caller;
 use error::{ApiError, ErrorBody};
+
+pub use extract::{AppJson, AppPath, AppQuery};
 
 /// The scanners the API can validate against (implemented over the scanner registry).
 pub trait ScannerCatalog: Send + Sync {
@@ -69,21 +83,26 @@ pub struct AppState {
     pub metrics: Arc<scanplane_metrics::Metrics>,
 }
 
-/// JSON body extractor whose rejections are scanplane's JSON errors.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct AppJson<T>(pub T);
-
-/// Query-string extractor whose rejections are scanplane's JSON errors.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct AppQuery<T>(pub T);
-
 /// A page of results with the cursor of the next page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items`, of which at most `limit` were asked for; `id` gives an item's
+    /// cursor. A full page has a next cursor (the next page may be empty).
+    pub fn of<R>(rows: Vec<R>, limit: u32, id: impl Fn(&R) -> &str, view: impl Fn(R) -> T) -> Self {
+        let next_cursor = (rows.len() == limit as usize)
+            .then(|| rows.last().map(|r| id(r).to_string()))
+            .flatten();
+        Page {
+            items: rows.into_iter().map(view).collect(),
+            next_cursor,
+        }
+    }
 }
 
 pub fn fmt_ts(t: Timestamp) -> String {
@@ -96,259 +115,124 @@ pub fn parse_ts(field: &str, value: &str) -> Result<Timestamp, ApiError> {
         .map_err(|e| ApiError::invalid(field, format!("{value:?} is not an RFC 3339 time: {e}")))
 }
 
-/// Body of `POST /api/v1/tokens`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    /// Tenant name; created on first use.
-    pub tenant: String,
-    /// A label for the token.
-    pub name: String,
-}
-
-/// A new token, shown once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenCreated {
-    pub id: String,
-    pub token: String,
-}
-
-/// Creates a tenant-scoped token (admin only). The token is stored hashed and shown once.
-#[utoipa::path(post, path = "/api/v1/tokens", request_body = TokenRequest, tag = "auth",
-    responses((status = 201, body = TokenCreated), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_token(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    AppJson(req): AppJson<TokenRequest>,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    if !caller.admin {
-        return Err(ApiError::unauthorized(
-            "only the admin token may create tokens",
-        ));
-    }
-    validate_tenant_name(&req.tenant).map_err(|e| ApiError::invalid("tenant", e))?;
-    if req.name.trim().is_empty() || req.name.len() > 200 {
-        return Err(ApiError::invalid("name", "must be 1-200 characters"));
-    }
-    let tenant = state.store.ensure_tenant(&req.tenant).await?;
-    let token = auth::new_token("spt_");
-    let id = state
-        .store
-        .create_token(&tenant.id, &req.name, &auth::hash_token(&token))
-        .await?;
-    tracing::info!(token_id = %id, tenant = %tenant.name, "token created");
-    Ok((StatusCode::CREATED, Json(TokenCreated { id, token })))
-}
-
-/// Body of `PUT /api/v1/tenants/:name/retention`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionRequest {
-    /// Days ended scans and their findings are kept; null returns to the server default.
-    pub days: Option<u32>,
-}
-
-/// Sets a tenant's retention (admin only).
-#[utoipa::path(put, path = "/api/v1/tenants/{name}/retention", request_body = RetentionRequest, tag = "auth",
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn set_retention(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    AppJson(req): AppJson<RetentionRequest>,
-) -> Result<StatusCode, ApiError> {
-    if !caller.admin {
-        return Err(ApiError::unauthorized(
-            "only the admin token may set retention",
-        ));
-    }
-    if req.days == Some(0) || req.days.is_some_and(|d| d > 36_500) {
-        return Err(ApiError::invalid("days", "must be between 1 and 36500"));
-    }
-    state
-        .store
-        .set_retention(&name, req.days)
-        .await
-        .map_err(|e| match e {
-            scanplane_store::StoreError::NotFound => ApiError::not_found("tenant", &name),
-            other => other.into(),
-        })?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// A scanner as `GET /api/v1/scanners` lists it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ScannerView {
-    pub name: String,
-    /// `builtin`, `external` or `custom`.
-    pub kind: String,
-    pub description: String,
-    pub provider: Option<String>,
-    pub timeout: Option<String>,
-    /// Target kinds accepted.
-    pub accepts: Vec<String>,
-    /// Option names understood.
-    pub options: Vec<String>,
-}
-
-/// Lists the scanners this server can run.
-#[utoipa::path(get, path = "/api/v1/scanners", tag = "scanners", responses((status = 200, body = [ScannerView])))]
-pub async fn list_scanners(
-    State(state): State<Arc<AppState>>,
-    _caller: Caller,
-) -> Json<Vec<ScannerView>> {
-    Json(
-        state
-            .catalog
-            .definitions()
-            .into_iter()
-            .map(|d| ScannerView {
-                kind: d.kind_str().to_string(),
-                name: d.name,
-                description: d.description,
-                provider: d.provider,
-                timeout: d.timeout.map(scanplane_core::duration::format_duration),
-                accepts: d.accepts.iter().map(|k| k.as_str().to_string()).collect(),
-                options: d.options.iter().map(|o| o.to_string()).collect(),
-            })
-            .collect(),
-    )
-}
-
-/// Liveness: the process is up.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200)))]
-pub async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-/// Readiness: the store answers and its migrations are applied.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200), (status = 503, body = ErrorBody)))]
-pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    state.store.check_ready().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("store not ready: {e}"),
-        )
-    })?;
-    Ok(Json(
-        serde_json::json!({"status": "ready", "store": state.store.backend().as_str()}),
-    ))
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let body = state.metrics.render();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-}
-
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "scanplane", description = "The control plane for continuous security scanning."),
-    paths(
-        healthz, readyz, create_token, set_retention, list_scanners,
-        scans::scan_now, scans::create_scan, scans::list_scans, scans::get_scan, scans::cancel_scan,
-        schedules::create_schedule, schedules::list_schedules, schedules::get_schedule, schedules::patch_schedule, schedules::delete_schedule,
-        windows::create_window, windows::list_windows, windows::get_window, windows::replace_window, windows::delete_window,
-        report::report, findings::scan_findings, findings::diff, findings::list, findings::triage,
-    ),
-    components(schemas(ErrorBody, TokenRequest, TokenCreated, RetentionRequest, ScannerView, scans::ScanRequest, scans::ScanAccepted, scans::ScanView, scans::ScanPage,
-        schedules::ScheduleCreate, schedules::SchedulePatch, schedules::ScheduleView, schedules::SchedulePage, windows::WindowRequest, windows::WindowView,
-        scanplane_protocol::report::ReportLine, scanplane_protocol::report::ReportAccepted, report::FindingView, report::FindingPage,
-        findings::IdentityView, findings::IdentityPage, findings::TriageRequest, findings::DiffView, findings::DiffCounts)),
-    modifiers(&BearerAuth)
+    components(schemas(ErrorBody)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "health", description = "Liveness, readiness, metrics and this document; no token needed"),
+        (name = "auth", description = "Tokens and tenants (admin only)"),
+        (name = "scans", description = "On-demand scans, their findings, diffs and exports"),
+        (name = "schedules", description = "Cron and one-shot schedules"),
+        (name = "findings", description = "Findings across runs and their triage"),
+        (name = "maintenance", description = "Maintenance windows"),
+        (name = "scanners", description = "The scanners this server runs"),
+    )
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-struct BearerAuth;
+struct SecuritySchemes;
 
-impl utoipa::Modify for BearerAuth {
+impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{
-            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-        };
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The admin token or a tenant token"))
+                    .build(),
+            ),
         );
-        openapi.security = Some(vec![SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
+        components.add_security_scheme(
+            "report_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The per-scan report token a unit of work receives; valid until its scan ends",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
-async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+/// Every endpoint with its OpenAPI operation. Adding an endpoint: a handler with
+/// `#[utoipa::path]` in its module, and one `.routes(routes!(handler))` line in that
+/// module's `routes()`.
+pub fn api() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::routes())
+        .merge(admin::routes())
+        .merge(scanners::routes())
+        .merge(scans::routes())
+        .merge(schedules::routes())
+        .merge(windows::routes())
+        .merge(findings::routes())
+        .merge(report::routes())
+}
+
+/// The OpenAPI document of [`api`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api().into_openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+/// [`openapi`] as served: computed once.
+fn openapi_bytes() -> axum::body::Bytes {
+    static DOC: OnceLock<axum::body::Bytes> = OnceLock::new();
+    DOC.get_or_init(|| match serde_json::to_vec(&openapi()) {
+        Ok(v) => v.into(),
+        // The document is plain data; serializing it cannot fail.
+        Err(e) => format!("{{\"error\":\"internal\",\"message\":\"{e}\"}}").into(),
+    })
+    .clone()
 }
 
 /// Largest JSON request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// Longest request target (path and query) accepted.
+pub const MAX_URI: usize = 8 * 1024;
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn uri_limit(req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("request target: {len} bytes, longer than the {MAX_URI}-byte limit"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// The whole HTTP API.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi_json))
-        .route("/scans/now", post(scans::scan_now))
-        .route(
-            "/scans/schedule",
-            get(schedules::list_schedules).post(schedules::create_schedule),
-        )
-        .route(
-            "/scans/schedule/{id}",
-            get(schedules::get_schedule)
-                .patch(schedules::patch_schedule)
-                .delete(schedules::delete_schedule),
-        )
-        .route("/api/v1/tokens", post(create_token))
-        .route(
-            "/api/v1/tenants/{name}/retention",
-            axum::routing::put(set_retention),
-        )
-        .route("/api/v1/scanners", get(list_scanners))
-        .route(
-            "/api/v1/scans",
-            get(scans::list_scans).post(scans::create_scan),
-        )
-        .route(
-            "/api/v1/scans/{id}",
-            get(scans::get_scan).delete(scans::cancel_scan),
-        )
-        .route("/api/v1/scans/{id}/findings", get(findings::scan_findings))
-        .route("/api/v1/scans/{id}/diff", get(findings::diff))
-        .route("/api/v1/findings", get(findings::list))
-        .route(
-            "/api/v1/findings/{id}",
-            axum::routing::patch(findings::triage),
-        )
-        .route(
-            "/api/v1/scans/{id}/report",
-            post(report::report).layer(DefaultBodyLimit::disable()),
-        )
-        .route(
-            "/api/v1/maintenance-windows",
-            get(windows::list_windows).post(windows::create_window),
-        )
-        .route(
-            "/api/v1/maintenance-windows/{id}",
-            get(windows::get_window)
-                .put(windows::replace_window)
-                .delete(windows::delete_window),
-        )
+    let (router, _) = api().split_for_parts();
+    router
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(uri_limit))
+        .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

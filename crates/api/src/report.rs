@@ -1,27 +1,38 @@
-//! Result reporting from scanner mode (`POST /api/v1/scans/:id/report`, NDJSON) and the
-//! findings of a scan (`GET /api/v1/scans/:id/findings`).
+//! Result reporting from scanner mode: `POST /api/v1/scans/:id/report`, NDJSON, one
+//! `ReportLine` per line, authenticated by the scan's own report token (valid for that scan
+//! only, until it ends).
 //!
-//! A report is a stream of lines, each a finding or the final summary. It is ingested in
-//! bounded memory: lines are parsed as they arrive and stored in batches, so a report of a
-//! million findings never sits in memory. Ingestion is idempotent: a finding already stored
-//! for the scan (same fingerprint) is ignored, so a retried chunk never duplicates.
-//! The per-scan token authenticates one scan only and expires when the scan ends.
+//! A report is ingested in bounded memory: lines are split and parsed as chunks arrive and
+//! findings are stored in batches, so a report of a million findings never sits in memory,
+//! and at most one line ([`MAX_LINE`]) plus one chunk is ever buffered. Ingestion is
+//! idempotent: a finding already stored for the scan (same fingerprint) is ignored, so a
+//! retried chunk never duplicates.
+//!
+//! One bad record does not lose the others: a line that is too long (whatever the chunking),
+//! is not UTF-8 or not a valid line, or a finding without target or rule, is counted,
+//! skipped, and reported back (`rejected`, the first `MAX_REJECTIONS` reasons naming their
+//! lines), while the valid findings of the same request are stored. NUL characters in a
+//! finding's strings are replaced with U+FFFD (and counted as `sanitized`), so both backends
+//! store the same thing. Structural errors stay errors: anything after the final line, or a
+//! final line of another scan.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use futures::StreamExt;
 use scanplane_core::finding::{fingerprint, Finding, Severity};
-use scanplane_protocol::report::{ReportAccepted, ReportLine, MAX_LINE};
+use scanplane_core::scan::Scan;
+use scanplane_protocol::report::{ReportAccepted, ReportLine, MAX_LINE, MAX_REJECTIONS};
 use scanplane_store::ScanChange;
-use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::hash_token;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{self, ApiError, ErrorBody};
+use crate::extract::AppPath;
 use crate::AppState;
 
 /// Findings stored per transaction while a report streams in.
@@ -31,13 +42,282 @@ fn line_error(n: u64, problem: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(&format!("line {n}"), problem)
 }
 
+/// What a [`LineSplitter`] hands on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineEvent<'a> {
+    /// A complete line (1-based number, without its `\n` and a trailing `\r`).
+    Line(u64, &'a [u8]),
+    /// A line longer than [`MAX_LINE`]; its bytes were dropped as they came.
+    TooLong(u64),
+}
+
+/// Splits a byte stream into lines, holding at most one line of [`MAX_LINE`] bytes: the
+/// length of a line is counted across chunks, so whether a line is too long does not depend
+/// on how it was chunked, and an overlong line is dropped without being buffered.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+    /// The current line is already too long: drop its bytes up to the next newline.
+    overlong: bool,
+    line: u64,
+}
+
+impl LineSplitter {
+    /// Feeds one chunk, calling `on` for every line it completes.
+    pub fn feed<E>(
+        &mut self,
+        mut chunk: &[u8],
+        on: &mut impl FnMut(LineEvent<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        while let Some(pos) = chunk.iter().position(|b| *b == b'\n') {
+            let head = &chunk[..pos];
+            chunk = &chunk[pos + 1..];
+            self.line += 1;
+            let complete = if self.overlong || self.partial.len() + head.len() > MAX_LINE + 1 {
+                None
+            } else if self.partial.is_empty() {
+                Some(head)
+            } else {
+                self.partial.extend_from_slice(head);
+                Some(self.partial.as_slice())
+            };
+            let event = match complete.map(|l| l.strip_suffix(b"\r").unwrap_or(l)) {
+                Some(l) if l.len() <= MAX_LINE => LineEvent::Line(self.line, l),
+                _ => LineEvent::TooLong(self.line),
+            };
+            let result = on(event);
+            self.partial.clear();
+            self.overlong = false;
+            result?;
+        }
+        if !self.overlong {
+            // One byte of room for a `\r` that ends the line.
+            if self.partial.len() + chunk.len() > MAX_LINE + 1 {
+                self.overlong = true;
+                self.partial = Vec::new();
+            } else {
+                self.partial.extend_from_slice(chunk);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: a last line without a newline is handed on.
+    pub fn finish<E>(
+        &mut self,
+        on: &mut impl FnMut(LineEvent<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.overlong {
+            self.overlong = false;
+            self.line += 1;
+            return on(LineEvent::TooLong(self.line));
+        }
+        if self.partial.is_empty() {
+            return Ok(());
+        }
+        self.line += 1;
+        let partial = std::mem::take(&mut self.partial);
+        let l = partial.strip_suffix(b"\r").unwrap_or(&partial);
+        if l.len() > MAX_LINE {
+            on(LineEvent::TooLong(self.line))
+        } else {
+            on(LineEvent::Line(self.line, l))
+        }
+    }
+}
+
+/// Replaces NUL characters; whether there were any.
+fn sanitize(s: &mut String) -> bool {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+        true
+    } else {
+        false
+    }
+}
+
+/// The state of one report request.
+struct Ingest<'a> {
+    scan: &'a Scan,
+    lines: u64,
+    rejected: u64,
+    rejections: Vec<String>,
+    sanitized: u64,
+    batch: Vec<Finding>,
+    final_line: Option<ReportLine>,
+}
+
+impl Ingest<'_> {
+    fn reject(&mut self, n: u64, problem: impl std::fmt::Display) {
+        self.rejected += 1;
+        if self.rejections.len() < MAX_REJECTIONS {
+            self.rejections.push(format!("line {n}: {problem}"));
+        }
+    }
+
+    fn on(&mut self, event: LineEvent<'_>) -> Result<(), ApiError> {
+        let (n, raw) = match event {
+            LineEvent::Line(_, raw) if raw.iter().all(u8::is_ascii_whitespace) => return Ok(()),
+            LineEvent::Line(n, raw) => (n, Some(raw)),
+            LineEvent::TooLong(n) => (n, None),
+        };
+        self.lines += 1;
+        if self.final_line.is_some() {
+            return Err(line_error(n, "nothing may follow the final line"));
+        }
+        let Some(raw) = raw else {
+            self.reject(n, format!("longer than {MAX_LINE} bytes"));
+            return Ok(());
+        };
+        let line: ReportLine = match serde_json::from_slice(raw) {
+            Ok(l) => l,
+            Err(e) => {
+                let problem = match std::str::from_utf8(raw) {
+                    Err(_) => "not UTF-8".to_string(),
+                    Ok(_) => format!("not a report line: {e}"),
+                };
+                self.reject(n, problem);
+                return Ok(());
+            }
+        };
+        match line {
+            ReportLine::Finding {
+                mut target,
+                mut rule_id,
+                mut severity,
+                mut title,
+                mut location,
+                mut detail,
+                fingerprint: mut fp,
+            } => {
+                let mut had_nul = false;
+                for s in [
+                    &mut target,
+                    &mut rule_id,
+                    &mut severity,
+                    &mut title,
+                    &mut location,
+                    &mut detail,
+                ] {
+                    had_nul |= sanitize(s);
+                }
+                if let Some(f) = fp.as_mut() {
+                    had_nul |= sanitize(f);
+                }
+                if rule_id.is_empty() || target.is_empty() {
+                    self.reject(n, "target and rule_id must be non-empty");
+                    return Ok(());
+                }
+                if fp
+                    .as_deref()
+                    .is_some_and(|f| f.len() > 256 || f.chars().any(char::is_control))
+                {
+                    self.reject(
+                        n,
+                        "fingerprint must be at most 256 characters without control characters",
+                    );
+                    return Ok(());
+                }
+                if had_nul {
+                    self.sanitized += 1;
+                }
+                let severity = severity
+                    .parse::<Severity>()
+                    .unwrap_or_else(|_| Severity::normalize(&severity));
+                let fingerprint = fp.filter(|f| !f.is_empty()).unwrap_or_else(|| {
+                    fingerprint(&self.scan.scanner, &[&target, &rule_id, &location])
+                });
+                self.batch.push(Finding {
+                    target,
+                    rule_id,
+                    severity,
+                    title,
+                    location,
+                    detail,
+                    fingerprint,
+                });
+            }
+            ReportLine::Final {
+                mut scan_run_id,
+                mut status,
+                mut targets_scanned,
+                mut accounts_scanned,
+                duration_seconds,
+                mut error,
+                findings_rejected,
+                mut rejections,
+            } => {
+                sanitize(&mut scan_run_id);
+                sanitize(&mut status);
+                for s in targets_scanned
+                    .iter_mut()
+                    .chain(accounts_scanned.iter_mut())
+                    .chain(rejections.iter_mut())
+                    .chain(error.iter_mut())
+                {
+                    sanitize(s);
+                }
+                self.final_line = Some(ReportLine::Final {
+                    scan_run_id,
+                    status,
+                    targets_scanned,
+                    accounts_scanned,
+                    duration_seconds,
+                    error,
+                    findings_rejected,
+                    rejections,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn store_batch(
+    state: &AppState,
+    scan: &Scan,
+    batch: &mut Vec<Finding>,
+) -> Result<u64, ApiError> {
+    let taken = std::mem::take(batch);
+    let mut by_severity: std::collections::HashMap<Severity, u64> = Default::default();
+    for f in &taken {
+        *by_severity.entry(f.severity).or_default() += 1;
+    }
+    let n = state
+        .store
+        .insert_findings(
+            &scan.tenant_id,
+            &scan.id,
+            &scan.scanner,
+            &taken,
+            state.clock.now(),
+        )
+        .await?;
+    if n > 0 {
+        for (sev, count) in by_severity {
+            // Only new findings count; with a partial retry the split is approximate.
+            state.metrics.finding(sev.as_str(), count.min(n));
+        }
+    }
+    Ok(n)
+}
+
 /// Accepts a chunk of a scan's report, authenticated by the scan's own token.
 #[utoipa::path(post, path = "/api/v1/scans/{id}/report", tag = "scans",
-    request_body(content = String, content_type = "application/x-ndjson", description = "One ReportLine JSON object per line"),
-    responses((status = 200, body = ReportAccepted), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Scan id")),
+    security(("report_token" = [])),
+    request_body(content = ReportLine, content_type = "application/x-ndjson",
+        description = "Newline-delimited JSON: one ReportLine object per line, findings first and one `final` line last. Each line is at most 1 MiB."),
+    responses((status = 200, body = ReportAccepted, description = "Stored; `rejected` lines were skipped, each reason names its line"),
+        (status = 400, body = ErrorBody, description = "The body could not be read"),
+        (status = 401, body = ErrorBody, description = "Not a live report token of this scan"),
+        (status = 408, body = ErrorBody, description = "The body stopped arriving for longer than the server waits"),
+        (status = 409, body = ErrorBody, description = "The scan cannot take this final status now"),
+        (status = 422, body = ErrorBody, description = "Something follows the final line, or the final line is of another scan or has an unknown status"),
+        error::Common))]
 pub async fn report(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ReportAccepted>, ApiError> {
@@ -54,125 +334,40 @@ pub async fn report(
         .ok_or_else(|| ApiError::unauthorized(format!("Authorization: not a live report token of scan {id} (it expires when the scan ends)")))?;
 
     let mut stream = body.into_data_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut batch: Vec<Finding> = Vec::with_capacity(BATCH);
-    let mut lines = 0u64;
-    let mut inserted = 0u64;
-    let mut final_line: Option<ReportLine> = None;
-
-    let flush = |batch: &mut Vec<Finding>| {
-        let taken = std::mem::take(batch);
-        let state = state.clone();
-        let scan = scan.clone();
-        async move {
-            let mut by_severity: std::collections::HashMap<Severity, u64> = Default::default();
-            for f in &taken {
-                *by_severity.entry(f.severity).or_default() += 1;
-            }
-            let n = state
-                .store
-                .insert_findings(
-                    &scan.tenant_id,
-                    &scan.id,
-                    &scan.scanner,
-                    &taken,
-                    state.clock.now(),
-                )
-                .await?;
-            if n > 0 {
-                for (sev, count) in by_severity {
-                    // Only new findings count; with a partial retry the split is approximate.
-                    state.metrics.finding(sev.as_str(), count.min(n));
-                }
-            }
-            Ok::<u64, ApiError>(n)
-        }
+    let mut splitter = LineSplitter::default();
+    let mut ingest = Ingest {
+        scan: &scan,
+        lines: 0,
+        rejected: 0,
+        rejections: Vec::new(),
+        sanitized: 0,
+        batch: Vec::with_capacity(BATCH),
+        final_line: None,
     };
-
-    let mut handle_line =
-        |raw: &[u8], lines: &mut u64, batch: &mut Vec<Finding>| -> Result<(), ApiError> {
-            let text = raw.strip_suffix(b"\r").unwrap_or(raw);
-            if text.iter().all(u8::is_ascii_whitespace) {
-                return Ok(());
-            }
-            *lines += 1;
-            if final_line.is_some() {
-                return Err(line_error(*lines, "nothing may follow the final line"));
-            }
-            let line: ReportLine =
-                serde_json::from_slice(text).map_err(|e| line_error(*lines, e))?;
-            match line {
-                ReportLine::Finding {
-                    target,
-                    rule_id,
-                    severity,
-                    title,
-                    location,
-                    detail,
-                    fingerprint: fp,
-                } => {
-                    if rule_id.is_empty() || target.is_empty() {
-                        return Err(line_error(*lines, "target and rule_id must be non-empty"));
-                    }
-                    let severity = severity
-                        .parse::<Severity>()
-                        .unwrap_or_else(|_| Severity::normalize(&severity));
-                    if fp
-                        .as_deref()
-                        .is_some_and(|f| f.len() > 256 || f.chars().any(char::is_control))
-                    {
-                        return Err(line_error(
-                            *lines,
-                            "fingerprint must be at most 256 characters without control characters",
-                        ));
-                    }
-                    let fingerprint = fp.filter(|f| !f.is_empty()).unwrap_or_else(|| {
-                        fingerprint(&scan.scanner, &[&target, &rule_id, &location])
-                    });
-                    batch.push(Finding {
-                        target,
-                        rule_id,
-                        severity,
-                        title,
-                        location,
-                        detail,
-                        fingerprint,
-                    });
-                }
-                fin @ ReportLine::Final { .. } => final_line = Some(fin),
-            }
-            Ok(())
-        };
-
+    let mut inserted = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::malformed(format!("request body: {e}")))?;
-        buf.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
-            handle_line(&buf[start..start + pos], &mut lines, &mut batch)?;
-            start += pos + 1;
-            if batch.len() >= BATCH {
-                inserted += flush(&mut batch).await?;
+        let chunk = chunk.map_err(|e| {
+            use std::error::Error as _;
+            match e.source() {
+                Some(source) => ApiError::from_body_error(source),
+                None => ApiError::malformed(format!("request body: {e}")),
             }
-        }
-        buf.drain(..start);
-        if buf.len() > MAX_LINE {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("line {}: longer than {MAX_LINE} bytes", lines + 1),
-            ));
+        })?;
+        splitter.feed(&chunk, &mut |ev| ingest.on(ev))?;
+        if ingest.batch.len() >= BATCH {
+            inserted += store_batch(&state, &scan, &mut ingest.batch).await?;
         }
     }
-    if !buf.is_empty() {
-        handle_line(&buf, &mut lines, &mut batch)?;
+    splitter.finish(&mut |ev| ingest.on(ev))?;
+    if !ingest.batch.is_empty() {
+        inserted += store_batch(&state, &scan, &mut ingest.batch).await?;
     }
-    if !batch.is_empty() {
-        inserted += flush(&mut batch).await?;
+    if ingest.rejected > 0 {
+        tracing::warn!(scan_run_id = %scan.id, rejected = ingest.rejected, first = ?ingest.rejections.first(), "report lines rejected");
     }
 
     let mut status = scan.status;
-    let final_seen = final_line.is_some();
+    let final_seen = ingest.final_line.is_some();
     if let Some(ReportLine::Final {
         scan_run_id,
         status: outcome,
@@ -181,7 +376,7 @@ pub async fn report(
         duration_seconds,
         error,
         ..
-    }) = final_line
+    }) = ingest.final_line
     {
         if scan_run_id != scan.id {
             return Err(ApiError::invalid(
@@ -237,35 +432,87 @@ pub async fn report(
     }
     state.wake_dispatcher.notify_one();
     Ok(Json(ReportAccepted {
-        lines,
+        lines: ingest.lines,
         inserted,
         final_seen,
         status: status.to_string(),
-        rejected: 0,
-        rejections: Vec::new(),
+        rejected: ingest.rejected,
+        rejections: ingest.rejections,
+        sanitized: ingest.sanitized,
     }))
 }
 
-/// A stored finding.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FindingView {
-    pub id: String,
-    pub scan_id: String,
-    pub scanner: String,
-    pub target: String,
-    pub rule_id: String,
-    pub severity: String,
-    pub title: String,
-    pub location: String,
-    pub detail: String,
-    pub fingerprint: String,
-    pub created_at: String,
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    // The report is read as a stream in bounded memory; the JSON body limit does not apply.
+    OpenApiRouter::new()
+        .routes(routes!(report))
+        .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
-/// Page of findings.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct FindingPage {
-    items: Vec<FindingView>,
-    next_cursor: Option<String>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line the splitter hands on for `input` cut into `chunk`-byte pieces, as
+    /// `(number, Some(text))` or `(number, None)` for a too-long line.
+    fn split(input: &[u8], chunk: usize) -> Vec<(u64, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let mut on = |e: LineEvent<'_>| {
+            out.push(match e {
+                LineEvent::Line(n, l) => (n, Some(l.to_vec())),
+                LineEvent::TooLong(n) => (n, None),
+            });
+            Ok::<(), ()>(())
+        };
+        let mut s = LineSplitter::default();
+        for piece in input.chunks(chunk.max(1)) {
+            s.feed(piece, &mut on).unwrap();
+            assert!(s.partial.len() <= MAX_LINE + 1, "buffered more than a line");
+        }
+        s.finish(&mut on).unwrap();
+        out
+    }
+
+    #[test]
+    fn lines_split_the_same_whatever_the_chunking() {
+        let input = b"a\r\nbb\n\nccc";
+        let want = vec![
+            (1, Some(b"a".to_vec())),
+            (2, Some(b"bb".to_vec())),
+            (3, Some(Vec::new())),
+            (4, Some(b"ccc".to_vec())),
+        ];
+        for chunk in [1, 2, 3, 5, 100] {
+            assert_eq!(split(input, chunk), want, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn too_long_does_not_depend_on_chunking() {
+        let mut input = vec![b'x'; MAX_LINE + 1];
+        input.push(b'\n');
+        input.extend_from_slice(&vec![b'y'; MAX_LINE]);
+        input.extend_from_slice(b"\r\nok\n");
+        input.extend_from_slice(&vec![b'z'; MAX_LINE + 1]);
+        for chunk in [input.len(), MAX_LINE + 2, MAX_LINE, 64 * 1024, 1000] {
+            let got = split(&input, chunk);
+            assert_eq!(got.len(), 4, "chunk {chunk}");
+            assert_eq!(
+                got[0],
+                (1, None),
+                "1 MiB + 1 is too long in chunks of {chunk}"
+            );
+            assert_eq!(
+                got[1].1.as_ref().map(Vec::len),
+                Some(MAX_LINE),
+                "exactly 1 MiB (plus CR) fits, chunk {chunk}"
+            );
+            assert_eq!(got[2], (3, Some(b"ok".to_vec())));
+            assert_eq!(
+                got[3],
+                (4, None),
+                "a last line without newline, chunk {chunk}"
+            );
+        }
+    }
 }

@@ -1,8 +1,9 @@
-//! Scan endpoints: seed 000's `POST /scans/now` and seed 002's `/api/v1/scans`.
+//! Scan endpoints: `POST /scans/now` (answers the run id) and `/api/v1/scans` (answers the
+//! whole scan), listing with filters, one scan, and cancelling.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use scanplane_core::maintenance::WindowAction;
@@ -12,9 +13,13 @@ use scanplane_store::{NewScan, ScanChange, ScanFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
-use crate::{fmt_ts, parse_ts, AppJson, AppQuery, AppState, Page};
+use crate::error::{self, ApiError};
+use crate::extract::{cursor, AppJson, AppPath, AppQuery};
+use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// Most targets one scan may name.
 pub const MAX_TARGETS: usize = 10_000;
@@ -25,7 +30,7 @@ pub const MAX_TARGETS: usize = 10_000;
 pub struct ScanRequest {
     /// Scanner name, see `GET /api/v1/scanners`.
     pub scanner: String,
-    /// Cloud account ids (seed 000); passed to the scanner as `ACCOUNT_IDS`.
+    /// Cloud account ids; passed to the scanner as `ACCOUNT_IDS`.
     #[serde(default)]
     pub accounts: Vec<String>,
     /// Targets: `host[:port[-port]]`, URLs, `image://REF`, `registry://HOST/REPO`,
@@ -226,9 +231,10 @@ async fn create(state: &AppState, caller: &Caller, req: ScanRequest) -> Result<S
     Ok(scan)
 }
 
-/// Triggers an on-demand scan (seed 000 FR-7).
+/// Triggers an on-demand scan; answers its run id.
 #[utoipa::path(post, path = "/scans/now", request_body = ScanRequest, tag = "scans",
-    responses((status = 202, body = ScanAccepted), (status = 422, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    security(("bearer" = [])),
+    responses((status = 202, body = ScanAccepted), error::Auth, error::JsonBody, error::Common))]
 pub async fn scan_now(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -244,9 +250,10 @@ pub async fn scan_now(
     ))
 }
 
-/// Creates a scan (seed 002); answers the full scan.
+/// Creates a scan; answers the full scan.
 #[utoipa::path(post, path = "/api/v1/scans", request_body = ScanRequest, tag = "scans",
-    responses((status = 202, body = ScanView), (status = 422, body = ErrorBody)))]
+    security(("bearer" = [])),
+    responses((status = 202, body = ScanView), error::Auth, error::JsonBody, error::Common))]
 pub async fn create_scan(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -259,10 +266,15 @@ pub async fn create_scan(
 /// Query of `GET /api/v1/scans`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ScanQuery {
+    /// `queued`, `admitted`, `dispatched`, `running`, `succeeded`, `failed`, `timed_out`,
+    /// `cancelled` or `skipped`.
     pub status: Option<String>,
     pub scanner: Option<String>,
+    /// Schedule id.
     pub schedule: Option<String>,
+    /// `on_demand` or `schedule`.
     pub trigger: Option<String>,
     /// RFC 3339; scans created at or after.
     pub since: Option<String>,
@@ -271,6 +283,7 @@ pub struct ScanQuery {
     /// Cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -284,7 +297,8 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 
 /// Lists scans, newest first, with filters and cursor pagination.
 #[utoipa::path(get, path = "/api/v1/scans", params(ScanQuery), tag = "scans",
-    responses((status = 200, body = ScanPage), (status = 422, body = ErrorBody)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<ScanView>), error::Auth, error::QueryParams, error::Common))]
 pub async fn list_scans(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -316,34 +330,22 @@ pub async fn list_scans(
             .as_deref()
             .map(|s| parse_ts("until", s))
             .transpose()?,
-        after: q.cursor,
+        after: cursor(q.cursor)?,
         limit,
     };
     let scans = state.store.list_scans(caller.scope(), &filter).await?;
-    let next_cursor = (scans.len() == limit as usize)
-        .then(|| scans.last().map(|s| s.id.clone()))
-        .flatten();
-    Ok(Json(Page {
-        items: scans.into_iter().map(ScanView::from).collect(),
-        next_cursor,
-    }))
-}
-
-/// Page of scans.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ScanPage {
-    items: Vec<ScanView>,
-    next_cursor: Option<String>,
+    Ok(Json(Page::of(scans, limit, |s| &s.id, ScanView::from)))
 }
 
 /// One scan: status, reason, timings, duration, accounts scanned, executor reference, error.
 #[utoipa::path(get, path = "/api/v1/scans/{id}", tag = "scans",
-    responses((status = 200, body = ScanView), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Scan id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ScanView), error::Auth, error::PathId, error::Common))]
 pub async fn get_scan(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<ScanView>, ApiError> {
     let scan = state
         .store
@@ -355,11 +357,14 @@ pub async fn get_scan(
 
 /// Cancels a scan: it ends `cancelled`, its unit of work is stopped and its slot released.
 #[utoipa::path(delete, path = "/api/v1/scans/{id}", tag = "scans",
-    responses((status = 200, body = ScanView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Scan id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ScanView), (status = 409, body = crate::error::ErrorBody, description = "The scan already ended"),
+        error::Auth, error::PathId, error::Common))]
 pub async fn cancel_scan(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<ScanView>, ApiError> {
     let scan = state
         .store
@@ -389,4 +394,11 @@ pub async fn cancel_scan(
     // The dispatcher stops the unit of work of every scan that ended while it ran.
     state.wake_dispatcher.notify_one();
     Ok(Json(scan.into()))
+}
+
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(scan_now))
+        .routes(routes!(list_scans, create_scan))
+        .routes(routes!(get_scan, cancel_scan))
 }

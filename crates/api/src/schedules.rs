@@ -1,10 +1,10 @@
-//! Schedule endpoints of seed 000: `GET/POST /scans/schedule`, `PATCH/DELETE
+//! Schedule endpoints: `GET/POST /scans/schedule`, `GET/PATCH/DELETE
 //! /scans/schedule/:id`. Every write recomputes `next_fire_at` with the core's pure functions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use scanplane_core::duration::{format_duration, parse_duration};
@@ -15,10 +15,14 @@ use scanplane_core::schedule::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{self, ApiError};
+use crate::extract::{cursor, AppJson, AppPath, AppQuery};
 use crate::scans::{page_limit, validate_scan_input};
-use crate::{fmt_ts, parse_ts, AppJson, AppQuery, AppState, Page};
+use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// Body of `POST /scans/schedule`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -207,7 +211,8 @@ fn reschedule(s: &mut Schedule, now: chrono::DateTime<chrono::Utc>) -> Result<()
 
 /// Creates a schedule.
 #[utoipa::path(post, path = "/scans/schedule", request_body = ScheduleCreate, tag = "schedules",
-    responses((status = 201, body = ScheduleView), (status = 422, body = ErrorBody)))]
+    security(("bearer" = [])),
+    responses((status = 201, body = ScheduleView), error::Auth, error::JsonBody, error::Common))]
 pub async fn create_schedule(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -280,48 +285,42 @@ pub async fn create_schedule(
 /// Query of `GET /scans/schedule`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ScheduleQuery {
+    /// Cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
+    /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 /// Lists schedules.
 #[utoipa::path(get, path = "/scans/schedule", params(ScheduleQuery), tag = "schedules",
-    responses((status = 200, body = SchedulePage)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = Page<ScheduleView>), error::Auth, error::QueryParams, error::Common))]
 pub async fn list_schedules(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     AppQuery(q): AppQuery<ScheduleQuery>,
 ) -> Result<Json<Page<ScheduleView>>, ApiError> {
     let limit = page_limit(q.limit)?;
+    let after = cursor(q.cursor)?;
     let items = state
         .store
-        .list_schedules(caller.scope(), q.cursor.as_deref(), limit)
+        .list_schedules(caller.scope(), after.as_deref(), limit)
         .await?;
-    let next_cursor = (items.len() == limit as usize)
-        .then(|| items.last().map(|s| s.id.clone()))
-        .flatten();
-    Ok(Json(Page {
-        items: items.into_iter().map(ScheduleView::from).collect(),
-        next_cursor,
-    }))
-}
-
-/// Page of schedules.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SchedulePage {
-    items: Vec<ScheduleView>,
-    next_cursor: Option<String>,
+    Ok(Json(Page::of(items, limit, |s| &s.id, ScheduleView::from)))
 }
 
 /// One schedule.
 #[utoipa::path(get, path = "/scans/schedule/{id}", tag = "schedules",
-    responses((status = 200, body = ScheduleView), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Schedule id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ScheduleView), error::Auth, error::PathId, error::Common))]
 pub async fn get_schedule(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let s = state
         .store
@@ -333,11 +332,13 @@ pub async fn get_schedule(
 
 /// Changes some fields of a schedule and recomputes `next_fire_at`.
 #[utoipa::path(patch, path = "/scans/schedule/{id}", request_body = SchedulePatch, tag = "schedules",
-    responses((status = 200, body = ScheduleView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Schedule id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ScheduleView), error::Auth, error::PathId, error::JsonBody, error::Common))]
 pub async fn patch_schedule(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(p): AppJson<SchedulePatch>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let mut s = state
@@ -440,15 +441,23 @@ pub async fn patch_schedule(
 
 /// Deletes a schedule; scans it already created stay.
 #[utoipa::path(delete, path = "/scans/schedule/{id}", tag = "schedules",
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Schedule id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), error::Auth, error::PathId, error::Common))]
 pub async fn delete_schedule(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_schedule(caller.scope(), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("schedule", &id))
     }
+}
+
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_schedules, create_schedule))
+        .routes(routes!(get_schedule, patch_schedule, delete_schedule))
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use scanplane_core::duration::{format_duration, parse_duration};
@@ -12,9 +12,13 @@ use scanplane_core::tenant::validate_tenant_name;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
-use crate::{fmt_ts, parse_ts, AppJson, AppState};
+use crate::error::{self, ApiError};
+use crate::extract::{AppJson, AppPath};
+use crate::{fmt_ts, parse_ts, AppState};
 
 /// Body of `POST /api/v1/maintenance-windows` (and `PUT` to replace one).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -132,7 +136,8 @@ fn build(
 
 /// Creates a maintenance window.
 #[utoipa::path(post, path = "/api/v1/maintenance-windows", request_body = WindowRequest, tag = "maintenance",
-    responses((status = 201, body = WindowView), (status = 422, body = ErrorBody)))]
+    security(("bearer" = [])),
+    responses((status = 201, body = WindowView), error::Auth, error::JsonBody, error::Common))]
 pub async fn create_window(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -150,7 +155,9 @@ pub async fn create_window(
 }
 
 /// Lists maintenance windows.
-#[utoipa::path(get, path = "/api/v1/maintenance-windows", tag = "maintenance", responses((status = 200, body = [WindowView])))]
+#[utoipa::path(get, path = "/api/v1/maintenance-windows", tag = "maintenance",
+    security(("bearer" = [])),
+    responses((status = 200, body = [WindowView]), error::Auth, error::Common))]
 pub async fn list_windows(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -161,11 +168,13 @@ pub async fn list_windows(
 
 /// One maintenance window.
 #[utoipa::path(get, path = "/api/v1/maintenance-windows/{id}", tag = "maintenance",
-    responses((status = 200, body = WindowView), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Maintenance window id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = WindowView), error::Auth, error::PathId, error::Common))]
 pub async fn get_window(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<Json<WindowView>, ApiError> {
     let w = state
         .store
@@ -177,11 +186,13 @@ pub async fn get_window(
 
 /// Replaces a maintenance window.
 #[utoipa::path(put, path = "/api/v1/maintenance-windows/{id}", request_body = WindowRequest, tag = "maintenance",
-    responses((status = 200, body = WindowView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Maintenance window id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = WindowView), error::Auth, error::PathId, error::JsonBody, error::Common))]
 pub async fn replace_window(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
     AppJson(req): AppJson<WindowRequest>,
 ) -> Result<Json<WindowView>, ApiError> {
     let existing = state
@@ -200,11 +211,13 @@ pub async fn replace_window(
 
 /// Deletes a maintenance window; scans it held are released at the next admission round.
 #[utoipa::path(delete, path = "/api/v1/maintenance-windows/{id}", tag = "maintenance",
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, description = "Maintenance window id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Deleted"), error::Auth, error::PathId, error::Common))]
 pub async fn delete_window(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    Path(id): Path<String>,
+    AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_window(caller.scope(), &id).await? {
         state.wake_dispatcher.notify_one();
@@ -212,4 +225,10 @@ pub async fn delete_window(
     } else {
         Err(ApiError::not_found("maintenance window", &id))
     }
+}
+
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_windows, create_window))
+        .routes(routes!(get_window, replace_window, delete_window))
 }

@@ -90,6 +90,18 @@ pub struct ServeArgs {
     /// How long ended scans and their findings are kept, unless a tenant sets its own.
     #[arg(long, env = "SCANPLANE_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub retention: Duration,
+    /// Longest time a client may take to send a request head, counted from connecting or
+    /// from the end of its previous response: it also closes idle keep-alive connections.
+    #[arg(long, env = "SCANPLANE_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub http_header_timeout: Duration,
+    /// Longest silence while a request body (a report stream too) is received; the request
+    /// is then ended with 408.
+    #[arg(long, env = "SCANPLANE_HTTP_BODY_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub http_body_timeout: Duration,
+    /// Most HTTP connections served at once; more clients wait until one closes. Keep it
+    /// below the open-files limit (`ulimit -n`).
+    #[arg(long, env = "SCANPLANE_HTTP_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
 }
@@ -146,6 +158,13 @@ fn parse_scan_timeout(s: &str) -> Result<Duration, String> {
     scanplane_core::limits::DurationLimit::ScanTimeout
         .parse(s)
         .map_err(|e| e.to_string())
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than zero".to_string()),
+        d => Ok(d),
+    }
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {

@@ -288,10 +288,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let dispatcher_task = tokio::spawn(dispatcher.run(stop_rx));
 
     tracing::info!(listen = %local_addr, store = store.backend().as_str(), executor = executor.name(), max_concurrent_jobs = max_jobs, %server_url, "scanplane serving");
-    axum::serve(listener, scanplane_api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    let http = scanplane_api::server::ServerConfig {
+        header_timeout: args.http_header_timeout,
+        body_timeout: args.http_body_timeout,
+        max_connections: args.http_max_connections as usize,
+        ..Default::default()
+    };
+    scanplane_api::server::serve(
+        listener,
+        scanplane_api::router(state),
+        http,
+        shutdown_signal(),
+    )
+    .await
+    .context("HTTP server failed")?;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
         let _ = scheduler_task.await;

@@ -46,7 +46,7 @@ async fn auth_and_tenancy(backend: Backend) {
             json!({"tenant": "team-c", "name": "x"}),
         )
         .await;
-    assert_error(code, &body, 401, "admin");
+    assert_error(code, &body, 403, "admin");
     let (code, body) = s
         .post(
             "/api/v1/tokens",

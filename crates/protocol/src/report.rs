@@ -83,6 +83,10 @@ pub struct ReportAccepted {
     /// The first reasons for those rejections, each naming its line.
     #[serde(default)]
     pub rejections: Vec<String>,
+    /// Findings stored with U+FFFD in place of NUL characters (which no backend can store
+    /// in text on every database).
+    #[serde(default)]
+    pub sanitized: u64,
 }
 
 #[cfg(test)]

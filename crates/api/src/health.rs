@@ -1,0 +1,82 @@
+//! Endpoints without authentication: liveness, readiness, Prometheus metrics and the OpenAPI
+//! document itself.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+
+/// Answer of `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` (live) or `ready`.
+    pub status: String,
+    /// The store's backend (`sqlite`, `postgres`), on `/readyz`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "health", security(),
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        store: None,
+    })
+}
+
+/// Readiness: the store answers and its migrations are applied.
+#[utoipa::path(get, path = "/readyz", tag = "health", security(),
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody, description = "The store is not ready; the log says why."), (status = 500, body = ErrorBody)))]
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+    state
+        .store
+        .check_ready()
+        .await
+        .map_err(|e| ApiError::unavailable("store not ready", e))?;
+    Ok(Json(Health {
+        status: "ready".into(),
+        store: Some(state.store.backend().as_str().into()),
+    }))
+}
+
+/// The content type of `/metrics`.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "health", security(),
+    responses((status = 200, body = String, content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS)],
+        state.metrics.render(),
+    )
+}
+
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", security(),
+    responses((status = 200, body = Object, description = "OpenAPI 3.1 document of every endpoint")))]
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi_bytes(),
+    )
+}
+
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+}
