@@ -145,6 +145,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found"),
             StoreError::Conflict(m) => ApiError::conflict(m),
             StoreError::Illegal(t) => ApiError::conflict(t.to_string()),
+            // Retriable: nothing was written. The driver's text goes to the log only.
+            e @ StoreError::StorageFull(_) => {
+                ApiError::unavailable("storage full: nothing was stored; retry later", e)
+            }
+            e @ StoreError::Unavailable(_) => {
+                ApiError::unavailable("storage unavailable: nothing was stored; retry later", e)
+            }
             other => ApiError::internal(format!("store: {other}")),
         }
     }

@@ -35,7 +35,8 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the store answers and its migrations are applied.
+/// Readiness: the store answers, its migrations are applied, and it can commit a write
+/// (a full disk or a read-only database is not ready: a 2xx must mean durable).
 #[utoipa::path(get, path = "/readyz", tag = "health", security(),
     responses((status = 200, body = Health), (status = 503, body = ErrorBody, description = "The store is not ready; the log says why."), (status = 500, body = ErrorBody)))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
@@ -44,6 +45,11 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, 
         .check_ready()
         .await
         .map_err(|e| ApiError::unavailable("store not ready", e))?;
+    state
+        .store
+        .check_writable()
+        .await
+        .map_err(|e| ApiError::unavailable("store cannot write (storage full or read-only)", e))?;
     Ok(Json(Health {
         status: "ready".into(),
         store: Some(state.store.backend().as_str().into()),

@@ -110,9 +110,10 @@ pub fn fmt_ts(t: Timestamp) -> String {
 }
 
 pub fn parse_ts(field: &str, value: &str) -> Result<Timestamp, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(value)
+    let t = chrono::DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| ApiError::invalid(field, format!("{value:?} is not an RFC 3339 time: {e}")))
+        .map_err(|e| ApiError::invalid(field, format!("{value:?} is not an RFC 3339 time: {e}")))?;
+    scanplane_core::limits::check_time(t).map_err(|e| ApiError::invalid(field, e))
 }
 
 #[derive(OpenApi)]

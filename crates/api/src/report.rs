@@ -365,6 +365,30 @@ pub async fn report(
     if ingest.rejected > 0 {
         tracing::warn!(scan_run_id = %scan.id, rejected = ingest.rejected, first = ?ingest.rejections.first(), "report lines rejected");
     }
+    // What was dropped stays on the scan: lines refused here, and findings the unit itself
+    // dropped (counted in its final line). A retried chunk whose answer was lost counts
+    // its refused lines again; stored findings never double.
+    let (unit_rejected, unit_rejections) = match &ingest.final_line {
+        Some(ReportLine::Final {
+            findings_rejected,
+            rejections,
+            ..
+        }) => (*findings_rejected, rejections.clone()),
+        _ => (0, Vec::new()),
+    };
+    let rejected_total = ingest.rejected.saturating_add(unit_rejected);
+    if rejected_total > 0 {
+        let reasons: Vec<String> = ingest
+            .rejections
+            .iter()
+            .cloned()
+            .chain(unit_rejections)
+            .collect();
+        state
+            .store
+            .record_rejections(&scan.id, rejected_total, &reasons, state.clock.now())
+            .await?;
+    }
 
     let mut status = scan.status;
     let final_seen = ingest.final_line.is_some();

@@ -85,6 +85,10 @@ pub struct ScanView {
     pub executor_ref: Option<String>,
     pub error: Option<String>,
     pub findings_count: u64,
+    /// Findings the scan's report dropped as malformed or oversized; the rest were stored.
+    pub findings_rejected: u64,
+    /// The first reasons for those rejections.
+    pub rejections: Vec<String>,
 }
 
 impl From<Scan> for ScanView {
@@ -124,6 +128,8 @@ impl From<Scan> for ScanView {
             executor_ref: s.executor_ref,
             error: s.error,
             findings_count: s.findings_count,
+            findings_rejected: s.findings_rejected,
+            rejections: s.rejections.clone(),
         }
     }
 }

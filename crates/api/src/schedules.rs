@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use scanplane_core::duration::{format_duration, parse_duration};
+use scanplane_core::duration::format_duration;
+use scanplane_core::limits::DurationLimit;
 use scanplane_core::maintenance::WindowAction;
 use scanplane_core::schedule::{
     initial_ticks, Cadence, MissedTickPolicy, Schedule, ScheduleStatus,
@@ -145,8 +146,8 @@ impl From<Schedule> for ScheduleView {
     }
 }
 
-fn duration_field(field: &str, v: &str) -> Result<Duration, ApiError> {
-    parse_duration(v).map_err(|e| ApiError::invalid(field, e))
+fn duration_field(field: &str, limit: DurationLimit, v: &str) -> Result<Duration, ApiError> {
+    limit.parse(v).map_err(|e| ApiError::invalid(field, e))
 }
 
 fn cadence(
@@ -255,12 +256,12 @@ pub async fn create_schedule(
         starting_deadline: req
             .starting_deadline
             .as_deref()
-            .map(|d| duration_field("starting_deadline", d))
+            .map(|d| duration_field("starting_deadline", DurationLimit::StartingDeadline, d))
             .transpose()?,
         jitter: req
             .jitter
             .as_deref()
-            .map(|d| duration_field("jitter", d))
+            .map(|d| duration_field("jitter", DurationLimit::Jitter, d))
             .transpose()?,
         on_maintenance: req
             .on_maintenance
@@ -421,10 +422,14 @@ pub async fn patch_schedule(
             .map_err(|e| ApiError::invalid("missed_tick_policy", e))?;
     }
     if let Some(d) = p.starting_deadline {
-        s.starting_deadline = Some(duration_field("starting_deadline", &d)?);
+        s.starting_deadline = Some(duration_field(
+            "starting_deadline",
+            DurationLimit::StartingDeadline,
+            &d,
+        )?);
     }
     if let Some(j) = p.jitter {
-        s.jitter = Some(duration_field("jitter", &j)?);
+        s.jitter = Some(duration_field("jitter", DurationLimit::Jitter, &j)?);
     }
     if let Some(m) = p.on_maintenance {
         s.on_maintenance = m

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use scanplane_core::duration::{format_duration, parse_duration};
+use scanplane_core::duration::format_duration;
+use scanplane_core::limits::DurationLimit;
 use scanplane_core::maintenance::{MaintenanceWindow, Scope, WindowAction, WindowStart};
 use scanplane_core::schedule::Cadence;
 use scanplane_core::tenant::validate_tenant_name;
@@ -99,7 +100,9 @@ fn build(
                 .map_err(|e| ApiError::invalid("cron", e))?,
         ),
     };
-    let duration = parse_duration(&req.duration).map_err(|e| ApiError::invalid("duration", e))?;
+    let duration = DurationLimit::WindowDuration
+        .parse(&req.duration)
+        .map_err(|e| ApiError::invalid("duration", e))?;
     if duration.is_zero() {
         return Err(ApiError::invalid("duration", "must be longer than zero"));
     }

@@ -90,6 +90,9 @@ async fn bad_records_are_counted_and_the_rest_stored(backend: Backend) {
     let done = store.scan(None, &scan_id).await.unwrap().unwrap();
     assert_eq!(done.status, ScanStatus::Succeeded, "{}", done.reason);
     assert_eq!(done.findings_count, 4);
+    // What the unit dropped is kept on the scan, for `GET /api/v1/scans/:id`.
+    assert_eq!(done.findings_rejected, 3, "{:?}", done.rejections);
+    assert_eq!(done.rejections.len(), 3, "{:?}", done.rejections);
     let stored = store
         .list_findings(
             None,
