@@ -600,13 +600,15 @@ mod tests {
             timeout: Duration::from_secs(5),
             work_dir: std::env::temp_dir(),
         };
-        let e = run(config, Arc::new(Registry::builtin()))
-            .await
-            .unwrap_err();
+        let mut registry = Registry::empty();
+        registry
+            .register((scanplane_scanners::tcp::COMPONENT.build)())
+            .unwrap();
+        let e = run(config, Arc::new(registry)).await.unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert_eq!(
             e.to_string(),
-            "configuration: unknown scanner \"nmapp\"; registered scanners: grype, http, nmap, nuclei, tcp, trivy"
+            "configuration: unknown scanner \"nmapp\"; registered scanners: tcp"
         );
     }
 }

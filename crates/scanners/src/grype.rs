@@ -30,7 +30,7 @@ use crate::options::Options;
 use crate::parsed::{typed_records, Parsed};
 use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::{Component, Parser};
-use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
+use crate::{adapter_def, check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "grype";
 pub const PROGRAM: &str = "grype";
@@ -188,18 +188,15 @@ impl Default for GrypeScanner {
 impl GrypeScanner {
     pub fn new() -> Self {
         GrypeScanner {
-            def: ScannerDef {
-                name: NAME.to_string(),
-                description: "grype vulnerability matching for images and directories".to_string(),
-                kind: ScannerKind::External {
+            def: adapter_def(
+                NAME,
+                "grype vulnerability matching for images and directories",
+                ScannerKind::External {
                     program: PROGRAM.to_string(),
                 },
-                provider: None,
-                timeout: None,
-                image: None,
-                accepts: vec![TargetKind::Image, TargetKind::Path],
-                options: OPTIONS.to_vec(),
-            },
+                vec![TargetKind::Image, TargetKind::Path],
+                OPTIONS,
+            ),
         }
     }
 }
@@ -265,16 +262,7 @@ impl Scanner for GrypeScanner {
             .boolean("only_fixed")?
             .unwrap_or(false);
         let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
-        let runs = req
-            .targets
-            .iter()
-            .filter_map(|t| {
-                args(t, only_fixed).map(|args| TargetRun {
-                    target: t.to_string(),
-                    args,
-                })
-            })
-            .collect();
+        let runs = TargetRun::each(&req.targets, |t| args(t, only_fixed));
         tool.run_per_target(runs, ToolOutput::Document(parse), &findings)
             .await
     }

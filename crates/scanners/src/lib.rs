@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use scanplane_core::finding::Finding;
-use scanplane_core::scanner::ScannerDef;
-use scanplane_core::target::Target;
+use scanplane_core::scanner::{ScannerDef, ScannerKind};
+use scanplane_core::target::{Target, TargetKind};
 use tokio::sync::mpsc;
 
 pub use custom::CustomScannerConfig;
@@ -95,6 +95,28 @@ pub trait Scanner: Send + Sync {
         req: &RunRequest,
         findings: mpsc::Sender<Finding>,
     ) -> Result<ScanOutcome, ScanError>;
+}
+
+/// The definition of a built-in adapter (built in or an external tool): its name,
+/// description, kind, accepted targets and option names; no provider, timeout or image of
+/// its own, which only custom scanners configure.
+pub(crate) fn adapter_def(
+    name: &str,
+    description: &str,
+    kind: ScannerKind,
+    accepts: Vec<TargetKind>,
+    options: &[&'static str],
+) -> ScannerDef {
+    ScannerDef {
+        name: name.to_string(),
+        description: description.to_string(),
+        kind,
+        provider: None,
+        timeout: None,
+        image: None,
+        accepts,
+        options: options.to_vec(),
+    }
 }
 
 /// Checks that every target is of a kind the scanner accepts; shared by all adapters.

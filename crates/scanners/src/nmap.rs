@@ -27,7 +27,7 @@ use crate::options::Options;
 use crate::parsed::{document_text, Parsed};
 use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::{Component, Parser};
-use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
+use crate::{adapter_def, check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nmap";
 pub const PROGRAM: &str = "nmap";
@@ -322,18 +322,15 @@ impl Default for NmapScanner {
 impl NmapScanner {
     pub fn new() -> Self {
         NmapScanner {
-            def: ScannerDef {
-                name: NAME.to_string(),
-                description: "nmap TCP connect scan with service detection".to_string(),
-                kind: ScannerKind::External {
+            def: adapter_def(
+                NAME,
+                "nmap TCP connect scan with service detection",
+                ScannerKind::External {
                     program: PROGRAM.to_string(),
                 },
-                provider: None,
-                timeout: None,
-                image: None,
-                accepts: vec![TargetKind::Host],
-                options: OPTIONS.to_vec(),
-            },
+                vec![TargetKind::Host],
+                OPTIONS,
+            ),
         }
     }
 }
@@ -407,23 +404,16 @@ impl Scanner for NmapScanner {
         self.validate(&req.targets, &req.options)?;
         let s = settings(&req.options)?;
         let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
-        let runs = req
-            .targets
-            .iter()
-            .filter_map(|t| {
-                let Target::Host { host, ports } = t else {
-                    return None;
-                };
-                let ports = match ports {
-                    Some(p) => Some(std::slice::from_ref(p)),
-                    None => s.ports.as_deref(),
-                };
-                Some(TargetRun {
-                    target: t.to_string(),
-                    args: args(host, ports, s.timing),
-                })
-            })
-            .collect();
+        let runs = TargetRun::each(&req.targets, |t| {
+            let Target::Host { host, ports } = t else {
+                return None;
+            };
+            let ports = match ports {
+                Some(p) => Some(std::slice::from_ref(p)),
+                None => s.ports.as_deref(),
+            };
+            Some(args(host, ports, s.timing))
+        });
         // Findings name the host nmap reports, not the scan target.
         let output = ToolOutput::Document(|xml, _target| parse(xml));
         tool.run_per_target(runs, output, &findings).await

@@ -31,7 +31,7 @@ use crate::options::Options;
 use crate::parsed::{check_line, Parsed};
 use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::{Component, Parser};
-use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
+use crate::{adapter_def, check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nuclei";
 pub const PROGRAM: &str = "nuclei";
@@ -179,18 +179,15 @@ impl Default for NucleiScanner {
 impl NucleiScanner {
     pub fn new() -> Self {
         NucleiScanner {
-            def: ScannerDef {
-                name: NAME.to_string(),
-                description: "nuclei template-based web and network checks".to_string(),
-                kind: ScannerKind::External {
+            def: adapter_def(
+                NAME,
+                "nuclei template-based web and network checks",
+                ScannerKind::External {
                     program: PROGRAM.to_string(),
                 },
-                provider: None,
-                timeout: None,
-                image: None,
-                accepts: vec![TargetKind::Url, TargetKind::Host],
-                options: OPTIONS.to_vec(),
-            },
+                vec![TargetKind::Url, TargetKind::Host],
+                OPTIONS,
+            ),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use scanplane_core::finding::Finding;
+use scanplane_core::target::Target;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
@@ -83,6 +84,25 @@ pub(crate) struct TargetRun {
 pub(crate) type ParseDocument = fn(&[u8], &str) -> Result<Parsed, ParseError>;
 /// Parses one line of a tool's output about a target (`line_no` is 1-based).
 pub(crate) type ParseLine = fn(&[u8], usize, &str) -> Result<Option<Finding>, ParseError>;
+
+impl TargetRun {
+    /// One run per target that `args` gives arguments for; a target it gives none for is
+    /// not one the tool scans and is skipped.
+    pub(crate) fn each(
+        targets: &[Target],
+        args: impl Fn(&Target) -> Option<Vec<String>>,
+    ) -> Vec<TargetRun> {
+        targets
+            .iter()
+            .filter_map(|t| {
+                args(t).map(|args| TargetRun {
+                    target: t.to_string(),
+                    args,
+                })
+            })
+            .collect()
+    }
+}
 
 /// How a tool reports its findings.
 pub(crate) enum ToolOutput {

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use crate::error::{ScanError, ValidationError};
 use crate::options::Options;
 use crate::registry::Component;
-use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
+use crate::{adapter_def, check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "tcp";
 const OPTIONS: &[&str] = &["ports", "concurrency", "connect_timeout"];
@@ -63,16 +63,13 @@ impl Default for TcpScanner {
 impl TcpScanner {
     pub fn new() -> Self {
         TcpScanner {
-            def: ScannerDef {
-                name: NAME.to_string(),
-                description: "TCP connect scan with banner grab (built in)".to_string(),
-                kind: ScannerKind::Builtin,
-                provider: None,
-                timeout: None,
-                image: None,
-                accepts: vec![TargetKind::Host],
-                options: OPTIONS.to_vec(),
-            },
+            def: adapter_def(
+                NAME,
+                "TCP connect scan with banner grab (built in)",
+                ScannerKind::Builtin,
+                vec![TargetKind::Host],
+                OPTIONS,
+            ),
         }
     }
 }

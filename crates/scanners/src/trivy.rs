@@ -41,7 +41,7 @@ use crate::options::Options;
 use crate::parsed::{typed_records, Parsed};
 use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::{Component, Parser};
-use crate::{check_target_kinds, RunRequest, ScanOutcome, Scanner};
+use crate::{adapter_def, check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "trivy";
 pub const PROGRAM: &str = "trivy";
@@ -347,18 +347,15 @@ impl Default for TrivyScanner {
 impl TrivyScanner {
     pub fn new() -> Self {
         TrivyScanner {
-            def: ScannerDef {
-                name: NAME.to_string(),
-                description: "trivy vulnerability, misconfiguration and secret scanner for filesystems, configuration and images".to_string(),
-                kind: ScannerKind::External {
+            def: adapter_def(
+                NAME,
+                "trivy vulnerability, misconfiguration and secret scanner for filesystems, configuration and images",
+                ScannerKind::External {
                     program: PROGRAM.to_string(),
                 },
-                provider: None,
-                timeout: None,
-                image: None,
-                accepts: vec![TargetKind::Path, TargetKind::Image],
-                options: OPTIONS.to_vec(),
-            },
+                vec![TargetKind::Path, TargetKind::Image],
+                OPTIONS,
+            ),
         }
     }
 }
@@ -450,16 +447,7 @@ impl Scanner for TrivyScanner {
         self.validate(&req.targets, &req.options)?;
         let s = settings(&req.options)?;
         let tool = Tool::new(NAME, locate()?, req);
-        let runs = req
-            .targets
-            .iter()
-            .filter_map(|t| {
-                args(t, &s).map(|args| TargetRun {
-                    target: t.to_string(),
-                    args,
-                })
-            })
-            .collect();
+        let runs = TargetRun::each(&req.targets, |t| args(t, &s));
         tool.run_per_target(runs, ToolOutput::Document(parse), &findings)
             .await
     }

@@ -34,7 +34,9 @@ async fn external_scanners_without_their_program_are_not_installed() {
         .filter(|d| matches!(d.kind, ScannerKind::External { .. }))
         .collect();
     let names: Vec<&str> = external.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["grype", "nmap", "nuclei", "trivy"]);
+    for name in ["grype", "nmap", "nuclei", "trivy"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
     for def in &external {
         let name = &def.name;
         let scanner = registry.get(name).unwrap();

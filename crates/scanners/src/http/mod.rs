@@ -52,7 +52,7 @@ use tokio::sync::mpsc;
 use crate::error::{ScanError, ValidationError};
 use crate::options::Options;
 use crate::registry::Component;
-use crate::{check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
+use crate::{adapter_def, check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
 
 pub use headers::check_headers;
 pub use sensitive_paths::{check_path, SensitivePath, SENSITIVE_PATHS};
@@ -100,16 +100,13 @@ impl Default for HttpScanner {
 impl HttpScanner {
     pub fn new() -> Self {
         HttpScanner {
-            def: ScannerDef {
-                name: NAME.to_string(),
-                description: "HTTP security headers, version disclosure, exposed files and TLS certificate checks (built in)".to_string(),
-                kind: ScannerKind::Builtin,
-                provider: None,
-                timeout: None,
-                image: None,
-                accepts: vec![TargetKind::Url],
-                options: OPTIONS.to_vec(),
-            },
+            def: adapter_def(
+                NAME,
+                "HTTP security headers, version disclosure, exposed files and TLS certificate checks (built in)",
+                ScannerKind::Builtin,
+                vec![TargetKind::Url],
+                OPTIONS,
+            ),
         }
     }
 }
