@@ -12,46 +12,11 @@ use common::*;
 use scanplane_store::Backend;
 use serde_json::json;
 
-/// Pids whose environment says they run scan `scan_id`.
-fn processes_of(scan_id: &str) -> Vec<i32> {
-    let needle = format!("SCANPLANE_SCAN_ID={scan_id}");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_installation_leaves_the_first_ones_units_alone() {
     let dir = tempfile::tempdir().unwrap();
     let shared_work = dir.path().join("work");
-    let sh = dir.path().join("slow.sh");
-    std::fs::write(&sh, "#!/bin/sh\nsleep 600\n").unwrap();
-    let mut perm = std::fs::metadata(&sh).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&sh, perm).unwrap();
-    let cfg = dir.path().join("scanplane.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "scanners:\n  - name: slow\n    command: [\"{}\"]\n    output: scanplane-json\n",
-            sh.display()
-        ),
-    )
-    .unwrap();
+    let cfg = custom_scanner(dir.path(), "slow", "sleep 600");
     let env = [
         ("SCANPLANE_CONFIG", cfg.to_str().unwrap()),
         ("SCANPLANE_WORK_DIR", shared_work.to_str().unwrap()),
@@ -70,7 +35,7 @@ async fn a_second_installation_leaves_the_first_ones_units_alone() {
     first
         .wait_scan(&id, Duration::from_secs(30), |st| st == "running")
         .await;
-    assert!(!processes_of(&id).is_empty(), "the scan's unit runs");
+    assert!(!pids_of_scan(&id).is_empty(), "the scan's unit runs");
 
     // Another installation (its own database) starts on the same work directory and runs
     // its start-up recovery.
@@ -91,7 +56,7 @@ async fn a_second_installation_leaves_the_first_ones_units_alone() {
         second.log_text()
     );
     assert!(
-        !processes_of(&id).is_empty(),
+        !pids_of_scan(&id).is_empty(),
         "the first installation's unit still runs"
     );
     let (_, now) = first.get(&format!("/api/v1/scans/{id}"), ADMIN).await;

@@ -16,24 +16,11 @@ use serde_json::json;
 
 /// Pids whose command line contains `needle`.
 fn processes_running(needle: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(needle) {
-            out.push(pid);
-        }
-    }
-    out
+    pids_where("cmdline", |c| {
+        String::from_utf8_lossy(c)
+            .replace('\0', " ")
+            .contains(needle)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,26 +28,11 @@ async fn cancel_ends_a_scanner_that_left_its_process_group() {
     let dir = tempfile::tempdir().unwrap();
     // A unique sleep length marks the escaped process.
     let marker = format!("4242.{}", std::process::id());
-    let sh = dir.path().join("escaper.sh");
-    std::fs::write(
-        &sh,
-        format!(
-            "#!/bin/sh\nsetsid env -i /bin/sleep {marker} </dev/null >/dev/null 2>&1 &\nsleep 600\n"
-        ),
-    )
-    .unwrap();
-    let mut perm = std::fs::metadata(&sh).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&sh, perm).unwrap();
-    let cfg = dir.path().join("scanplane.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "scanners:\n  - name: escaper\n    command: [\"{}\"]\n    output: scanplane-json\n",
-            sh.display()
-        ),
-    )
-    .unwrap();
+    let cfg = custom_scanner(
+        dir.path(),
+        "escaper",
+        &format!("setsid env -i /bin/sleep {marker} </dev/null >/dev/null 2>&1 &\nsleep 600"),
+    );
 
     let s = Server::start(
         &fresh_db(Backend::Sqlite).await,

@@ -195,3 +195,51 @@ pub fn terminal(status: &str) -> bool {
         "succeeded" | "failed" | "timed_out" | "cancelled" | "skipped"
     )
 }
+
+/// Pids whose `/proc/<pid>/<file>` (`environ`, `cmdline`) satisfies `pred`.
+pub fn pids_where(file: &str, pred: impl Fn(&[u8]) -> bool) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(bytes) = std::fs::read(format!("/proc/{pid}/{file}")) {
+            if pred(&bytes) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Pids whose environment says they run scan `scan_id`.
+pub fn pids_of_scan(scan_id: &str) -> Vec<i32> {
+    let needle = format!("SCANPLANE_SCAN_ID={scan_id}");
+    pids_where("environ", |env| {
+        env.split(|b| *b == 0).any(|v| v == needle.as_bytes())
+    })
+}
+
+/// Writes `body` as the shell script of custom scanner `name` (scanplane-json output) and a
+/// config file declaring it; returns the config path.
+pub fn custom_scanner(dir: &std::path::Path, name: &str, body: &str) -> PathBuf {
+    let sh = dir.join(format!("{name}.sh"));
+    std::fs::write(&sh, format!("#!/bin/sh\n{body}\n")).unwrap();
+    let mut perm = std::fs::metadata(&sh).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&sh, perm).unwrap();
+    let cfg = dir.join("scanplane.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "scanners:\n  - name: {name}\n    command: [\"{}\"]\n    output: scanplane-json\n",
+            sh.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
