@@ -218,5 +218,18 @@ async fn a_stalled_report_is_ended_and_a_slow_one_succeeds() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["lines"], 8, "{body}");
     assert_eq!(body["rejected"], 0, "{body}");
+
+    // A JSON body that stops half-way is ended the same way.
+    let mut s = TcpStream::connect(api.addr).await.unwrap();
+    s.write_all(format!("POST /scans/now HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"scanner\":", common::ADMIN).as_bytes()).await.unwrap();
+    let (code, body) = response(&mut s, Duration::from_secs(20)).await;
+    assert_eq!(code, 408, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("request body"),
+        "{body}"
+    );
     api.stop().await;
 }
