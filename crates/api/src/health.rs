@@ -1,7 +1,7 @@
 //! Endpoints without authentication: liveness, readiness, Prometheus metrics and the OpenAPI
 //! document itself.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::header;
@@ -23,6 +23,41 @@ pub struct Health {
     /// The store's backend (`sqlite`, `postgres`), on `/readyz`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// This replica's id (hostname plus a random suffix), on `/readyz`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+}
+
+/// This replica as `/readyz` reports it: its id, and the background loops (scheduler,
+/// dispatcher, watcher, cleaner, fence) that stopped. Any stopped loop makes it unready;
+/// `serve` then exits so that a supervisor restarts it.
+#[derive(Debug, Default)]
+pub struct ReplicaHealth {
+    pub id: String,
+    stopped: Mutex<Vec<(String, String)>>,
+}
+
+impl ReplicaHealth {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            stopped: Mutex::default(),
+        }
+    }
+
+    /// Records that loop `name` stopped, and why.
+    pub fn loop_stopped(&self, name: &str, why: &str) {
+        let mut s = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        s.push((name.to_string(), why.to_string()));
+    }
+
+    /// The loops that stopped, with why.
+    pub fn stopped_loops(&self) -> Vec<(String, String)> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Liveness: the process is up.
@@ -32,14 +67,22 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         store: None,
+        replica: None,
     })
 }
 
-/// Readiness: the store answers, its migrations are applied, and it can commit a write
-/// (a full disk or a read-only database is not ready: a 2xx must mean durable).
+/// Readiness: every background loop runs, the store answers, its migrations are applied,
+/// and it can commit a write (a full disk or a read-only database is not ready: a 2xx must
+/// mean durable).
 #[utoipa::path(get, path = "/readyz", tag = "health", security(),
-    responses((status = 200, body = Health), (status = 503, body = ErrorBody, description = "The store is not ready; the log says why."), (status = 500, body = ErrorBody)))]
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody, description = "Not ready: a background loop stopped (named), or the store cannot serve; the log says why."), (status = 500, body = ErrorBody)))]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+    if let Some((name, why)) = state.replica.stopped_loops().into_iter().next() {
+        return Err(ApiError::unavailable(
+            format!("the {name} loop stopped; this replica is restarting"),
+            why,
+        ));
+    }
     state
         .store
         .check_ready()
@@ -53,6 +96,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Health>, 
     Ok(Json(Health {
         status: "ready".into(),
         store: Some(state.store.backend().as_str().into()),
+        replica: Some(state.replica.id.clone()).filter(|id| !id.is_empty()),
     }))
 }
 

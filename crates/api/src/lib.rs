@@ -15,6 +15,7 @@ pub mod export;
 pub mod extract;
 pub mod findings;
 pub mod health;
+pub mod replicas;
 pub mod report;
 pub mod request_id;
 pub mod scanners;
@@ -81,6 +82,8 @@ pub struct AppState {
     /// Wakes the dispatcher when scans are queued or cancelled, or windows change.
     pub wake_dispatcher: Arc<Notify>,
     pub metrics: Arc<scanplane_metrics::Metrics>,
+    /// This replica's id and the health of its background loops.
+    pub replica: Arc<health::ReplicaHealth>,
 }
 
 /// A page of results with the cursor of the next page.
@@ -129,6 +132,7 @@ pub fn parse_ts(field: &str, value: &str) -> Result<Timestamp, ApiError> {
         (name = "findings", description = "Findings across runs and their triage"),
         (name = "maintenance", description = "Maintenance windows"),
         (name = "scanners", description = "The scanners this server runs"),
+        (name = "replicas", description = "The serve replicas sharing this database (admin only)"),
     )
 )]
 struct ApiDoc;
@@ -175,6 +179,7 @@ pub fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(windows::routes())
         .merge(findings::routes())
         .merge(report::routes())
+        .merge(replicas::routes())
 }
 
 /// The OpenAPI document of [`api`].

@@ -102,6 +102,19 @@ pub struct ServeArgs {
     /// below the open-files limit (`ulimit -n`).
     #[arg(long, env = "SCANPLANE_HTTP_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_max_connections: u32,
+    /// How long this replica's lease lasts (2s-1h; renewed every third of it). When a
+    /// replica stops renewing it (killed, partitioned), another takes its scans over once it
+    /// expires; a graceful stop releases it at once.
+    #[arg(long, env = "SCANPLANE_REPLICA_LEASE", default_value = "15s", value_parser = parse_lease)]
+    pub replica_lease: Duration,
+    /// How long after a unit of work exits cleanly its final report may still arrive
+    /// before the scan fails with "job completed without a report".
+    #[arg(long, env = "SCANPLANE_REPORT_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub report_grace: Duration,
+    /// How long `serve` keeps answering (with `/readyz` 503) after a background loop
+    /// stopped, before it exits non-zero for its supervisor to restart it.
+    #[arg(long, env = "SCANPLANE_LOOP_FAILURE_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub loop_failure_grace: Duration,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
 }
@@ -157,6 +170,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn parse_scan_timeout(s: &str) -> Result<Duration, String> {
     scanplane_core::limits::DurationLimit::ScanTimeout
         .parse(s)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    scanplane_core::replica::LeaseConfig::new(d)
+        .map(|_| d)
         .map_err(|e| e.to_string())
 }
 

@@ -11,7 +11,7 @@ use scanplane_core::admission::Limits;
 use scanplane_core::clock::{Clock, SystemClock};
 use scanplane_core::scanner::ScannerDef;
 use scanplane_core::target::Target;
-use scanplane_dispatch::{DispatchConfig, DispatchContext, Dispatcher};
+use scanplane_dispatch::{DispatchConfig, DispatchContext, Dispatcher, Fence, ReplicaIdentity};
 use scanplane_executor::local::{LocalConfig, LocalExecutor};
 use scanplane_executor::Executor;
 use scanplane_metrics::Metrics;
@@ -172,7 +172,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         format!("http://{host}:{}", local_addr.port())
     });
 
+    let replica = replica_identity();
+    let lease = scanplane_core::replica::LeaseConfig::new(args.replica_lease)
+        .map_err(|e| anyhow!("SCANPLANE_REPLICA_LEASE: {e}"))?;
     let (obs_tx, obs_rx) = mpsc::unbounded_channel();
+    let mut watcher = None;
     let executor: Arc<dyn Executor> = match args.executor {
         ExecutorKind::Local => {
             let work_root = args
@@ -191,6 +195,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         "SCANPLANE_DATABASE_URL".into(),
                     ],
                     installation: installation_id(&args.database_url),
+                    replica: replica.id.clone(),
                 },
                 obs_tx,
             )?)
@@ -202,7 +207,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| {
                     anyhow!("kubernetes executor: {e} (set KUBECONFIG or run in a cluster)")
                 })?;
-            let _watcher = exec.spawn_watcher();
+            watcher = Some(exec.spawn_watcher());
             Arc::new(exec)
         }
     };
@@ -229,8 +234,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scanner_images,
         max_attempts: args.backoff_limit.saturating_add(1),
         server_url: server_url.clone(),
+        report_grace: args.report_grace,
+        lease,
         ..Default::default()
     };
+    let fence = Arc::new(Fence::default());
     let dispatcher = Dispatcher::new(
         DispatchContext {
             store: store.clone(),
@@ -239,6 +247,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config: dispatch_config,
             metrics: metrics.clone(),
             wake: wake_dispatcher.clone(),
+            replica: replica.clone(),
+            fence: fence.clone(),
         },
         obs_rx,
     );
@@ -269,48 +279,156 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wake_scheduler,
         wake_dispatcher,
         metrics,
+        replica: Arc::new(scanplane_api::health::ReplicaHealth::new(replica.id.clone())),
     });
+    let health = state.replica.clone();
     if state.admin_token_hash.is_none() {
         tracing::warn!("SCANPLANE_ADMIN_TOKEN is not set: the API accepts only tenant tokens, and none can be created");
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler_task = tokio::spawn(scheduler.run(stop_rx.clone()));
-    let cleaner_task = tokio::spawn(scanplane_dispatch::cleaner::run(
-        store.clone(),
-        Arc::new(SystemClock),
-        scanplane_dispatch::cleaner::CleanerConfig {
-            default_retention: args.retention,
-            ..Default::default()
-        },
-        stop_rx.clone(),
-    ));
-    let dispatcher_task = tokio::spawn(dispatcher.run(stop_rx));
+    let mut loops: Vec<(&'static str, tokio::task::JoinHandle<()>)> = vec![
+        ("scheduler", tokio::spawn(scheduler.run(stop_rx.clone()))),
+        (
+            "cleaner",
+            tokio::spawn(scanplane_dispatch::cleaner::run(
+                store.clone(),
+                Arc::new(SystemClock),
+                scanplane_dispatch::cleaner::CleanerConfig {
+                    default_retention: args.retention,
+                    ..Default::default()
+                },
+                stop_rx.clone(),
+            )),
+        ),
+    ];
+    if !executor.units_survive_restart() {
+        loops.push((
+            "fence",
+            tokio::spawn(scanplane_dispatch::fence::run(
+                fence,
+                executor.clone(),
+                Arc::new(SystemClock),
+                lease,
+                stop_rx.clone(),
+            )),
+        ));
+    }
+    if let Some(w) = watcher {
+        loops.push(("kubernetes watcher", w));
+    }
+    loops.push(("dispatcher", tokio::spawn(dispatcher.run(stop_rx.clone()))));
+    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<String>();
+    let supervised: Vec<tokio::task::JoinHandle<()>> = loops
+        .into_iter()
+        .map(|(name, handle)| {
+            tokio::spawn(supervise(
+                name,
+                handle,
+                stop_rx.clone(),
+                health.clone(),
+                failed_tx.clone(),
+            ))
+        })
+        .collect();
+    drop(failed_tx);
 
-    tracing::info!(listen = %local_addr, store = store.backend().as_str(), executor = executor.name(), max_concurrent_jobs = max_jobs, %server_url, "scanplane serving");
+    tracing::info!(listen = %local_addr, store = store.backend().as_str(), executor = executor.name(), replica = %replica.id, max_concurrent_jobs = max_jobs, %server_url, "scanplane serving");
     let http = scanplane_api::server::ServerConfig {
         header_timeout: args.http_header_timeout,
         body_timeout: args.http_body_timeout,
         max_connections: args.http_max_connections as usize,
         ..Default::default()
     };
+    let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let failure_seen = failure.clone();
+    let grace = args.loop_failure_grace;
+    let stop_when = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            Some(why) = failed_rx.recv() => {
+                tracing::error!(%why, grace = ?grace, "a background loop stopped: /readyz answers 503 and serve exits after the grace");
+                if let Ok(mut f) = failure_seen.lock() {
+                    *f = Some(why);
+                }
+                tokio::time::sleep(grace).await;
+            }
+        }
+    };
     scanplane_api::server::serve(
         listener,
         scanplane_api::router(state),
         http,
-        shutdown_signal(),
+        stop_when,
     )
     .await
     .context("HTTP server failed")?;
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        let _ = scheduler_task.await;
-        let _ = dispatcher_task.await;
-        let _ = cleaner_task.await;
+    // The dispatcher's graceful stop ends or hands over every unit this replica owns and
+    // releases its lease; bounded so that a dead database cannot hold the exit.
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        for s in supervised {
+            let _ = s.await;
+        }
     })
     .await;
+    let failed = failure.lock().ok().and_then(|f| f.clone());
+    if let Some(why) = failed {
+        return Err(anyhow!("{why}; exiting so that a supervisor restarts scanplane"));
+    }
     tracing::info!("scanplane stopped");
     Ok(())
+}
+
+/// Waits for loop `name`; if it ends before shutdown was asked for, or panics, marks the
+/// replica unready naming it and reports it on `failed`.
+async fn supervise(
+    name: &'static str,
+    handle: tokio::task::JoinHandle<()>,
+    stop: watch::Receiver<bool>,
+    health: Arc<scanplane_api::health::ReplicaHealth>,
+    failed: mpsc::UnboundedSender<String>,
+) {
+    let outcome = handle.await;
+    if *stop.borrow() {
+        return;
+    }
+    let why = match outcome {
+        Ok(()) => format!("the {name} loop ended unexpectedly"),
+        Err(e) if e.is_panic() => {
+            let msg = e.into_panic();
+            let text = msg
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| msg.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".to_string());
+            format!("the {name} loop panicked: {text}")
+        }
+        Err(e) => format!("the {name} loop was cancelled: {e}"),
+    };
+    tracing::error!(loop_name = name, %why, "background loop stopped");
+    health.loop_stopped(name, &why);
+    let _ = failed.send(why);
+}
+
+/// This process as a replica: the hostname (the pod name in Kubernetes) plus a random
+/// suffix, so that a restarted process is a new replica and never mistaken for the old one.
+fn replica_identity() -> ReplicaIdentity {
+    let hostname = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "replica".to_string());
+    let random = scanplane_protocol::token::hash_token(&scanplane_protocol::token::new_report_token());
+    let suffix = random.get(..8).unwrap_or(&random);
+    ReplicaIdentity {
+        id: scanplane_core::replica::replica_id(&hostname, suffix),
+        hostname,
+    }
 }
 
 /// Scanner mode; returns the process exit code.

@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod maintenance;
 pub mod ratelimit;
+pub mod replica;
 pub mod scan;
 pub mod scanner;
 pub mod schedule;

@@ -37,6 +37,9 @@ pub enum Intent {
     AwaitReport,
     /// Back to the queue for another attempt.
     Requeue { reason: String },
+    /// Back to the queue because the attempt was lost with its replica: counted in
+    /// `lost_attempts`, not against the retry budget.
+    RequeueLost { reason: String },
     /// End the scan.
     End {
         status: ScanStatus,
@@ -45,20 +48,182 @@ pub enum Intent {
     },
 }
 
+/// Attempts lost with their replica a scan may have before it fails: a crash loop of the
+/// control plane still ends every scan, with the reason.
+pub const MAX_LOST_ATTEMPTS: u32 = 5;
+
+/// Attempts charged to the scanner: every attempt but those lost with their replica.
+pub fn charged_attempts(scan: &Scan) -> u32 {
+    scan.attempts.saturating_sub(scan.lost_attempts)
+}
+
 fn retry_or_fail(scan: &Scan, max_attempts: u32, what: String) -> Intent {
-    if scan.attempts < max_attempts {
+    let charged = charged_attempts(scan);
+    if charged < max_attempts {
         Intent::Requeue {
-            reason: format!(
-                "re-queued: attempt {} of {max_attempts} failed: {what}",
-                scan.attempts
-            ),
+            reason: format!("re-queued: attempt {charged} of {max_attempts} failed: {what}"),
         }
     } else {
         Intent::End {
             status: ScanStatus::Failed,
-            reason: format!("failed after {} attempts: {what}", scan.attempts),
+            reason: format!("failed after {charged} attempts: {what}"),
             error: Some(what),
         }
+    }
+}
+
+/// The current attempt of a dispatched or running scan was lost with its replica (`why`,
+/// e.g. `replica a-1 lost`): back to the queue without charging the scanner, until
+/// [`MAX_LOST_ATTEMPTS`] such losses end it.
+pub fn attempt_lost(scan: &Scan, why: &str) -> Intent {
+    if scan.status.is_terminal() {
+        return Intent::Nothing;
+    }
+    if scan.status == ScanStatus::Admitted {
+        // Never started: nothing was lost but time.
+        return Intent::Requeue {
+            reason: format!("re-queued: {why} before it was started"),
+        };
+    }
+    let lost = scan.lost_attempts.saturating_add(1);
+    if lost > MAX_LOST_ATTEMPTS {
+        let what = format!("lost {lost} times with its replica (last: {why})");
+        Intent::End {
+            status: ScanStatus::Failed,
+            reason: format!("failed: {what}"),
+            error: Some(what),
+        }
+    } else {
+        Intent::RequeueLost {
+            reason: format!(
+                "re-queued: {why} while it ran this scan (not counted as a failed attempt)"
+            ),
+        }
+    }
+}
+
+/// Where an observation of a unit of work stands against the scan's current attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// About the current attempt, which `me` owns: apply it.
+    Current,
+    /// About an earlier attempt (or a unit the scan no longer points at): it may only clean
+    /// that unit up, never change the scan.
+    Stale,
+    /// About an attempt another replica owns: not ours to apply.
+    Foreign,
+}
+
+/// Matches an observation of unit `executor_ref` to `scan` as replica `me` sees it.
+/// `launched` is the unit this replica launched for the scan and may not have recorded yet
+/// (the write of `executor_ref` can be pending). Units of attempts another replica owns are
+/// never touched here, even when they look stale: between launching a unit and recording
+/// it, the owner's new unit is unknown to everyone else (the periodic sweep, which lists
+/// before it reads, decides those).
+pub fn fit(scan: &Scan, me: &str, executor_ref: &str, launched: Option<&str>) -> Fit {
+    if scan.owner.as_deref() != Some(me) {
+        return Fit::Foreign;
+    }
+    match scan.executor_ref.as_deref().or(launched) {
+        Some(current) if current == executor_ref => Fit::Current,
+        _ => Fit::Stale,
+    }
+}
+
+/// A unit of work as the periodic sweep lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedUnit<'a> {
+    pub executor_ref: &'a str,
+    /// The attempt it was launched for, when the executor records it.
+    pub attempt: Option<u32>,
+    pub active: bool,
+}
+
+/// What the sweep does with a unit this replica does not follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Leave it: another replica follows it, or it is a finished unit kept for its logs.
+    Keep,
+    /// It runs the current attempt of a scan this replica owns: follow it.
+    Adopt,
+    /// Stop (if active) and clean it up, for the reason given.
+    Remove(&'static str),
+}
+
+/// Whether `unit` is the unit of `scan`'s current attempt.
+pub fn is_current_unit(scan: &Scan, unit: &ListedUnit<'_>) -> bool {
+    match scan.executor_ref.as_deref() {
+        Some(current) => current == unit.executor_ref,
+        None => unit.attempt == Some(scan.attempts),
+    }
+}
+
+/// Decides what the sweep does with a listed unit, given its scan as read *after* the
+/// listing (so a unit launched meanwhile is already reflected in its scan).
+pub fn sweep(unit: &ListedUnit<'_>, scan: Option<&Scan>, me: &str) -> Sweep {
+    let Some(scan) = scan else {
+        return Sweep::Remove("its scan does not exist");
+    };
+    if scan.status.is_terminal() {
+        return if unit.active {
+            Sweep::Remove("its scan has ended")
+        } else {
+            Sweep::Keep
+        };
+    }
+    let live = matches!(scan.status, ScanStatus::Dispatched | ScanStatus::Running);
+    if live && is_current_unit(scan, unit) {
+        return if scan.owner.as_deref() == Some(me) {
+            Sweep::Adopt
+        } else {
+            Sweep::Keep
+        };
+    }
+    if live && scan.executor_ref.is_none() && unit.attempt.is_none() {
+        // Cannot tell which attempt it runs while the owner has not recorded its unit.
+        return Sweep::Keep;
+    }
+    if unit.active {
+        Sweep::Remove("it runs an earlier attempt of its scan")
+    } else {
+        Sweep::Keep
+    }
+}
+
+/// What a replica does with an attempt it took over from a lost one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Takeover {
+    /// The unit still runs: follow it as if this replica had launched it.
+    Adopt,
+    /// Apply this to the scan (the unit ended meanwhile, or is gone).
+    Act(Intent),
+}
+
+/// Decides a takeover of `scan`'s attempt from `why` (e.g. `replica a-1 lost`), given the
+/// state of its unit if the executor still knows it: `Some(None)` is a unit still running,
+/// `Some(Some(state))` one that ended in `state`, `None` no unit at all. Units that do not
+/// survive their replica are lost with it whatever the listing says.
+pub fn take_over(
+    scan: &Scan,
+    why: &str,
+    unit: Option<Option<&UnitState>>,
+    units_survive: bool,
+    max_attempts: u32,
+) -> Takeover {
+    if scan.status.is_terminal() {
+        return Takeover::Act(Intent::Nothing);
+    }
+    if !units_survive {
+        return Takeover::Act(attempt_lost(scan, why));
+    }
+    match unit {
+        Some(None) => Takeover::Adopt,
+        Some(Some(state)) => match after_unit(scan, state, max_attempts) {
+            // The report may still come: whoever owns the attempt now enforces the grace.
+            Intent::AwaitReport | Intent::Nothing | Intent::MarkRunning { .. } => Takeover::Adopt,
+            other => Takeover::Act(other),
+        },
+        None => Takeover::Act(attempt_lost(scan, why)),
     }
 }
 
@@ -122,9 +287,10 @@ pub fn report_missing() -> Intent {
     }
 }
 
-/// Start-up recovery for a scan found holding a slot with no live unit of
-/// work: an admitted scan never started and simply goes back to the queue; a dispatched
-/// or running one lost its attempt and is re-queued while attempts remain.
+/// Recovery of a scan found holding a slot that no replica owns (a row written before
+/// replicas owned attempts) and with no live unit of work: an admitted scan never started
+/// and simply goes back to the queue; a dispatched or running one lost its attempt and is
+/// re-queued while attempts remain.
 pub fn recover(scan: &Scan, max_attempts: u32) -> Intent {
     match scan.status {
         ScanStatus::Admitted => Intent::Requeue {
@@ -146,6 +312,127 @@ mod tests {
     use super::*;
     use crate::scan::Trigger;
     use chrono::Utc;
+
+    #[test]
+    fn lost_attempts_do_not_charge_the_scanner() {
+        let mut s = scan(ScanStatus::Running, 3);
+        s.lost_attempts = 2;
+        let exit = UnitState::Exited {
+            success: false,
+            exit_code: Some(1),
+            message: String::new(),
+        };
+        // Three attempts, two lost with their replica: the scanner failed once of three.
+        assert!(
+            matches!(after_unit(&s, &exit, 3), Intent::Requeue { reason } if reason.contains("attempt 1 of 3"))
+        );
+        assert!(
+            matches!(attempt_lost(&s, "replica a-1 lost"), Intent::RequeueLost { reason } if reason.contains("replica a-1 lost"))
+        );
+        s.lost_attempts = MAX_LOST_ATTEMPTS;
+        assert!(
+            matches!(attempt_lost(&s, "replica a-1 lost"), Intent::End { status: ScanStatus::Failed, reason, .. } if reason.contains("lost 6 times"))
+        );
+        assert!(matches!(
+            attempt_lost(&scan(ScanStatus::Admitted, 0), "replica a-1 lost"),
+            Intent::Requeue { .. }
+        ));
+        assert_eq!(
+            attempt_lost(&scan(ScanStatus::Succeeded, 1), "x"),
+            Intent::Nothing
+        );
+    }
+
+    #[test]
+    fn observations_fit_only_the_current_attempt_of_their_owner() {
+        let mut s = scan(ScanStatus::Running, 2);
+        s.owner = Some("b".into());
+        s.executor_ref = Some("scan-s-2".into());
+        assert_eq!(fit(&s, "b", "scan-s-2", None), Fit::Current);
+        assert_eq!(fit(&s, "b", "scan-s-1", None), Fit::Stale);
+        assert_eq!(fit(&s, "a", "scan-s-2", None), Fit::Foreign);
+        assert_eq!(fit(&s, "a", "scan-s-1", None), Fit::Foreign);
+        // Launched, its reference not yet recorded.
+        s.executor_ref = None;
+        assert_eq!(fit(&s, "b", "pid:7", Some("pid:7")), Fit::Current);
+        assert_eq!(fit(&s, "b", "pid:6", Some("pid:7")), Fit::Stale);
+        assert_eq!(fit(&s, "b", "pid:6", None), Fit::Stale);
+    }
+
+    #[test]
+    fn the_sweep_removes_only_what_no_attempt_needs() {
+        let unit = |r: &'static str, attempt: Option<u32>, active: bool| ListedUnit {
+            executor_ref: r,
+            attempt,
+            active,
+        };
+        let mut s = scan(ScanStatus::Running, 2);
+        s.owner = Some("b".into());
+        s.executor_ref = Some("scan-s-2".into());
+        assert_eq!(sweep(&unit("scan-s-2", Some(2), true), Some(&s), "b"), Sweep::Adopt);
+        assert_eq!(sweep(&unit("scan-s-2", Some(2), true), Some(&s), "a"), Sweep::Keep);
+        assert_eq!(
+            sweep(&unit("scan-s-1", Some(1), true), Some(&s), "a"),
+            Sweep::Remove("it runs an earlier attempt of its scan")
+        );
+        assert_eq!(sweep(&unit("scan-s-1", Some(1), false), Some(&s), "a"), Sweep::Keep);
+        assert_eq!(
+            sweep(&unit("x", None, true), None, "a"),
+            Sweep::Remove("its scan does not exist")
+        );
+        // Launched by its owner, not yet recorded: the attempt label says it is current.
+        s.executor_ref = None;
+        assert_eq!(sweep(&unit("scan-s-2", Some(2), true), Some(&s), "a"), Sweep::Keep);
+        assert_eq!(
+            sweep(&unit("scan-s-1", Some(1), true), Some(&s), "a"),
+            Sweep::Remove("it runs an earlier attempt of its scan")
+        );
+        assert_eq!(sweep(&unit("pid:9", None, true), Some(&s), "a"), Sweep::Keep);
+        // Re-queued: whatever still runs is an earlier attempt.
+        let q = scan(ScanStatus::Queued, 2);
+        assert_eq!(
+            sweep(&unit("scan-s-2", Some(2), true), Some(&q), "a"),
+            Sweep::Remove("it runs an earlier attempt of its scan")
+        );
+        let done = scan(ScanStatus::Succeeded, 2);
+        assert_eq!(
+            sweep(&unit("scan-s-2", Some(2), true), Some(&done), "a"),
+            Sweep::Remove("its scan has ended")
+        );
+        assert_eq!(sweep(&unit("scan-s-2", Some(2), false), Some(&done), "a"), Sweep::Keep);
+    }
+
+    #[test]
+    fn takeovers_adopt_survivors_and_requeue_the_lost() {
+        let s = scan(ScanStatus::Running, 1);
+        let why = "replica a-1 lost";
+        assert_eq!(take_over(&s, why, Some(None), true, 3), Takeover::Adopt);
+        let done = UnitState::Exited {
+            success: true,
+            exit_code: Some(0),
+            message: String::new(),
+        };
+        assert_eq!(take_over(&s, why, Some(Some(&done)), true, 3), Takeover::Adopt);
+        let timed_out = UnitState::TimedOut {
+            message: "deadline".into(),
+        };
+        assert!(matches!(
+            take_over(&s, why, Some(Some(&timed_out)), true, 3),
+            Takeover::Act(Intent::End {
+                status: ScanStatus::TimedOut,
+                ..
+            })
+        ));
+        assert!(matches!(
+            take_over(&s, why, None, true, 3),
+            Takeover::Act(Intent::RequeueLost { .. })
+        ));
+        // A child process of a dead replica died with it, whatever a listing says.
+        assert!(matches!(
+            take_over(&s, why, Some(None), false, 3),
+            Takeover::Act(Intent::RequeueLost { .. })
+        ));
+    }
 
     fn scan(status: ScanStatus, attempts: u32) -> Scan {
         let now = Utc::now();
@@ -174,6 +461,10 @@ mod tests {
             findings_count: 0,
             findings_rejected: 0,
             rejections: vec![],
+            owner: None,
+            launched_at: None,
+            exited_at: None,
+            lost_attempts: 0,
         }
     }
 

@@ -224,6 +224,17 @@ pub struct Scan {
     pub findings_rejected: u64,
     /// The first reasons for those rejections (at most [`MAX_REJECTIONS`]).
     pub rejections: Vec<String>,
+    /// The replica that owns the current attempt (the one that launched it, or took it over
+    /// from a lost replica); `None` while the scan is not dispatched or running.
+    pub owner: Option<String>,
+    /// When the current attempt's unit of work was launched.
+    pub launched_at: Option<Timestamp>,
+    /// When the current attempt's unit exited cleanly: its final report is due by this plus
+    /// the report grace, whoever owns the attempt by then.
+    pub exited_at: Option<Timestamp>,
+    /// Attempts lost with their replica (a control-plane crash, not the scanner's failure):
+    /// counted in `attempts` but not against the scan's retry budget.
+    pub lost_attempts: u32,
 }
 
 /// How many rejection reasons a scan keeps; `findings_rejected` counts all of them.

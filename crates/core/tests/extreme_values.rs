@@ -269,5 +269,9 @@ fn scan(status: ScanStatus, attempts: u32, at: Timestamp) -> Scan {
         findings_count: 0,
         findings_rejected: 0,
         rejections: vec![],
+        owner: None,
+        launched_at: None,
+        exited_at: None,
+        lost_attempts: 0,
     }
 }

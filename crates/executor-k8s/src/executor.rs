@@ -379,10 +379,23 @@ impl Executor for KubernetesExecutor {
             .items
             .iter()
             .filter_map(|job| {
+                let finished = is_finished(job);
                 Some(Unit {
                     scan_id: scan_id_of(&job.metadata)?,
                     executor_ref: job.metadata.name.clone()?,
-                    active: !is_finished(job) && job.metadata.deletion_timestamp.is_none(),
+                    attempt: job
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(crate::job::labels::ATTEMPT))
+                        .and_then(|a| a.parse().ok()),
+                    active: !finished && job.metadata.deletion_timestamp.is_none(),
+                    // The Job's own conditions say how it ended; its pods are not needed.
+                    ended: if finished {
+                        observe(job, &[], Timestamp::now(), &self.cfg)
+                    } else {
+                        None
+                    },
                 })
             })
             .collect())

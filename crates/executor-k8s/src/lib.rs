@@ -2,7 +2,7 @@
 //! image in scanner mode, its report token in a Secret owned by the Job, followed to the end
 //! by one watcher task over the Jobs and pods of this installation.
 //!
-//! The pure parts ([`build_job`], [`observe`], [`orphans`]) hold every decision; the
+//! The pure parts ([`build_job`], [`observe`]) hold every decision; the
 //! [`KubernetesExecutor`] only moves objects to and from the API server.
 //!
 //! TLS: kube is built with rustls and its `ring` provider. If another crate in the same
@@ -14,7 +14,6 @@ pub mod config;
 pub mod executor;
 pub mod job;
 pub mod observe;
-pub mod recovery;
 
 pub use config::{
     parse_node_selector, parse_tolerations, ConfigError, KubernetesConfig, ScannerResources,
@@ -22,4 +21,3 @@ pub use config::{
 pub use executor::{KubernetesExecutor, REPORTING_CONTROLLER};
 pub use job::{build_job, job_name, secret_name, secret_owned_by, selector};
 pub use observe::observe;
-pub use recovery::{orphans, KnownScan, Orphan, OrphanReason};

@@ -14,7 +14,7 @@ use http::{Method, StatusCode};
 use scanplane_core::clock::SystemClock;
 use scanplane_core::maintenance::WindowAction;
 use scanplane_core::scan::{ScanStatus, Trigger};
-use scanplane_dispatch::{DispatchConfig, DispatchContext, Dispatcher};
+use scanplane_dispatch::{DispatchConfig, DispatchContext, Dispatcher, Fence, ReplicaIdentity};
 use scanplane_executor::LaunchSpec;
 use scanplane_executor_k8s::{build_job, KubernetesExecutor};
 use scanplane_metrics::Metrics;
@@ -105,14 +105,18 @@ async fn recovery(backend: Backend) {
         .iter()
         .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
+    let live_job_name = names[0].clone();
     let server = tokio::spawn(async move {
-        let (req, send) = next(&mut api).await;
-        assert_eq!((req.method.clone(), req.path.as_str()), (Method::GET, JOBS));
-        assert_eq!(req.query("labelSelector"), Some(SELECTOR));
-        send.send_response(full(
-            StatusCode::OK,
-            &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "9"}, "items": jobs}),
-        ));
+        // Once to adopt the taken-over attempts, once for the sweep.
+        for _ in 0..2 {
+            let (req, send) = next(&mut api).await;
+            assert_eq!((req.method.clone(), req.path.as_str()), (Method::GET, JOBS));
+            assert_eq!(req.query("labelSelector"), Some(SELECTOR));
+            send.send_response(full(
+                StatusCode::OK,
+                &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "9"}, "items": jobs}),
+            ));
+        }
         // The Jobs of the finished scan and of the unknown one are deleted, in the foreground;
         // the live scan's Job is left alone.
         for name in &names[1..] {
@@ -140,14 +144,19 @@ async fn recovery(backend: Backend) {
             config,
             metrics: Arc::new(Metrics::new()),
             wake: Arc::new(Notify::new()),
+            replica: ReplicaIdentity {
+                id: "b-1".into(),
+                hostname: "b".into(),
+            },
+            fence: Arc::new(Fence::default()),
         },
         rx,
     );
     let recovered = dispatcher.recover().await.unwrap();
     let mut api = server.await.unwrap();
     assert_eq!(
-        recovered, 1,
-        "only the scan whose Job is gone needed recovering"
+        recovered, 2,
+        "both attempts no replica owned were taken over"
     );
 
     let s = store.scan(None, &live).await.unwrap().unwrap();
@@ -156,9 +165,20 @@ async fn recovery(backend: Backend) {
         ScanStatus::Running,
         "a live Job is adopted, its scan untouched"
     );
+    assert_eq!(s.owner.as_deref(), Some("b-1"), "adopted by this replica");
+    assert_eq!(
+        s.executor_ref.as_deref(),
+        Some(live_job_name.as_str()),
+        "the adopted Job is recorded as the attempt's unit"
+    );
     let s = store.scan(None, &gone).await.unwrap().unwrap();
     assert_eq!(s.status, ScanStatus::Queued);
     assert!(s.reason.contains("recovered after restart"), "{}", s.reason);
+    assert_eq!(
+        (s.attempts, s.lost_attempts),
+        (1, 1),
+        "a lost attempt is not the scanner's failure"
+    );
     let s = store.scan(None, &done).await.unwrap().unwrap();
     assert_eq!(s.status, ScanStatus::Succeeded);
     // No further request was made.
@@ -206,6 +226,11 @@ async fn completion_without_report(backend: Backend) {
             config,
             metrics: Arc::new(Metrics::new()),
             wake: Arc::new(Notify::new()),
+            replica: ReplicaIdentity {
+                id: "b-1".into(),
+                hostname: "b".into(),
+            },
+            fence: Arc::new(Fence::default()),
         },
         rx,
     );
@@ -213,6 +238,13 @@ async fn completion_without_report(backend: Backend) {
     let expected_job = format!("scan-{scan}-1");
     let job_name = expected_job.clone();
     let server = tokio::spawn(async move {
+        // Start-up sweep: nothing there yet.
+        let (req, send) = next(&mut api).await;
+        assert_eq!((req.method.clone(), req.path.as_str()), (Method::GET, JOBS));
+        send.send_response(full(
+            StatusCode::OK,
+            &json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {"resourceVersion": "9"}, "items": []}),
+        ));
         // Launch: the Job, its owned Secret, the ScanJobCreated event.
         let (req, send) = next(&mut api).await;
         assert_eq!(

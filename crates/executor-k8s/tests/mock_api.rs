@@ -245,12 +245,21 @@ async fn list_returns_units_for_recovery() {
             Unit {
                 scan_id: SCAN_ID.into(),
                 executor_ref: JOB_NAME.into(),
-                active: true
+                attempt: Some(2),
+                active: true,
+                ended: None,
             },
             Unit {
                 scan_id: "b".into(),
                 executor_ref: "scan-b-1".into(),
-                active: false
+                attempt: Some(2),
+                active: false,
+                // How it ended, from the Job's conditions alone: what a takeover applies.
+                ended: Some(UnitState::Exited {
+                    success: true,
+                    exit_code: Some(0),
+                    message: String::new(),
+                }),
             },
         ]
     );

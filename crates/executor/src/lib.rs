@@ -52,8 +52,14 @@ pub struct Observation {
 pub struct Unit {
     pub scan_id: String,
     pub executor_ref: String,
+    /// The attempt it was launched for, when the executor records it (a Job label, the
+    /// process environment).
+    pub attempt: Option<u32>,
     /// Whether it is still executing.
     pub active: bool,
+    /// How it ended, when it has and the executor can tell (a finished Job's conditions):
+    /// what a replica taking the attempt over applies.
+    pub ended: Option<UnitState>,
 }
 
 /// Failures callers act on.
@@ -90,7 +96,8 @@ pub trait Executor: Send + Sync {
     /// Stops the unit of work (kills the process group, deletes the Job).
     async fn cancel(&self, scan_id: &str, executor_ref: &str) -> Result<(), ExecutorError>;
 
-    /// Every unit of work this executor can see, for start-up recovery and the sweeper.
+    /// Every unit of work this executor can see, for takeovers and the periodic sweep. Units
+    /// that do not survive their replica are listed only by the replica that runs them.
     async fn list(&self) -> Result<Vec<Unit>, ExecutorError>;
 
     /// Removes what a finished unit left behind (working directory, Job, Secret).

@@ -1,7 +1,11 @@
 //! The local executor: every scan attempt is a child process of this same binary in scanner
 //! mode (`scanplane job`), in its own process group and working directory, killed as a group
 //! at its timeout or on cancel. Processes are marked with their scan id and this executor's
-//! instance in their environment, so that after a crash the next start finds and stops them.
+//! instance (work directory, installation and replica) in their environment, so that the
+//! periodic sweep finds every process of this replica and only those.
+//!
+//! Local units do not survive their replica: a job dies with the `serve` that started it
+//! (parent-death signal, PID namespace), and a replica taking the attempt over re-queues it.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -40,6 +44,9 @@ pub struct LocalConfig {
     /// marker every unit carries, so that two installations sharing a work directory on
     /// one host never take each other's units for orphans.
     pub installation: String,
+    /// The replica running these units: also part of the marker, so that replicas sharing a
+    /// host, a work directory and a database each see only their own processes.
+    pub replica: String,
 }
 
 pub struct LocalExecutor {
@@ -103,7 +110,12 @@ impl LocalExecutor {
             .work_root
             .canonicalize()
             .unwrap_or_else(|_| config.work_root.clone());
-        let instance = format!("{}#{}", root.display(), config.installation);
+        let instance = format!(
+            "{}#{}#{}",
+            root.display(),
+            config.installation,
+            config.replica
+        );
         Ok(Self {
             config,
             instance,
@@ -112,8 +124,10 @@ impl LocalExecutor {
         })
     }
 
+    /// Per replica, so that replicas sharing a work root never share a scan's directory
+    /// (a scan taken over by another replica on the same host runs beside the old one's).
     fn work_dir(&self, scan_id: &str) -> PathBuf {
-        self.config.work_root.join(scan_id)
+        self.config.work_root.join(&self.config.replica).join(scan_id)
     }
 
     fn forget(running: &Mutex<HashMap<String, i32>>, scan_id: &str) {
@@ -278,9 +292,10 @@ impl Executor for LocalExecutor {
 
     async fn list(&self) -> Result<Vec<Unit>, ExecutorError> {
         let instance = self.instance.clone();
-        tokio::task::spawn_blocking(move || scan_proc(&instance))
+        let groups = tokio::task::spawn_blocking(move || scan_proc(&instance))
             .await
-            .map_err(|e| ExecutorError::Backend(format!("process listing failed: {e}")))
+            .map_err(|e| ExecutorError::Backend(format!("process listing failed: {e}")))?;
+        Ok(jobs_and_orphans(groups, std::process::id()))
     }
 
     async fn cleanup(&self, scan_id: &str, _executor_ref: &str) -> Result<(), ExecutorError> {
@@ -299,7 +314,7 @@ impl Executor for LocalExecutor {
 /// Finds processes of this executor instance in `/proc`: every process whose environment
 /// carries our instance marker, grouped by scan and process group.
 fn scan_proc(instance: &str) -> Vec<Unit> {
-    let mut units: HashMap<(String, i32), ()> = HashMap::new();
+    let mut units: HashMap<(String, i32), Option<u32>> = HashMap::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -324,19 +339,55 @@ fn scan_proc(instance: &str) -> Vec<Unit> {
                 .map(str::to_string)
         });
         let Some(scan_id) = scan_id else { continue };
+        let attempt = vars.iter().find_map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.strip_prefix(&format!("{}=", env::ATTEMPT)))
+                .and_then(|n| n.parse().ok())
+        });
         let Some(pgid) = process_group_of(pid) else {
             continue;
         };
-        units.insert((scan_id, pgid), ());
+        units.insert((scan_id, pgid), attempt);
     }
     units
-        .into_keys()
-        .map(|(scan_id, pgid)| Unit {
+        .into_iter()
+        .map(|((scan_id, pgid), attempt)| Unit {
             scan_id,
             executor_ref: format!("pgid:{pgid}"),
+            attempt,
             active: true,
+            ended: None,
         })
         .collect()
+}
+
+/// The units a listing reports, from the process groups of this instance: each job this
+/// process started, named as [`Executor::launch`] named it (`pid:N`, the leader of its own
+/// group), and every group whose leader lost its parent (a tool that outlived its job, as
+/// `pgid:G`). Groups a live job's tools created are part of that job, not units.
+fn jobs_and_orphans(groups: Vec<Unit>, me: u32) -> Vec<Unit> {
+    let me = i32::try_from(me).unwrap_or(i32::MAX);
+    groups
+        .into_iter()
+        .filter_map(|mut u| {
+            let pgid = parse_ref(&u.executor_ref)?;
+            match parent_of(pgid) {
+                Some(parent) if parent == me => {
+                    u.executor_ref = format!("pid:{pgid}");
+                    Some(u)
+                }
+                Some(1) | None => Some(u),
+                Some(_) => None,
+            }
+        })
+        .collect()
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn process_group_of(pid: i32) -> Option<i32> {

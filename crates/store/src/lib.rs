@@ -28,8 +28,8 @@ pub use model::{
     StoredFinding, TickOutcome,
 };
 pub use roles::{
-    DispatchStore, FindingStore, HealthStore, RetentionStore, ScanStore, ScheduleStore,
-    TenantStore, TickStore, WindowStore,
+    DispatchStore, FindingStore, HealthStore, ReplicaStore, RetentionStore, ScanStore,
+    ScheduleStore, TenantStore, TickStore, WindowStore,
 };
 pub use sql::SqlStore;
 
@@ -104,6 +104,7 @@ umbrella!(
     WindowStore,
     FindingStore,
     RetentionStore,
+    ReplicaStore,
 );
 
 /// Opens the store named by a URL (`sqlite://path`, a bare file path, or `postgres://...`),

@@ -32,8 +32,14 @@ pub struct ScanChange {
     pub executor_ref: Option<String>,
     pub report_token_hash: Option<String>,
     pub targets_scanned: Option<Vec<String>>,
-    /// Increment the attempt counter (set when a new attempt is dispatched).
+    /// Increment the attempt counter (set when a new attempt is dispatched). The new
+    /// attempt starts without a unit (`executor_ref` is cleared unless given) and is owned
+    /// by `owner`.
     pub new_attempt: bool,
+    /// The replica owning the new attempt (with `new_attempt`).
+    pub owner: Option<String>,
+    /// The attempt was lost with its replica: counted in `lost_attempts`.
+    pub lost: bool,
 }
 
 /// Filters of `GET /api/v1/scans`; results are newest first, `after` is the cursor (the id

@@ -11,6 +11,7 @@ use scanplane_core::finding::Finding;
 use scanplane_core::identity::Triage;
 use scanplane_core::maintenance::MaintenanceWindow;
 use scanplane_core::ratelimit::RateLimitPolicy;
+use scanplane_core::replica::Replica;
 use scanplane_core::scan::{Scan, ScanStatus};
 use scanplane_core::schedule::{Schedule, TickPlan};
 use scanplane_core::tenant::Tenant;
@@ -116,6 +117,49 @@ pub trait DispatchStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn count_by_status(&self) -> Result<Vec<(ScanStatus, u64)>, StoreError>;
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
+
+    /// Registers replica `replica` with its lease, or re-registers it after it was declared
+    /// lost (a new lease; its old attempts stay with whoever took them).
+    async fn register_replica(&self, replica: &Replica) -> Result<(), StoreError>;
+    /// Renews the lease of a replica that still holds one. `false` when it was declared
+    /// lost (another replica took its attempts) or released: it must stop acting on them.
+    async fn renew_lease(
+        &self,
+        id: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Ends a replica's lease now (a graceful stop), so others take over at once.
+    async fn release_lease(&self, id: &str, reason: &str, now: Timestamp)
+        -> Result<(), StoreError>;
+    /// Takes over for `me` up to `limit` dispatched or running attempts whose owner's lease
+    /// expired before `now` (that replica is then marked lost), or that no replica owns.
+    /// Compare-and-set on the owner: of replicas claiming at once, each attempt goes to
+    /// exactly one. Returns each claimed scan with the replica it was taken from.
+    async fn claim_orphaned(
+        &self,
+        me: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Option<String>, Scan)>, StoreError>;
+    /// The dispatched and running attempts `me` owns.
+    async fn owned_attempts(&self, me: &str) -> Result<Vec<Scan>, StoreError>;
+    /// Records that the unit `executor_ref` of the scan's current attempt exited cleanly at
+    /// `now`: its report is due within the grace, whoever owns the attempt then. `false` if
+    /// the scan moved on or the unit is not its current one.
+    async fn set_exited(
+        &self,
+        id: &str,
+        executor_ref: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The replicas sharing this database, as the admin listing shows them.
+#[async_trait]
+pub trait ReplicaStore: Send + Sync {
+    /// Live replicas first, then the most recently stopped, at most `limit`.
+    async fn list_replicas(&self, limit: u32) -> Result<Vec<Replica>, StoreError>;
 }
 
 /// Schedule definitions, as the API creates and edits them.

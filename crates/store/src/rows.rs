@@ -75,7 +75,7 @@ pub const SCAN_COLUMNS: &str = "\
     id, tenant_id, project_id, schedule_id, fire_time, trigger, scanner, targets, billing, \
     options, status, reason, attempts, created_at, updated_at, admitted_at, started_at, \
     finished_at, executor_ref, error, targets_scanned, findings_count, findings_rejected, \
-    rejections";
+    rejections, owner, launched_at, exited_at, lost_attempts";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ScanRow {
@@ -103,6 +103,10 @@ pub struct ScanRow {
     pub findings_count: i64,
     pub findings_rejected: i64,
     pub rejections: String,
+    pub owner: Option<String>,
+    pub launched_at: Option<i64>,
+    pub exited_at: Option<i64>,
+    pub lost_attempts: i64,
 }
 
 impl ScanRow {
@@ -122,6 +126,10 @@ impl ScanRow {
             findings_count: u64::try_from(self.findings_count).unwrap_or(0),
             findings_rejected: u64::try_from(self.findings_rejected).unwrap_or(0),
             rejections: parse_list(&self.rejections)?,
+            launched_at: opt_ts(self.launched_at)?,
+            exited_at: opt_ts(self.exited_at)?,
+            lost_attempts: u32::try_from(self.lost_attempts).unwrap_or(0),
+            owner: self.owner,
             id: self.id,
             tenant_id: self.tenant_id,
             project_id: self.project_id,

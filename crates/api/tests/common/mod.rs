@@ -77,6 +77,7 @@ pub async fn state_on(url: &str) -> Arc<AppState> {
         wake_scheduler: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
         metrics: Arc::new(scanplane_metrics::Metrics::new()),
+        replica: Default::default(),
     })
 }
 

@@ -69,6 +69,7 @@ pub async fn serve_on(
         wake_scheduler: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
         metrics: Arc::new(scanplane_metrics::Metrics::new()),
+        replica: Default::default(),
     });
     let listener = must(
         tokio::net::TcpListener::bind(("127.0.0.1", port)).await,

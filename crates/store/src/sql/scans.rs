@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use scanplane_core::admission::{Decision, Limits, SlotUsage};
 use scanplane_core::ratelimit::RateLimitPolicy;
+use scanplane_core::replica::Replica;
 use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus, UnknownStatus, MAX_REJECTIONS};
 use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
@@ -73,7 +74,14 @@ fn list_scans_sql() -> String {
 fn transition_sql(to: ScanStatus) -> String {
     format!(
         "UPDATE scans SET status = $2, reason = $3, updated_at = $4,
-           error = COALESCE($5, error), executor_ref = COALESCE($6, executor_ref),
+           error = COALESCE($5, error),
+           executor_ref = CASE WHEN $10 = 1 OR $2 = 'queued' THEN $6
+                               ELSE COALESCE($6, executor_ref) END,
+           owner = CASE WHEN $10 = 1 THEN $11 WHEN $2 = 'queued' THEN NULL ELSE owner END,
+           launched_at = CASE WHEN $10 = 1 THEN $4 WHEN $2 = 'queued' THEN NULL
+                              ELSE launched_at END,
+           exited_at = CASE WHEN $10 = 1 OR $2 = 'queued' THEN NULL ELSE exited_at END,
+           lost_attempts = lost_attempts + $12,
            report_token_hash = CASE WHEN $7 THEN NULL ELSE COALESCE($8, report_token_hash) END,
            targets_scanned = COALESCE($9, targets_scanned), attempts = attempts + $10,
            admitted_at = CASE WHEN $2 = 'admitted' THEN $4 ELSE admitted_at END,
@@ -267,6 +275,8 @@ impl DispatchStore for SqlStore {
                 .bind(change.report_token_hash.as_deref())
                 .bind(change.targets_scanned.as_ref().map(|t| json_list(t)))
                 .bind(i64::from(change.new_attempt))
+                .bind(change.owner.as_deref())
+                .bind(i64::from(change.lost))
                 .fetch_optional(&mut *tx)
                 .await?;
             Ok(row)
@@ -324,5 +334,49 @@ impl DispatchStore for SqlStore {
 
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
         self.tenant_by_id(id).await
+    }
+
+    async fn register_replica(&self, replica: &Replica) -> Result<(), StoreError> {
+        self.register(replica).await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        lease_until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.renew(id, lease_until, now).await
+    }
+
+    async fn release_lease(
+        &self,
+        id: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.release(id, reason, now).await
+    }
+
+    async fn claim_orphaned(
+        &self,
+        me: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(Option<String>, Scan)>, StoreError> {
+        self.claim(me, now, limit).await
+    }
+
+    async fn owned_attempts(&self, me: &str) -> Result<Vec<Scan>, StoreError> {
+        self.owned(me).await
+    }
+
+    async fn set_exited(
+        &self,
+        id: &str,
+        executor_ref: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.exited(id, executor_ref, now).await
     }
 }
