@@ -89,6 +89,12 @@ pub struct ScanView {
     pub findings_rejected: u64,
     /// The first reasons for those rejections.
     pub rejections: Vec<String>,
+    /// The replica that owns the current attempt (see `GET /api/v1/replicas`), while the
+    /// scan is dispatched or running; afterwards the one that ran its last attempt.
+    pub replica: Option<String>,
+    /// Attempts lost with their replica (a control-plane crash or stop): counted in
+    /// `attempts`, not against the retry budget.
+    pub lost_attempts: u32,
 }
 
 impl From<Scan> for ScanView {
@@ -130,6 +136,8 @@ impl From<Scan> for ScanView {
             findings_count: s.findings_count,
             findings_rejected: s.findings_rejected,
             rejections: s.rejections.clone(),
+            replica: s.owner,
+            lost_attempts: s.lost_attempts,
         }
     }
 }

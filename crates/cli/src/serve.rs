@@ -279,7 +279,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wake_scheduler,
         wake_dispatcher,
         metrics,
-        replica: Arc::new(scanplane_api::health::ReplicaHealth::new(replica.id.clone())),
+        replica: Arc::new(scanplane_api::health::ReplicaHealth::new(
+            replica.id.clone(),
+        )),
     });
     let health = state.replica.clone();
     if state.admin_token_hash.is_none() {
@@ -302,18 +304,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )),
         ),
     ];
-    if !executor.units_survive_restart() {
-        loops.push((
-            "fence",
-            tokio::spawn(scanplane_dispatch::fence::run(
+    loops.push((
+        "lease keeper",
+        tokio::spawn(scanplane_dispatch::fence::run(
+            scanplane_dispatch::fence::LeaseKeeper {
                 fence,
-                executor.clone(),
-                Arc::new(SystemClock),
+                store: store.clone(),
+                executor: executor.clone(),
+                clock: Arc::new(SystemClock),
                 lease,
-                stop_rx.clone(),
-            )),
-        ));
-    }
+                replica_id: replica.id.clone(),
+            },
+            stop_rx.clone(),
+        )),
+    ));
     if let Some(w) = watcher {
         loops.push(("kubernetes watcher", w));
     }
@@ -355,14 +359,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     };
-    scanplane_api::server::serve(
-        listener,
-        scanplane_api::router(state),
-        http,
-        stop_when,
-    )
-    .await
-    .context("HTTP server failed")?;
+    scanplane_api::server::serve(listener, scanplane_api::router(state), http, stop_when)
+        .await
+        .context("HTTP server failed")?;
     let _ = stop_tx.send(true);
     // The dispatcher's graceful stop ends or hands over every unit this replica owns and
     // releases its lease; bounded so that a dead database cannot hold the exit.
@@ -374,7 +373,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await;
     let failed = failure.lock().ok().and_then(|f| f.clone());
     if let Some(why) = failed {
-        return Err(anyhow!("{why}; exiting so that a supervisor restarts scanplane"));
+        return Err(anyhow!(
+            "{why}; exiting so that a supervisor restarts scanplane"
+        ));
     }
     tracing::info!("scanplane stopped");
     Ok(())
@@ -423,7 +424,8 @@ fn replica_identity() -> ReplicaIdentity {
                 .map(|h| h.trim().to_string())
         })
         .unwrap_or_else(|| "replica".to_string());
-    let random = scanplane_protocol::token::hash_token(&scanplane_protocol::token::new_report_token());
+    let random =
+        scanplane_protocol::token::hash_token(&scanplane_protocol::token::new_report_token());
     let suffix = random.get(..8).unwrap_or(&random);
     ReplicaIdentity {
         id: scanplane_core::replica::replica_id(&hostname, suffix),

@@ -1,7 +1,7 @@
 //! Scans end to end on the embedded default (SQLite + local executor), and the ones that
 //! matter on PostgreSQL too: real scanners against real local services, custom scanners,
 //! timeouts, garbage output, cancellation, concurrency limits, maintenance windows, and
-//! recovery after `serve` is killed with SIGKILL.
+//! takeover after `serve` is killed with SIGKILL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -93,6 +93,21 @@ fn processes_of(scan_ids: &HashSet<String>) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The distinct executor instance markers (work dir, installation, replica) of `pids`.
+fn instance_markers(pids: &[i32]) -> HashSet<String> {
+    pids.iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
+        .filter_map(|env| {
+            env.split(|b| *b == 0).find_map(|v| {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.strip_prefix("SCANPLANE_EXECUTOR_INSTANCE="))
+                    .map(str::to_string)
+            })
+        })
+        .collect()
 }
 
 async fn tcp_scan_finds_an_open_port(backend: Backend) {
@@ -442,6 +457,7 @@ async fn sigkill_recovery(backend: Backend) {
         ("SCANPLANE_CONFIG", cfg.as_str()),
         ("MAX_CONCURRENT_JOBS", "50"),
         ("SCANNER_BACKOFF_LIMIT", "0"),
+        ("SCANPLANE_REPLICA_LEASE", "2s"),
     ];
     let mut first = Server::start_on(&db, port, &env).await;
     let mut ids = HashSet::new();
@@ -465,28 +481,59 @@ async fn sigkill_recovery(backend: Backend) {
     first.kill9();
 
     let second = Server::start_on(&db, port, &env).await;
+    // The killed replica's lease (2 s here) expires; the new one takes its attempts over.
+    // They died with their replica, so each is re-queued without being charged (the backoff
+    // limit is 0: a charged loss would fail them) and runs again, once.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, page) = second.get("/api/v1/scans?limit=1000", ADMIN).await;
         let items = page["items"].as_array().unwrap();
-        if items
+        let rerun = items
             .iter()
-            .all(|x| terminal(x["status"].as_str().unwrap()))
-        {
+            .filter(|x| x["status"] == "running" && x["attempts"] == 2)
+            .count();
+        if rerun == ids.len() {
             for x in items {
-                assert_eq!(x["status"], "failed", "{x}");
-                assert!(
-                    x["reason"]
-                        .as_str()
-                        .unwrap()
-                        .contains("recovered after restart"),
-                    "the reason says so: {x}"
-                );
+                assert_eq!(x["lost_attempts"], 1, "{x}");
+                assert_ne!(x["replica"], Value::Null, "{x}");
             }
             break;
         }
-        assert!(Instant::now() < deadline, "scans not recovered: {page}");
+        for x in items {
+            assert!(
+                !terminal(x["status"].as_str().unwrap()),
+                "no scan ends: {x}"
+            );
+        }
+        assert!(Instant::now() < deadline, "scans not taken over: {page}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, replicas) = second.get("/api/v1/replicas", ADMIN).await;
+    let states: Vec<&str> = replicas["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["live", "lost"], "{replicas}");
+    // Every process of these scans is the new replica's: the killed one's died with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let markers = instance_markers(&processes_of(&ids));
+        if markers.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "units of two replicas: {markers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in &ids {
+        let (code, body) = second
+            .call(Method::DELETE, &format!("/api/v1/scans/{id}"), ADMIN, None)
+            .await;
+        assert_eq!(code, 200, "{body}");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_of(&ids).is_empty() {

@@ -369,25 +369,40 @@ mod tests {
         let mut s = scan(ScanStatus::Running, 2);
         s.owner = Some("b".into());
         s.executor_ref = Some("scan-s-2".into());
-        assert_eq!(sweep(&unit("scan-s-2", Some(2), true), Some(&s), "b"), Sweep::Adopt);
-        assert_eq!(sweep(&unit("scan-s-2", Some(2), true), Some(&s), "a"), Sweep::Keep);
+        assert_eq!(
+            sweep(&unit("scan-s-2", Some(2), true), Some(&s), "b"),
+            Sweep::Adopt
+        );
+        assert_eq!(
+            sweep(&unit("scan-s-2", Some(2), true), Some(&s), "a"),
+            Sweep::Keep
+        );
         assert_eq!(
             sweep(&unit("scan-s-1", Some(1), true), Some(&s), "a"),
             Sweep::Remove("it runs an earlier attempt of its scan")
         );
-        assert_eq!(sweep(&unit("scan-s-1", Some(1), false), Some(&s), "a"), Sweep::Keep);
+        assert_eq!(
+            sweep(&unit("scan-s-1", Some(1), false), Some(&s), "a"),
+            Sweep::Keep
+        );
         assert_eq!(
             sweep(&unit("x", None, true), None, "a"),
             Sweep::Remove("its scan does not exist")
         );
         // Launched by its owner, not yet recorded: the attempt label says it is current.
         s.executor_ref = None;
-        assert_eq!(sweep(&unit("scan-s-2", Some(2), true), Some(&s), "a"), Sweep::Keep);
+        assert_eq!(
+            sweep(&unit("scan-s-2", Some(2), true), Some(&s), "a"),
+            Sweep::Keep
+        );
         assert_eq!(
             sweep(&unit("scan-s-1", Some(1), true), Some(&s), "a"),
             Sweep::Remove("it runs an earlier attempt of its scan")
         );
-        assert_eq!(sweep(&unit("pid:9", None, true), Some(&s), "a"), Sweep::Keep);
+        assert_eq!(
+            sweep(&unit("pid:9", None, true), Some(&s), "a"),
+            Sweep::Keep
+        );
         // Re-queued: whatever still runs is an earlier attempt.
         let q = scan(ScanStatus::Queued, 2);
         assert_eq!(
@@ -399,7 +414,10 @@ mod tests {
             sweep(&unit("scan-s-2", Some(2), true), Some(&done), "a"),
             Sweep::Remove("its scan has ended")
         );
-        assert_eq!(sweep(&unit("scan-s-2", Some(2), false), Some(&done), "a"), Sweep::Keep);
+        assert_eq!(
+            sweep(&unit("scan-s-2", Some(2), false), Some(&done), "a"),
+            Sweep::Keep
+        );
     }
 
     #[test]
@@ -412,7 +430,10 @@ mod tests {
             exit_code: Some(0),
             message: String::new(),
         };
-        assert_eq!(take_over(&s, why, Some(Some(&done)), true, 3), Takeover::Adopt);
+        assert_eq!(
+            take_over(&s, why, Some(Some(&done)), true, 3),
+            Takeover::Adopt
+        );
         let timed_out = UnitState::TimedOut {
             message: "deadline".into(),
         };

@@ -1,9 +1,10 @@
-//! The fence: a replica that could not renew its lease in time stops the units of work that
-//! would not survive a takeover (child processes), before another replica may take their
-//! attempts over and launch them again, so that a scan never has two live units.
+//! The lease keeper and its fence: renews this replica's lease, and when it could not renew
+//! in time stops the units of work that would not survive a takeover (child processes),
+//! before another replica may take their attempts over and launch them again, so that a
+//! scan never has two live units.
 //!
-//! It runs as its own task, next to the dispatcher, because the dispatcher may be the thing
-//! that is stuck: a round waiting on an unreachable database must not delay the fence.
+//! It runs as its own task, next to the dispatcher: a long dispatch round (launching many
+//! units, a slow admission) must neither let the lease lapse nor delay the fence.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +14,7 @@ use scanplane_core::clock::Clock;
 use scanplane_core::replica::LeaseConfig;
 use scanplane_core::Timestamp;
 use scanplane_executor::Executor;
+use scanplane_store::DispatchStore;
 use tokio::sync::watch;
 
 /// How often the fence looks at the lease; no I/O happens unless it has to act.
@@ -29,6 +31,8 @@ struct State {
     /// Scans whose units the fence stopped: their end is the replica's loss, not the
     /// scanner's failure.
     stopped: HashSet<String>,
+    /// A renewal found the lease taken over: the dispatcher drops what it followed.
+    lost: bool,
 }
 
 /// What the dispatcher and the fence task share about the lease.
@@ -58,6 +62,30 @@ impl Fence {
             s.fenced = true;
             s.stop_pending = true;
         }
+    }
+
+    /// Whether a renewal found the lease taken over since last asked.
+    pub fn take_lost(&self) -> bool {
+        std::mem::take(&mut self.lock().lost)
+    }
+
+    /// Keeps the loss flagged (a re-registration failed; the dispatcher retries).
+    pub fn set_lost(&self) {
+        self.lock().lost = true;
+    }
+
+    fn mark_lost(&self) {
+        let mut s = self.lock();
+        s.lost = true;
+        s.lease_until = None;
+        if !s.fenced {
+            s.fenced = true;
+            s.stop_pending = true;
+        }
+    }
+
+    fn lease_until(&self) -> Option<Timestamp> {
+        self.lock().lease_until
     }
 
     /// Whether the replica must not launch: its lease may be gone.
@@ -102,21 +130,56 @@ impl Fence {
     }
 }
 
-/// Runs the fence for an executor whose units die with their replica, until `shutdown`.
-pub async fn run(
-    fence: Arc<Fence>,
-    executor: Arc<dyn Executor>,
-    clock: Arc<dyn Clock>,
-    lease: LeaseConfig,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// What the lease keeper works with.
+pub struct LeaseKeeper {
+    pub fence: Arc<Fence>,
+    pub store: Arc<dyn DispatchStore>,
+    pub executor: Arc<dyn Executor>,
+    pub clock: Arc<dyn Clock>,
+    pub lease: LeaseConfig,
+    pub replica_id: String,
+}
+
+/// Renews the lease every `renew_every` once the dispatcher registered the replica, and
+/// fences when renewals fail for too long, until `shutdown`. Units that survive their
+/// replica (Jobs) are never stopped by the fence: whoever takes them over adopts them.
+pub async fn run(keeper: LeaseKeeper, mut shutdown: watch::Receiver<bool>) {
+    let LeaseKeeper {
+        fence,
+        store,
+        executor,
+        clock,
+        lease,
+        replica_id,
+    } = keeper;
+    let stops_units = !executor.units_survive_restart();
+    let mut last_attempt: Option<Timestamp> = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
+        let now = clock.now();
+        // Nothing to renew before the dispatcher registered, or after a loss until it
+        // registered again.
+        if fence.lease_until().is_some() && last_attempt.is_none_or(|t| lease.renewal_due(t, now)) {
+            last_attempt = Some(now);
+            let until = lease.until(now);
+            match store.renew_lease(&replica_id, until, now).await {
+                Ok(true) => fence.renewed(until),
+                Ok(false) => {
+                    tracing::error!(replica = %replica_id, "this replica's lease was taken over by another replica");
+                    fence.mark_lost();
+                }
+                Err(e) => tracing::warn!(error = %e, "renewing the replica lease failed; retrying"),
+            }
+        }
         if fence.check(&lease, clock.now()) {
-            tracing::error!("the replica lease was not renewed in time: stopping this replica's units so that a replica taking them over never runs a scan twice");
-            fence.stop_units(executor.as_ref()).await;
+            if stops_units {
+                tracing::error!("the replica lease was not renewed in time: stopping this replica's units so that a replica taking them over never runs a scan twice");
+                fence.stop_units(executor.as_ref()).await;
+            } else {
+                fence.lock().stop_pending = false;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}

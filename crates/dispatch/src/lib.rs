@@ -121,7 +121,6 @@ pub struct Dispatcher {
     /// Executor references recorded in memory whose write to the store failed.
     unrecorded: HashMap<String, String>,
     started_at: Option<Timestamp>,
-    last_renewal: Option<Timestamp>,
     last_claim: Option<Timestamp>,
     last_sweep: Option<Timestamp>,
 }
@@ -182,7 +181,6 @@ impl Dispatcher {
             pending: VecDeque::new(),
             unrecorded: HashMap::new(),
             started_at: None,
-            last_renewal: None,
             last_claim: None,
             last_sweep: None,
         }
@@ -289,32 +287,17 @@ impl Dispatcher {
         let r = self.registration(now);
         self.store.register_replica(&r).await?;
         self.started_at.get_or_insert(now);
-        self.last_renewal = Some(now);
         self.fence.renewed(r.lease_until);
         Ok(())
     }
 
-    /// Renews the lease when due. A lease found lost (others took this replica's attempts
-    /// over) drops everything this replica followed and registers it again.
+    /// Handles a lease the lease keeper found taken over: drops everything this replica
+    /// followed (stopping units that die with it anyway) and registers it again.
     async fn keep_lease(&mut self) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        if let Some(last) = self.last_renewal {
-            if !self.config.lease.renewal_due(last, now) {
-                return Ok(());
-            }
-        }
-        let until = self.config.lease.until(now);
-        if self
-            .store
-            .renew_lease(&self.replica.id, until, now)
-            .await?
-        {
-            self.last_renewal = Some(now);
-            self.fence.renewed(until);
+        if !self.fence.take_lost() {
             return Ok(());
         }
         tracing::error!(replica = %self.replica.id, "this replica's lease expired and other replicas took its attempts over; dropping them and registering again");
-        self.fence.raise();
         let survive = self.executor.units_survive_restart();
         for (scan_id, t) in std::mem::take(&mut self.tracked) {
             if !survive && !t.ended {
@@ -324,7 +307,12 @@ impl Dispatcher {
             }
         }
         self.unrecorded.clear();
-        self.register().await
+        if let Err(e) = self.register().await {
+            // Asked again next round.
+            self.fence.set_lost();
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Start-up: registers this replica, takes over what lost replicas left, and sweeps.
@@ -350,7 +338,10 @@ impl Dispatcher {
     /// that survived, apply how it ended, or re-queue an attempt lost with its replica.
     async fn take_over_now(&mut self) -> Result<u32, StoreError> {
         let now = self.clock.now();
-        let claimed = self.store.claim_orphaned(&self.replica.id, now, 500).await?;
+        let claimed = self
+            .store
+            .claim_orphaned(&self.replica.id, now, 500)
+            .await?;
         self.last_claim = Some(now);
         if claimed.is_empty() {
             return Ok(0);
@@ -506,7 +497,9 @@ impl Dispatcher {
             // Durable before anything else: whoever owns the attempt later enforces the
             // report deadline from this instant.
             if scan.exited_at.is_none() {
-                self.store.set_exited(&scan.id, &o.executor_ref, now).await?;
+                self.store
+                    .set_exited(&scan.id, &o.executor_ref, now)
+                    .await?;
             }
         }
         let intent = after_unit(&scan, &o.state, self.config.max_attempts);

@@ -127,7 +127,10 @@ impl LocalExecutor {
     /// Per replica, so that replicas sharing a work root never share a scan's directory
     /// (a scan taken over by another replica on the same host runs beside the old one's).
     fn work_dir(&self, scan_id: &str) -> PathBuf {
-        self.config.work_root.join(&self.config.replica).join(scan_id)
+        self.config
+            .work_root
+            .join(&self.config.replica)
+            .join(scan_id)
     }
 
     fn forget(running: &Mutex<HashMap<String, i32>>, scan_id: &str) {

@@ -217,8 +217,9 @@ impl SqlStore {
             "SELECT {SCAN_COLUMNS} FROM scans
              WHERE owner = $1 AND status IN ('dispatched', 'running')"
         );
-        let rows: Vec<ScanRow> =
-            on_pool!(self, |p| { sqlx::query_as(&sql).bind(me).fetch_all(p).await? });
+        let rows: Vec<ScanRow> = on_pool!(self, |p| {
+            sqlx::query_as(&sql).bind(me).fetch_all(p).await?
+        });
         scan_rows(rows)
     }
 
