@@ -64,6 +64,9 @@ pub struct DispatchConfig {
     pub lease: LeaseConfig,
     /// How often every unit the executor lists is checked against the attempts.
     pub sweep_every: Duration,
+    /// How often attempts of lost or stopped replicas are looked for (a stopped replica's
+    /// are taken over within this, an expired lease's within the lease plus this).
+    pub claim_every: Duration,
 }
 
 impl Default for DispatchConfig {
@@ -84,6 +87,7 @@ impl Default for DispatchConfig {
             max_idle: Duration::from_secs(1),
             lease: LeaseConfig::default(),
             sweep_every: Duration::from_secs(30),
+            claim_every: Duration::from_secs(1),
         }
     }
 }
@@ -326,8 +330,10 @@ impl Dispatcher {
 
     async fn take_over(&mut self) -> Result<(), StoreError> {
         let now = self.clock.now();
+        let every = chrono::Duration::from_std(self.config.claim_every)
+            .unwrap_or_else(|_| chrono::Duration::seconds(1));
         if let Some(last) = self.last_claim {
-            if !self.config.lease.renewal_due(last, now) {
+            if now - last < every {
                 return Ok(());
             }
         }
