@@ -480,3 +480,55 @@ fn installation_id(database_url: &str) -> String {
     let hash = scanplane_protocol::token::hash_token(database_url);
     hash.get(..16).unwrap_or(&hash).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn supervised(
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+        stopping: bool,
+    ) -> (Vec<(String, String)>, Option<String>) {
+        let health = Arc::new(scanplane_api::health::ReplicaHealth::new("r-1"));
+        let (stop_tx, stop_rx) = watch::channel(stopping);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        supervise(
+            "dispatcher",
+            tokio::spawn(task),
+            stop_rx,
+            health.clone(),
+            tx,
+        )
+        .await;
+        drop(stop_tx);
+        (health.stopped_loops(), rx.try_recv().ok())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_loop_is_named_and_reported() {
+        let (stopped, sent) = supervised(
+            async {
+                panic!("poisoned row");
+            },
+            false,
+        )
+        .await;
+        assert_eq!(stopped.len(), 1);
+        assert_eq!(stopped[0].0, "dispatcher");
+        assert!(
+            stopped[0].1.contains("panicked: poisoned row"),
+            "{stopped:?}"
+        );
+        assert!(sent.unwrap().contains("dispatcher"));
+    }
+
+    #[tokio::test]
+    async fn a_loop_ending_before_shutdown_is_a_failure_but_not_at_shutdown() {
+        let (stopped, sent) = supervised(async {}, false).await;
+        assert!(stopped[0].1.contains("ended unexpectedly"), "{stopped:?}");
+        assert!(sent.is_some());
+        let (stopped, sent) = supervised(async {}, true).await;
+        assert!(stopped.is_empty());
+        assert!(sent.is_none());
+    }
+}
