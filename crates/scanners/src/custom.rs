@@ -76,9 +76,10 @@ pub const RESERVED_ENV: &[&str] = &[
     "SCANPLANE_OUTPUT",
 ];
 
-const ALL_KINDS: [TargetKind; 7] = [
+const ALL_KINDS: [TargetKind; 8] = [
     TargetKind::Account,
     TargetKind::Host,
+    TargetKind::Network,
     TargetKind::Url,
     TargetKind::Image,
     TargetKind::Registry,
@@ -510,7 +511,7 @@ description: Audits cloud accounts
         let minimal: CustomScannerConfig =
             serde_yaml::from_str("name: x\ncommand: [/bin/true]\n").unwrap();
         assert_eq!(minimal.output, OutputFormat::ScanplaneJson);
-        assert_eq!(minimal.accepts.len(), 7);
+        assert_eq!(minimal.accepts.len(), 8);
         assert_eq!(minimal.timeout, None);
 
         for (bad, why) in [

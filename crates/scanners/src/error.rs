@@ -54,6 +54,8 @@ pub enum ValidationError {
     #[error("scanner {scanner}: target {target:?}: {reason}")]
     Target {
         scanner: String,
+        /// Where the target is in the list given to `validate`, so the API can name it.
+        index: usize,
         target: String,
         reason: String,
     },

@@ -234,7 +234,7 @@ impl Scanner for GrypeScanner {
         options: &serde_json::Value,
     ) -> Result<(), ValidationError> {
         check_target_kinds(&self.def, targets)?;
-        for t in targets {
+        for (index, t) in targets.iter().enumerate() {
             if let Target::Path {
                 mode: PathMode::Config,
                 ..
@@ -242,6 +242,7 @@ impl Scanner for GrypeScanner {
             {
                 return Err(ValidationError::Target {
                     scanner: NAME.to_string(),
+                    index,
                     target: t.to_string(),
                     reason: "grype scans fs:// directories and images, not config:// paths"
                         .to_string(),

@@ -129,10 +129,11 @@ pub(crate) fn check_target_kinds(
             scanner: def.name.clone(),
         });
     }
-    for t in targets {
+    for (index, t) in targets.iter().enumerate() {
         if !def.accepts(t.kind()) {
             return Err(ValidationError::Target {
                 scanner: def.name.clone(),
+                index,
                 target: t.to_string(),
                 reason: format!(
                     "{} targets are not accepted; this scanner accepts {}",
@@ -144,6 +145,36 @@ pub(crate) fn check_target_kinds(
                         .join(", ")
                 ),
             });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses network ranges of more than `max` addresses: a scanner that expands them must
+/// stay bounded, and a typo like `/8` for `/28` should fail at submit, not run for days.
+pub(crate) fn check_network_size(
+    def: &ScannerDef,
+    targets: &[Target],
+    max: u128,
+) -> Result<(), ValidationError> {
+    for (index, t) in targets.iter().enumerate() {
+        if let Target::Network(range) = t {
+            if range.len() > max {
+                return Err(ValidationError::Target {
+                    scanner: def.name.clone(),
+                    index,
+                    target: t.to_string(),
+                    reason: format!(
+                        "the range holds {} addresses; {} scans at most {max} per target (split it into smaller ranges)",
+                        if range.len() == u128::MAX {
+                            "2^128".to_string()
+                        } else {
+                            range.len().to_string()
+                        },
+                        def.name
+                    ),
+                });
+            }
         }
     }
     Ok(())

@@ -1,8 +1,10 @@
 //! The `nmap` adapter: runs `nmap -sT -sV --open -oX - -p <ports> <host>` (an unprivileged
 //! connect scan with service detection) once per host target and parses its XML report.
 //!
-//! Targets are hosts. Ports come from the target (`host:22`, `host:1-1024`), else from the
-//! `ports` option, else nmap's own `--top-ports 1000`. Option `timing` (0-5) maps to `-T<n>`.
+//! Targets are hosts and network ranges (`10.0.0.0/24`, `fd00::/120`, `10.0.0.1-20`) of at
+//! most [`MAX_NETWORK_ADDRESSES`] addresses, each given to one nmap run. Ports come from the
+//! target (`host:22`, `host:1-1024`), else from the `ports` option, else nmap's own
+//! `--top-ports 1000`. Option `timing` (0-5) maps to `-T<n>`.
 //!
 //! Each open port is one `info` finding with rule `open-port`, location `tcp/<port>` (or
 //! `udp/<port>`), and a title naming the detected service, product and version; the detail
@@ -19,7 +21,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use scanplane_core::finding::{fingerprint, normalize_host, Finding, Severity};
 use scanplane_core::scanner::{ScannerDef, ScannerKind};
-use scanplane_core::target::{PortRange, Target, TargetKind};
+use scanplane_core::target::{NetRange, PortRange, Target, TargetKind};
 use tokio::sync::mpsc;
 
 use crate::error::{ParseError, ScanError, ValidationError};
@@ -27,11 +29,16 @@ use crate::options::Options;
 use crate::parsed::{document_text, Parsed};
 use crate::process::{find_program, TargetRun, Tool, ToolOutput};
 use crate::registry::{Component, Parser};
-use crate::{adapter_def, check_target_kinds, RunRequest, ScanOutcome, Scanner};
+use crate::{
+    adapter_def, check_network_size, check_target_kinds, RunRequest, ScanOutcome, Scanner,
+};
 
 pub const NAME: &str = "nmap";
 pub const PROGRAM: &str = "nmap";
 const OPTIONS: &[&str] = &["ports", "timing"];
+/// Most addresses of one network target (a /16): nmap handles more, but a wider range is
+/// more often a typo than a plan, and one run of it would outlast any scan timeout.
+pub const MAX_NETWORK_ADDRESSES: u128 = 65_536;
 
 #[derive(Debug, Default)]
 struct Service {
@@ -328,7 +335,7 @@ impl NmapScanner {
                 ScannerKind::External {
                     program: PROGRAM.to_string(),
                 },
-                vec![TargetKind::Host],
+                vec![TargetKind::Host, TargetKind::Network],
                 OPTIONS,
             ),
         }
@@ -349,7 +356,28 @@ fn settings(options: &serde_json::Value) -> Result<Settings, ValidationError> {
 }
 
 /// Builds nmap's argument list for one host.
-fn args(host: &str, ports: Option<&[PortRange]>, timing: Option<u64>) -> Vec<String> {
+/// nmap's target specifications for a range: a CIDR block as is, a span as one
+/// last-octet range (`10.0.0.250-255`) per /24 it crosses, since nmap has no syntax for a span
+/// across octets.
+fn range_specs(range: &NetRange) -> Vec<String> {
+    let NetRange::Span { first, last } = *range else {
+        return vec![range.to_string()];
+    };
+    let (first, last) = (u32::from(first), u32::from(last));
+    let mut specs = Vec::new();
+    let mut start = first;
+    loop {
+        let end = (start | 0xff).min(last);
+        let [a, b, c, d] = std::net::Ipv4Addr::from(start).octets();
+        specs.push(format!("{a}.{b}.{c}.{d}-{}", end & 0xff));
+        if end >= last {
+            break specs;
+        }
+        start = end + 1;
+    }
+}
+
+fn args(hosts: &[String], ports: Option<&[PortRange]>, timing: Option<u64>) -> Vec<String> {
     let mut args: Vec<String> = ["-sT", "-sV", "--open", "-oX", "-"]
         .iter()
         .map(|s| s.to_string())
@@ -372,12 +400,12 @@ fn args(host: &str, ports: Option<&[PortRange]>, timing: Option<u64>) -> Vec<Str
             args.push("1000".into());
         }
     }
-    if host.contains(':') {
+    if hosts.iter().any(|h| h.contains(':')) {
         args.push("-6".into());
     }
     // `--` keeps a host name from ever being read as an option.
     args.push("--".into());
-    args.push(host.to_string());
+    args.extend(hosts.iter().cloned());
     args
 }
 
@@ -393,6 +421,7 @@ impl Scanner for NmapScanner {
         options: &serde_json::Value,
     ) -> Result<(), ValidationError> {
         check_target_kinds(&self.def, targets)?;
+        check_network_size(&self.def, targets, MAX_NETWORK_ADDRESSES)?;
         settings(options).map(|_| ())
     }
 
@@ -405,14 +434,16 @@ impl Scanner for NmapScanner {
         let s = settings(&req.options)?;
         let tool = Tool::new(NAME, find_program(NAME, PROGRAM)?, req);
         let runs = TargetRun::each(&req.targets, |t| {
-            let Target::Host { host, ports } = t else {
-                return None;
+            let (hosts, ports) = match t {
+                Target::Host { host, ports } => (vec![host.clone()], ports.as_ref()),
+                Target::Network(range) => (range_specs(range), None),
+                _ => return None,
             };
             let ports = match ports {
                 Some(p) => Some(std::slice::from_ref(p)),
                 None => s.ports.as_deref(),
             };
-            Some(args(host, ports, s.timing))
+            Some(args(&hosts, ports, s.timing))
         });
         // Findings name the host nmap reports, not the scan target.
         let output = ToolOutput::Document(|xml, _target| parse(xml));
@@ -489,12 +520,52 @@ mod tests {
     fn arguments() {
         let p = scanplane_core::target::parse_port_list("22,80-81").unwrap();
         assert_eq!(
-            args("127.0.0.1", Some(&p), Some(4)).join(" "),
+            args(&["127.0.0.1".into()], Some(&p), Some(4)).join(" "),
             "-sT -sV --open -oX - -T4 -p 22,80-81 -- 127.0.0.1"
         );
         assert_eq!(
-            args("::1", None, None).join(" "),
+            args(&["::1".into()], None, None).join(" "),
             "-sT -sV --open -oX - --top-ports 1000 -6 -- ::1"
         );
+    }
+
+    #[test]
+    fn network_ranges_are_nmap_target_specs() {
+        let specs = |t: &str| match Target::parse(t).unwrap() {
+            Target::Network(r) => range_specs(&r),
+            other => panic!("not a network: {other:?}"),
+        };
+        assert_eq!(specs("127.0.0.0/30"), ["127.0.0.0/30"]);
+        assert_eq!(specs("fd00::/120"), ["fd00::/120"]);
+        assert_eq!(specs("10.0.0.1-20"), ["10.0.0.1-20"]);
+        assert_eq!(
+            specs("10.0.0.250-10.0.2.3"),
+            ["10.0.0.250-255", "10.0.1.0-255", "10.0.2.0-3"]
+        );
+        assert_eq!(specs("255.255.255.254-255"), ["255.255.255.254-255"]);
+    }
+
+    #[test]
+    fn a_network_wider_than_the_limit_is_refused_naming_it() {
+        let n = NmapScanner::new();
+        let ok = [Target::parse("10.0.0.0/16").unwrap()];
+        assert!(n.validate(&ok, &serde_json::Value::Null).is_ok());
+        let wide = [
+            Target::parse("10.0.0.1").unwrap(),
+            Target::parse("10.0.0.0/15").unwrap(),
+        ];
+        match n.validate(&wide, &serde_json::Value::Null).unwrap_err() {
+            ValidationError::Target {
+                index,
+                target,
+                reason,
+                ..
+            } => {
+                assert_eq!((index, target.as_str()), (1, "10.0.0.0/15"));
+                assert!(reason.contains("131072 addresses"), "{reason}");
+                assert!(reason.contains("at most 65536"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

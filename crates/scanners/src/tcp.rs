@@ -2,7 +2,9 @@
 //! pure Rust so it works without any tool installed and without raw-socket privileges.
 //!
 //! Targets are hosts: `host` (scans the `ports` option, default [`DEFAULT_PORTS`]),
-//! `host:port` or `host:first-last` (scans exactly those ports). Options: `ports`
+//! `host:port` or `host:first-last` (scans exactly those ports), and network ranges
+//! (`10.0.0.0/28`, `fd00::/124`, `10.0.0.1-20`) of at most [`MAX_NETWORK_ADDRESSES`]
+//! addresses, each address scanned on the `ports` option's ports. Options: `ports`
 //! (e.g. `"22,80,8000-8100"`), `concurrency` (simultaneous connection attempts, default 256),
 //! `connect_timeout` (default `2s`).
 //!
@@ -29,7 +31,9 @@ use tokio::sync::mpsc;
 use crate::error::{ScanError, ValidationError};
 use crate::options::Options;
 use crate::registry::Component;
-use crate::{adapter_def, check_target_kinds, emit, RunRequest, ScanOutcome, Scanner};
+use crate::{
+    adapter_def, check_network_size, check_target_kinds, emit, RunRequest, ScanOutcome, Scanner,
+};
 
 pub const NAME: &str = "tcp";
 const OPTIONS: &[&str] = &["ports", "concurrency", "connect_timeout"];
@@ -42,6 +46,9 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const BANNER_WAIT: Duration = Duration::from_millis(1500);
 /// Most bytes of banner kept.
 pub const BANNER_MAX: usize = 256;
+/// Most addresses of one network target (a /24): each is probed on every port, so the
+/// default ports on this many addresses are already some 13,000 connection attempts.
+pub const MAX_NETWORK_ADDRESSES: u128 = 256;
 
 /// The registry entry of this scanner (see [`crate::BUILTIN`]).
 pub const COMPONENT: Component = Component {
@@ -67,7 +74,7 @@ impl TcpScanner {
                 NAME,
                 "TCP connect scan with banner grab (built in)",
                 ScannerKind::Builtin,
-                vec![TargetKind::Host],
+                vec![TargetKind::Host, TargetKind::Network],
                 OPTIONS,
             ),
         }
@@ -112,6 +119,7 @@ impl Scanner for TcpScanner {
         options: &serde_json::Value,
     ) -> Result<(), ValidationError> {
         check_target_kinds(&self.def, targets)?;
+        check_network_size(&self.def, targets, MAX_NETWORK_ADDRESSES)?;
         settings(options).map(|_| ())
     }
 
@@ -141,6 +149,17 @@ async fn scan(
     let mut scanned = Vec::new();
     let mut unresolved = Vec::new();
     for t in targets {
+        if let Target::Network(range) = t {
+            // Bounded by validation (MAX_NETWORK_ADDRESSES); `take` keeps it so regardless.
+            let limit = usize::try_from(MAX_NETWORK_ADDRESSES).unwrap_or(usize::MAX);
+            for ip in range.addresses().take(limit) {
+                for port in s.default_ports.iter().flat_map(PortRange::iter) {
+                    probes.push((ip.to_string(), SocketAddr::new(ip, port)));
+                }
+            }
+            scanned.push(t.to_string());
+            continue;
+        }
         let Target::Host { host, ports } = t else {
             continue;
         };

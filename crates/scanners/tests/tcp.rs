@@ -97,3 +97,33 @@ async fn closed_port_gives_no_findings() {
     assert!(outcome.is_ok());
     assert!(found.is_empty(), "{found:#?}");
 }
+
+/// A network range is every address of it on the `ports` option's ports; the open port is
+/// reported on the address that has it, and a range wider than the limit is refused.
+#[tokio::test]
+async fn scans_every_address_of_a_small_range() {
+    use scanplane_scanners::{Scanner, ValidationError};
+    let open = listener(b"").await;
+    let dir = tempfile::tempdir().unwrap();
+    let req = common::request(
+        &["127.0.0.0/30"],
+        serde_json::json!({"ports": open.to_string(), "connect_timeout": "1s"}),
+        dir.path(),
+    );
+    let (outcome, found) = common::run(&TcpScanner::new(), &req).await;
+    assert_eq!(outcome.unwrap().targets_scanned, ["127.0.0.0/30"]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].target, "127.0.0.1");
+    assert_eq!(found[0].location, format!("tcp/{open}"));
+    let wide = common::request(&["10.0.0.0/23"], serde_json::Value::Null, dir.path());
+    match TcpScanner::new()
+        .validate(&wide.targets, &wide.options)
+        .unwrap_err()
+    {
+        ValidationError::Target { index, reason, .. } => {
+            assert_eq!(index, 0);
+            assert!(reason.contains("at most 256"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
