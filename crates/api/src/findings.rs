@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use scanplane_core::finding::Severity;
 use scanplane_core::identity::{FindingStatus, Triage};
-use scanplane_store::{FindingFilter, FindingIdentity, IdentityFilter, RunDiff, StoredFinding};
+use scanplane_store::{
+    DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, StoredFinding,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -22,7 +24,7 @@ use crate::error::{self, ApiError};
 use crate::export::{self, SarifRules, SarifWriter};
 use crate::extract::{cursor, AppJson, AppPath, AppQuery};
 use crate::scans::page_limit;
-use crate::stream::{self, FindingPages, Sink, Stop};
+use crate::stream::{self, DiffPages, FindingPages, Sink, Stop};
 use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// A finding across runs: its latest attributes, lifecycle and triage.
@@ -474,13 +476,14 @@ async fn sarif_rules(sink: &mut Sink, w: &SarifWriter, tool: &str) -> Result<(),
 /// Counts of a diff.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DiffCounts {
-    pub new: usize,
-    pub fixed: usize,
-    pub reopened: usize,
+    pub new: u64,
+    pub fixed: u64,
+    pub reopened: u64,
     pub unchanged: u64,
 }
 
-/// A scan compared with the previous comparable run (same tenant, scanner and targets).
+/// A scan compared with the previous comparable run (same tenant, scanner, targets and
+/// scope options).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DiffView {
     pub previous_scan_id: Option<String>,
@@ -491,7 +494,8 @@ pub struct DiffView {
 }
 
 /// What changed since the previous comparable run; `?format=sarif` exports the new and
-/// reopened findings (what a code-scanning upload should alert on). Streamed.
+/// reopened findings (what a code-scanning upload should alert on). Streamed: each list is
+/// read from the store a page at a time while the body is sent.
 #[utoipa::path(get, path = "/api/v1/scans/{id}/diff", params(("id" = String, Path, description = "Scan id"), DiffQuery), tag = "scans",
     security(("bearer" = [])),
     responses((status = 200, description = "The diff, or a SARIF 2.1.0 log of its new and reopened findings",
@@ -509,18 +513,25 @@ pub async fn diff(
         .scan(caller.scope(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("scan", &id))?;
-    let d = state.store.diff(caller.scope(), &id).await?;
+    let d = Arc::new(state.store.diff_summary(caller.scope(), &id).await?);
+    let store = state.store.clone();
     Ok(match format {
-        Format::Sarif => stream::streamed(SARIF, move |sink| diff_sarif(sink, scan.scanner, d)),
-        _ => stream::streamed("application/json", move |sink| diff_json(sink, d)),
+        Format::Sarif => {
+            stream::streamed(SARIF, move |sink| diff_sarif(sink, scan.scanner, store, d))
+        }
+        _ => stream::streamed("application/json", move |sink| diff_json(sink, store, d)),
     })
 }
 
-async fn diff_json(mut sink: Sink, d: RunDiff) -> Result<Sink, Stop> {
+async fn diff_json(
+    mut sink: Sink,
+    store: Arc<dyn scanplane_store::Store>,
+    d: Arc<DiffSummary>,
+) -> Result<Sink, Stop> {
     let counts = DiffCounts {
-        new: d.new.len(),
-        fixed: d.fixed.len(),
-        reopened: d.reopened.len(),
+        new: d.new,
+        fixed: d.fixed,
+        reopened: d.reopened,
         unchanged: d.unchanged,
     };
     let out = sink.buf();
@@ -529,18 +540,27 @@ async fn diff_json(mut sink: Sink, d: RunDiff) -> Result<Sink, Stop> {
     out.extend_from_slice(b",\"counts\":");
     let _ = serde_json::to_writer(&mut *out, &counts);
     for (name, list) in [
-        ("new", &d.new),
-        ("fixed", &d.fixed),
-        ("reopened", &d.reopened),
+        ("new", DiffList::New),
+        ("fixed", DiffList::Fixed),
+        ("reopened", DiffList::Reopened),
     ] {
-        let out = sink.buf();
-        out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
-        for (i, f) in list.iter().enumerate() {
-            if i > 0 {
-                sink.buf().push(b',');
+        sink.buf()
+            .extend_from_slice(format!(",\"{name}\":[").as_bytes());
+        let mut pages = DiffPages::new(store.clone(), d.clone(), list);
+        let mut first = true;
+        loop {
+            let page = pages.next().await?;
+            if page.is_empty() {
+                break;
             }
-            push_finding(sink.buf(), f);
-            sink.flush_if_full().await?;
+            for f in &page {
+                if !first {
+                    sink.buf().push(b',');
+                }
+                first = false;
+                push_finding(sink.buf(), f);
+                sink.flush_if_full().await?;
+            }
         }
         sink.buf().push(b']');
     }
@@ -548,15 +568,40 @@ async fn diff_json(mut sink: Sink, d: RunDiff) -> Result<Sink, Stop> {
     Ok(sink)
 }
 
-async fn diff_sarif(mut sink: Sink, tool: String, d: RunDiff) -> Result<Sink, Stop> {
-    let alerting = || d.new.iter().chain(d.reopened.iter());
+/// Two passes over the new and then the reopened findings, as in [`sarif_export`]: the
+/// rule table first, then the results.
+async fn diff_sarif(
+    mut sink: Sink,
+    tool: String,
+    store: Arc<dyn scanplane_store::Store>,
+    d: Arc<DiffSummary>,
+) -> Result<Sink, Stop> {
+    const ALERTING: [DiffList; 2] = [DiffList::New, DiffList::Reopened];
     let mut rules = SarifRules::default();
-    alerting().for_each(|f| rules.add(f));
+    for list in ALERTING {
+        let mut pages = DiffPages::new(store.clone(), d.clone(), list);
+        loop {
+            let page = pages.next().await?;
+            if page.is_empty() {
+                break;
+            }
+            page.iter().for_each(|f| rules.add(f));
+        }
+    }
     let mut w = SarifWriter::new(rules);
     w.results_start(sink.buf());
-    for f in alerting() {
-        w.result(sink.buf(), f);
-        sink.flush_if_full().await?;
+    for list in ALERTING {
+        let mut pages = DiffPages::new(store.clone(), d.clone(), list);
+        loop {
+            let page = pages.next().await?;
+            if page.is_empty() {
+                break;
+            }
+            for f in &page {
+                w.result(sink.buf(), f);
+                sink.flush_if_full().await?;
+            }
+        }
     }
     sarif_rules(&mut sink, &w, &tool).await?;
     Ok(sink)

@@ -13,7 +13,7 @@ use std::future::Future;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use scanplane_store::{FindingFilter, Store, StoredFinding};
+use scanplane_store::{DiffList, DiffSummary, FindingFilter, Store, StoredFinding};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -186,6 +186,50 @@ impl FindingPages {
         }
         match rows.last() {
             Some(last) => self.filter.after = Some(last.id.clone()),
+            None => self.done = true,
+        }
+        Ok(rows)
+    }
+}
+
+/// One list of a diff, page by page in id order (keyset pagination in the store).
+pub struct DiffPages {
+    store: std::sync::Arc<dyn Store>,
+    diff: std::sync::Arc<DiffSummary>,
+    list: DiffList,
+    after: Option<String>,
+    done: bool,
+}
+
+impl DiffPages {
+    pub fn new(
+        store: std::sync::Arc<dyn Store>,
+        diff: std::sync::Arc<DiffSummary>,
+        list: DiffList,
+    ) -> Self {
+        DiffPages {
+            store,
+            diff,
+            list,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next page; empty when there is none.
+    pub async fn next(&mut self) -> Result<Vec<StoredFinding>, scanplane_store::StoreError> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .store
+            .diff_page(&self.diff, self.list, self.after.as_deref(), PAGE)
+            .await?;
+        if rows.len() < PAGE as usize {
+            self.done = true;
+        }
+        match rows.last() {
+            Some(last) => self.after = Some(last.id.clone()),
             None => self.done = true,
         }
         Ok(rows)

@@ -128,7 +128,36 @@ pub struct IdentityFilter {
     pub limit: u32,
 }
 
-/// A run compared with the previous comparable one (same tenant, scanner and targets).
+/// One of the lists of a diff, paged with [`crate::FindingStore::diff_page`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffList {
+    /// Findings of the scan whose identity is new since the previous run.
+    New,
+    /// Findings of the previous run that the scan no longer reported.
+    Fixed,
+    /// Findings of the scan absent from the previous run whose identity is older than it.
+    Reopened,
+}
+
+/// A diff's counts and the two runs it compares, from which its lists are paged: what
+/// [`crate::FindingStore::diff_summary`] answers without reading the changed findings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffSummary {
+    pub scan_id: String,
+    pub tenant_id: String,
+    pub previous_scan_id: Option<String>,
+    /// When the previous run was created: a finding absent from it whose identity was first
+    /// seen before it is reopened rather than new.
+    pub previous_created_at: Option<Timestamp>,
+    pub new: u64,
+    pub fixed: u64,
+    pub reopened: u64,
+    pub unchanged: u64,
+}
+
+/// A run compared with the previous comparable one (same tenant, scanner, targets and
+/// scope options), every list in memory: [`crate::FindingStore::diff`], for tests and small
+/// diffs; the API pages through [`DiffSummary`] instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunDiff {
     pub previous_scan_id: Option<String>,

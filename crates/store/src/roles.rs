@@ -18,8 +18,8 @@ use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
 
 use crate::{
-    Backend, FindingFilter, FindingIdentity, IdentityFilter, NewScan, RunDiff, ScanChange,
-    ScanFilter, StoreError, StoredFinding, TickOutcome,
+    Backend, DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan,
+    RunDiff, ScanChange, ScanFilter, StoreError, StoredFinding, TickOutcome,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -270,8 +270,51 @@ pub trait FindingStore: Send + Sync {
         by: &str,
         now: Timestamp,
     ) -> Result<FindingIdentity, StoreError>;
-    /// The scan's findings compared with the previous succeeded run of its scope.
-    async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError>;
+    /// The scan compared with the previous succeeded run of its scope: the counts of each
+    /// list and what [`FindingStore::diff_page`] needs, without reading the lists.
+    async fn diff_summary(
+        &self,
+        tenant: Option<&str>,
+        scan_id: &str,
+    ) -> Result<DiffSummary, StoreError>;
+    /// One page of a list of the diff, in id order, of the findings after `after` (keyset
+    /// pagination: each page is one index range, whatever the size of the diff).
+    async fn diff_page(
+        &self,
+        diff: &DiffSummary,
+        list: DiffList,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredFinding>, StoreError>;
+    /// The whole diff in memory, paged from [`FindingStore::diff_summary`]. Memory grows with
+    /// the diff: for tests and small diffs; the API streams pages instead.
+    async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError> {
+        let summary = self.diff_summary(tenant, scan_id).await?;
+        let mut lists = [Vec::new(), Vec::new(), Vec::new()];
+        for (list, out) in [DiffList::New, DiffList::Fixed, DiffList::Reopened]
+            .into_iter()
+            .zip(lists.iter_mut())
+        {
+            loop {
+                let after = out.last().map(|f: &StoredFinding| f.id.clone());
+                let page = self
+                    .diff_page(&summary, list, after.as_deref(), 1000)
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                out.extend(page);
+            }
+        }
+        let [new, fixed, reopened] = lists;
+        Ok(RunDiff {
+            previous_scan_id: summary.previous_scan_id,
+            new,
+            fixed,
+            reopened,
+            unchanged: summary.unchanged,
+        })
+    }
 }
 
 /// What the retention cleaner needs.

@@ -653,6 +653,71 @@ fn rules_of(fs: &[scanplane_store::StoredFinding]) -> Vec<String> {
     v
 }
 
+/// A diff is read in pages (keyset on the finding id): the pages of each list, at any page
+/// size, are the list in id order with nothing lost or repeated, and the summary's counts
+/// are the lists' lengths.
+async fn diff_is_paged_by_keyset(store: Arc<dyn Store>) {
+    use scanplane_store::DiffList;
+    let a = store.ensure_tenant("a").await.unwrap();
+    let tid = &a.id;
+    run_with(&store, tid, &["r1", "r2", "r3"], t(1, 0, 0), true).await;
+    run_with(&store, tid, &["r3", "r4", "r5"], t(2, 0, 0), true).await;
+    let r3 = run_with(
+        &store,
+        tid,
+        &["r1", "r2", "r5", "r6", "r7", "r8"],
+        t(3, 0, 0),
+        true,
+    )
+    .await;
+    let full = store.diff(None, &r3).await.unwrap();
+    assert_eq!(rules_of(&full.new), vec!["r6", "r7", "r8"]);
+    assert_eq!(rules_of(&full.reopened), vec!["r1", "r2"]);
+    assert_eq!(rules_of(&full.fixed), vec!["r3", "r4"]);
+    assert_eq!(full.unchanged, 1);
+    let summary = store.diff_summary(Some(tid), &r3).await.unwrap();
+    assert_eq!(
+        (
+            summary.new,
+            summary.reopened,
+            summary.fixed,
+            summary.unchanged
+        ),
+        (3, 2, 2, 1)
+    );
+    for limit in [1, 2, 1000] {
+        for (list, want) in [
+            (DiffList::New, &full.new),
+            (DiffList::Reopened, &full.reopened),
+            (DiffList::Fixed, &full.fixed),
+        ] {
+            let mut got: Vec<scanplane_store::StoredFinding> = Vec::new();
+            loop {
+                let after = got.last().map(|f| f.id.clone());
+                let page = store
+                    .diff_page(&summary, list, after.as_deref(), limit)
+                    .await
+                    .unwrap();
+                assert!(page.len() <= limit as usize, "{list:?} limit {limit}");
+                if page.is_empty() {
+                    break;
+                }
+                got.extend(page);
+            }
+            assert!(
+                got.windows(2).all(|w| w[0].id < w[1].id),
+                "{list:?} in id order"
+            );
+            assert_eq!(&got, want, "{list:?} at page size {limit}");
+        }
+    }
+    let other = store.ensure_tenant("b").await.unwrap();
+    assert!(matches!(
+        store.diff_summary(Some(&other.id), &r3).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 async fn identities_lifecycle_and_diff(store: Arc<dyn Store>) {
     use scanplane_core::identity::{FindingStatus, Triage};
     use scanplane_store::IdentityFilter;
@@ -1186,6 +1251,7 @@ both!(
     windows_crud,
     concurrent_admission_never_exceeds_the_limit,
     identities_lifecycle_and_diff,
+    diff_is_paged_by_keyset,
     retention_cleans_in_batches,
     nul_in_scanner_output_is_replaced,
     text_filter_matches_wildcards_literally,

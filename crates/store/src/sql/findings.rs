@@ -3,8 +3,6 @@
 //! tenant and fingerprint) change only in `complete_scan`, in the transaction that ends a scan
 //! `succeeded`, so a failed or partial run never marks anything fixed.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use scanplane_core::finding::Finding;
 use scanplane_core::identity::Triage;
@@ -12,15 +10,15 @@ use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus};
 use scanplane_core::Timestamp;
 use sqlx::{PgPool, QueryBuilder};
 
-use super::{new_id, placeholders, status_list, Pool, SqlStore};
+use super::{new_id, status_list, Pool, SqlStore};
 use crate::rows::{
-    json_list, ms, opt_ms, FindingRow, IdentityRow, ScanRow, FINDING_COLUMNS, IDENTITY_COLUMNS,
+    json_list, ms, opt_ms, ts, FindingRow, IdentityRow, ScanRow, FINDING_COLUMNS, IDENTITY_COLUMNS,
     SCAN_COLUMNS,
 };
 use crate::text::{like_contains, stored_findings, stored_text};
 use crate::{
-    Backend, DispatchStore, FindingFilter, FindingIdentity, FindingStore, IdentityFilter, RunDiff,
-    ScanChange, StoreError, StoredFinding,
+    DiffList, DiffSummary, DispatchStore, FindingFilter, FindingIdentity, FindingStore,
+    IdentityFilter, ScanChange, StoreError, StoredFinding,
 };
 
 /// Rows per multi-row INSERT on SQLite: 12 columns each stays far below the limit on bound
@@ -29,13 +27,6 @@ const FINDING_BATCH: usize = 1000;
 
 /// Rows per `UNNEST` INSERT on PostgreSQL, which binds one array per column.
 const FINDING_BATCH_PG: usize = FINDING_BATCH * 5;
-
-/// Rows fetched per `IN (...)` list: far below either backend's bound-parameter limit.
-const ID_CHUNK: usize = 1000;
-
-/// Separates aggregated fingerprints: a control character no fingerprint contains (the
-/// report endpoint rejects fingerprints with control characters).
-const FP_SEPARATOR: &str = "\u{1e}";
 
 /// Findings in one completed scan above which PostgreSQL statistics are refreshed.
 const BULK_ANALYZE_THRESHOLD: u64 = 50_000;
@@ -85,6 +76,52 @@ const MARK_FIXED: &str = "UPDATE finding_identities
 const PREVIOUS_RUN: &str = "SELECT id, created_at FROM scans
      WHERE scope_key = $1 AND status = 'succeeded' AND created_at < $2 AND id <> $3
      ORDER BY created_at DESC, id DESC LIMIT 1";
+
+/// Counts of the scan `$1` against its previous run `$2` (NULL when there is none): all its
+/// findings, those the previous run also reported, and those it did not whose identity (of
+/// tenant `$3`) was first seen before the previous run was created (`$4`).
+const DIFF_COUNTS: &str = "SELECT COUNT(*),
+       COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM findings p
+                                      WHERE p.scan_id = $2 AND p.fingerprint = f.fingerprint)
+                         THEN 1 ELSE 0 END), 0),
+       COALESCE(SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM findings p
+                                          WHERE p.scan_id = $2 AND p.fingerprint = f.fingerprint)
+                          AND EXISTS (SELECT 1 FROM finding_identities i
+                                      WHERE i.tenant_id = $3 AND i.fingerprint = f.fingerprint
+                                        AND i.first_seen < $4)
+                         THEN 1 ELSE 0 END), 0)
+     FROM findings f WHERE f.scan_id = $1";
+
+/// Findings of the previous run `$1` that the scan `$2` did not report.
+const FIXED_COUNT: &str = "SELECT COUNT(*) FROM findings f WHERE f.scan_id = $1
+       AND NOT EXISTS (SELECT 1 FROM findings c
+                       WHERE c.scan_id = $2 AND c.fingerprint = f.fingerprint)";
+
+/// A page of [`FIXED_COUNT`]'s findings after the id `$2`.
+fn fixed_page_sql() -> String {
+    format!(
+        "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.scan_id = $1 AND f.id > $2
+           AND NOT EXISTS (SELECT 1 FROM findings c
+                           WHERE c.scan_id = $3 AND c.fingerprint = f.fingerprint)
+         ORDER BY f.id LIMIT $4"
+    )
+}
+
+/// A page of the findings of scan `$1` after the id `$2` that the previous run `$3` did not
+/// report, whose identity of tenant `$4` was (`EXISTS`: reopened) or was not (`NOT
+/// EXISTS`: new) first seen before the previous run's creation `$5`. Without a previous
+/// run (`$3`, `$5` NULL) every finding is new.
+fn appeared_page_sql(identity: &str) -> String {
+    format!(
+        "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.scan_id = $1 AND f.id > $2
+           AND NOT EXISTS (SELECT 1 FROM findings p
+                           WHERE p.scan_id = $3 AND p.fingerprint = f.fingerprint)
+           AND {identity} (SELECT 1 FROM finding_identities i
+                           WHERE i.tenant_id = $4 AND i.fingerprint = f.fingerprint
+                             AND i.first_seen < $5)
+         ORDER BY f.id LIMIT $6"
+    )
+}
 
 /// Ends a scan `succeeded` from any state that may precede it, recording its scope.
 fn complete_sql() -> String {
@@ -365,130 +402,114 @@ impl FindingStore for SqlStore {
         row.ok_or(StoreError::NotFound)?.into_domain()
     }
 
-    async fn diff(&self, tenant: Option<&str>, scan_id: &str) -> Result<RunDiff, StoreError> {
+    async fn diff_summary(
+        &self,
+        tenant: Option<&str>,
+        scan_id: &str,
+    ) -> Result<DiffSummary, StoreError> {
         let Some(scan) = self.scan(tenant, scan_id).await? else {
             return Err(StoreError::NotFound);
         };
-        let scope = scan.scope_key();
-        let previous: Option<(String, i64)> = on_pool!(self, |p| {
-            sqlx::query_as(PREVIOUS_RUN)
-                .bind(&scope)
-                .bind(ms(scan.created_at))
+        // The scope recorded when the scan completed (a scan that never completed has none,
+        // and so no comparable run).
+        let scope: Option<String> = on_pool!(self, |p| {
+            sqlx::query_scalar("SELECT scope_key FROM scans WHERE id = $1")
                 .bind(scan_id)
                 .fetch_optional(p)
                 .await?
+                .flatten()
         });
-        // The two runs' fingerprints come from index-only range scans and are compared here:
-        // this stays fast however fresh the tables' planner statistics are.
-        let current = self.fingerprints_of(scan_id).await?;
-        let Some((prev_id, prev_created)) = previous else {
-            let all: Vec<String> = current.into_iter().collect();
-            return Ok(RunDiff {
-                previous_scan_id: None,
-                new: self.findings_by_fingerprint(scan_id, &all).await?,
-                fixed: Vec::new(),
-                reopened: Vec::new(),
-                unchanged: 0,
-            });
+        let previous: Option<(String, i64)> = match &scope {
+            None => None,
+            Some(scope) => on_pool!(self, |p| {
+                sqlx::query_as(PREVIOUS_RUN)
+                    .bind(scope)
+                    .bind(ms(scan.created_at))
+                    .bind(scan_id)
+                    .fetch_optional(p)
+                    .await?
+            }),
         };
-        let before = self.fingerprints_of(&prev_id).await?;
-        let appeared: Vec<String> = current.difference(&before).cloned().collect();
-        let gone: Vec<String> = before.difference(&current).cloned().collect();
-        let unchanged = (current.len() - appeared.len()) as u64;
-        // A finding that appeared is reopened when its identity predates the previous run.
-        let seen_before = self
-            .first_seen_before(&scan.tenant_id, &appeared, prev_created)
-            .await?;
-        let (reopened, new): (Vec<String>, Vec<String>) = appeared
-            .into_iter()
-            .partition(|fp| seen_before.contains(fp));
-        Ok(RunDiff {
-            new: self.findings_by_fingerprint(scan_id, &new).await?,
-            fixed: self.findings_by_fingerprint(&prev_id, &gone).await?,
-            reopened: self.findings_by_fingerprint(scan_id, &reopened).await?,
-            previous_scan_id: Some(prev_id),
-            unchanged,
-        })
-    }
-}
-
-impl SqlStore {
-    /// The fingerprints of one scan, read from the `(scan_id, fingerprint)` index alone and
-    /// sent as one aggregated string: row by row, the SQLite driver's per-row cost would
-    /// dominate a 100,000-finding diff.
-    async fn fingerprints_of(&self, scan_id: &str) -> Result<HashSet<String>, StoreError> {
-        let agg = match self.backend() {
-            Backend::Postgres => "string_agg(fingerprint, $2)",
-            Backend::Sqlite => "group_concat(fingerprint, $2)",
-        };
-        let sql = format!("SELECT {agg} FROM findings WHERE scan_id = $1");
-        let joined: Option<String> = on_pool!(self, |p| {
-            sqlx::query_scalar(&sql)
+        let prev_id = previous.as_ref().map(|(id, _)| id.as_str());
+        let prev_created = previous.as_ref().map(|(_, at)| *at);
+        let (total, unchanged, reopened): (i64, i64, i64) = on_pool!(self, |p| {
+            sqlx::query_as(DIFF_COUNTS)
                 .bind(scan_id)
-                .bind(FP_SEPARATOR)
+                .bind(prev_id)
+                .bind(&scan.tenant_id)
+                .bind(prev_created)
                 .fetch_one(p)
                 .await?
         });
-        Ok(joined
-            .as_deref()
-            .unwrap_or("")
-            .split(FP_SEPARATOR)
-            .filter(|f| !f.is_empty())
-            .map(str::to_string)
-            .collect())
+        let fixed: i64 = match prev_id {
+            None => 0,
+            Some(prev) => on_pool!(self, |p| {
+                sqlx::query_scalar(FIXED_COUNT)
+                    .bind(prev)
+                    .bind(scan_id)
+                    .fetch_one(p)
+                    .await?
+            }),
+        };
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(DiffSummary {
+            scan_id: scan.id,
+            tenant_id: scan.tenant_id,
+            previous_scan_id: previous.as_ref().map(|(id, _)| id.clone()),
+            previous_created_at: prev_created.map(ts).transpose()?,
+            new: count(total - unchanged - reopened),
+            fixed: count(fixed),
+            reopened: count(reopened),
+            unchanged: count(unchanged),
+        })
     }
 
-    /// The findings of `scan_id` with these fingerprints, in id order.
-    async fn findings_by_fingerprint(
+    async fn diff_page(
         &self,
-        scan_id: &str,
-        fingerprints: &[String],
+        diff: &DiffSummary,
+        list: DiffList,
+        after: Option<&str>,
+        limit: u32,
     ) -> Result<Vec<StoredFinding>, StoreError> {
-        let mut out = Vec::with_capacity(fingerprints.len());
-        for chunk in fingerprints.chunks(ID_CHUNK) {
-            let sql = format!(
-                "SELECT {FINDING_COLUMNS} FROM findings
-                 WHERE scan_id = $1 AND fingerprint IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let rows: Vec<FindingRow> = on_pool!(self, |p| {
-                let mut q = sqlx::query_as(&sql).bind(scan_id);
-                for fp in chunk {
-                    q = q.bind(fp);
-                }
-                q.fetch_all(p).await?
-            });
-            for r in rows {
-                out.push(r.into_domain()?);
+        let prev = diff.previous_scan_id.as_deref();
+        let prev_created = diff.previous_created_at.map(ms);
+        // Every id sorts after the empty string: the cursor is compared without an `OR`,
+        // so each page stays one range of the `(scan_id, id)` index.
+        let after = after.unwrap_or("");
+        let limit = i64::from(limit.max(1));
+        let rows: Vec<FindingRow> = match (list, prev) {
+            (DiffList::Fixed | DiffList::Reopened, None) => Vec::new(),
+            (DiffList::Fixed, Some(prev)) => {
+                let sql = fixed_page_sql();
+                on_pool!(self, |p| {
+                    sqlx::query_as(&sql)
+                        .bind(prev)
+                        .bind(after)
+                        .bind(&diff.scan_id)
+                        .bind(limit)
+                        .fetch_all(p)
+                        .await?
+                })
             }
-        }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
-    }
-
-    /// Which of these fingerprints have an identity first seen before `before_ms`.
-    async fn first_seen_before(
-        &self,
-        tenant_id: &str,
-        fingerprints: &[String],
-        before_ms: i64,
-    ) -> Result<HashSet<String>, StoreError> {
-        let mut out = HashSet::new();
-        for chunk in fingerprints.chunks(ID_CHUNK) {
-            let sql = format!(
-                "SELECT fingerprint FROM finding_identities
-                 WHERE tenant_id = $1 AND first_seen < $2 AND fingerprint IN ({})",
-                placeholders(3, chunk.len())
-            );
-            let rows: Vec<String> = on_pool!(self, |p| {
-                let mut q = sqlx::query_scalar(&sql).bind(tenant_id).bind(before_ms);
-                for fp in chunk {
-                    q = q.bind(fp);
-                }
-                q.fetch_all(p).await?
-            });
-            out.extend(rows);
-        }
-        Ok(out)
+            (DiffList::New | DiffList::Reopened, _) => {
+                let sql = if list == DiffList::New {
+                    appeared_page_sql("NOT EXISTS")
+                } else {
+                    appeared_page_sql("EXISTS")
+                };
+                on_pool!(self, |p| {
+                    sqlx::query_as(&sql)
+                        .bind(&diff.scan_id)
+                        .bind(after)
+                        .bind(prev)
+                        .bind(&diff.tenant_id)
+                        .bind(prev_created)
+                        .bind(limit)
+                        .fetch_all(p)
+                        .await?
+                })
+            }
+        };
+        rows.into_iter().map(FindingRow::into_domain).collect()
     }
 }

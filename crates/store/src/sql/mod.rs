@@ -96,14 +96,6 @@ fn status_list(statuses: &[ScanStatus]) -> String {
         .join(",")
 }
 
-/// `$from,...,$(from+n-1)`: the placeholders of an `IN (...)` list of `n` bound values.
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|k| format!("${k}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 impl SqlStore {
     /// The row whose id is `id`, if `tenant` (when given) owns it: `sql` selects with
     /// `WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)`.
