@@ -22,6 +22,9 @@ use scanplane_store::Backend;
 use serde_json::{json, Value};
 
 const SCANS: usize = 300;
+
+/// A scan and the replicas (executor instance markers) that had live units of it at once.
+type Doubled = Vec<(String, HashSet<String>)>;
 const REPLICAS: usize = 3;
 
 /// A small deterministic generator (xorshift), so that a failing run can be replayed.
@@ -119,7 +122,7 @@ async fn replicas_killed_at_random_lose_and_duplicate_nothing() {
 
     // Samples /proc all along: a scan with live units of two replicas is a violation.
     let stop = Arc::new(AtomicBool::new(false));
-    let doubled: Arc<Mutex<Vec<(String, HashSet<String>)>>> = Arc::default();
+    let doubled: Arc<Mutex<Doubled>> = Arc::default();
     let samples = Arc::new(AtomicUsize::new(0));
     let sampler = {
         let (stop, doubled, samples) = (stop.clone(), doubled.clone(), samples.clone());
