@@ -33,7 +33,8 @@ pub struct ScanRequest {
     /// Cloud account ids; passed to the scanner as `ACCOUNT_IDS`.
     #[serde(default)]
     pub accounts: Vec<String>,
-    /// Targets: `host[:port[-port]]`, URLs, `image://REF`, `registry://HOST/REPO`,
+    /// Targets: `host[:port[-port]]`, network ranges (`10.0.0.0/24`, `fd00::/120`,
+    /// `10.0.0.1-20`), URLs, `image://REF`, `registry://HOST/REPO`,
     /// `cluster://NAME?namespaces=...`, `fs://PATH`, `config://PATH`.
     #[serde(default)]
     pub targets: Vec<String>,

@@ -83,6 +83,31 @@ async fn wait_all(s: &Server, ids: &[String], limit: Duration, pred: impl Fn(&Va
     }
 }
 
+/// Replica A on `db`, running four scans of the counted scanner: (A, its id, the scans).
+async fn a_running_four(db: &str, env: &[(&str, &str)]) -> (Server, String, Vec<String>) {
+    let a = Server::start(db, env).await;
+    let a_id = replica_of(&a).await;
+    let ids = submit(&a, 4).await;
+    wait_all(&a, &ids, Duration::from_secs(60), |x| {
+        x["status"] == "running"
+    })
+    .await;
+    (a, a_id, ids)
+}
+
+/// The state of replica `id` in `GET /api/v1/replicas`.
+async fn replica_state(s: &Server, id: &str) -> String {
+    let (_, replicas) = s.get("/api/v1/replicas", ADMIN).await;
+    let row = replicas["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("replica {id} not listed: {replicas}"));
+    row["state"].as_str().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_starting_replica_never_restarts_a_live_replicas_scans() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,13 +118,13 @@ async fn a_starting_replica_never_restarts_a_live_replicas_scans() {
         ("MAX_CONCURRENT_JOBS", "4"),
         ("SCANPLANE_REPLICA_LEASE", "2s"),
     ];
-    let a = Server::start(&db, &env).await;
-    let a_id = replica_of(&a).await;
-    let ids = submit(&a, 4).await;
-    wait_all(&a, &ids, Duration::from_secs(60), |x| {
-        x["status"] == "running"
-    })
-    .await;
+    let (_a, a_id, ids) = a_running_four(&db, &env).await;
+    // `running` means the job process started; its scanner writes its line a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while starts(&started) < 4 {
+        assert!(Instant::now() < deadline, "scanners did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(starts(&started), 4);
 
     let b = Server::start(&db, &env).await;
@@ -151,13 +176,7 @@ async fn a_killed_replicas_scans_are_taken_over_after_its_lease() {
         ("MAX_CONCURRENT_JOBS", "4"),
         ("SCANNER_BACKOFF_LIMIT", "0"),
     ];
-    let mut a = Server::start(&db, &env).await;
-    let a_id = replica_of(&a).await;
-    let ids = submit(&a, 4).await;
-    wait_all(&a, &ids, Duration::from_secs(60), |x| {
-        x["status"] == "running"
-    })
-    .await;
+    let (mut a, a_id, ids) = a_running_four(&db, &env).await;
     let b = Server::start(&db, &env).await;
     a.kill9();
     let killed = Instant::now();
@@ -179,15 +198,7 @@ async fn a_killed_replicas_scans_are_taken_over_after_its_lease() {
         8,
         "each scan ran twice: once on A, once on B"
     );
-    let (_, replicas) = b.get("/api/v1/replicas", ADMIN).await;
-    let a_row = replicas["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == a_id.as_str())
-        .cloned()
-        .unwrap();
-    assert_eq!(a_row["state"], "lost", "{a_row}");
+    assert_eq!(replica_state(&b, &a_id).await, "lost");
     println!(
         "takeover after SIGKILL (lease 15s): scans relaunched {:.1}s after the kill, all succeeded after {:.1}s",
         takeover.as_secs_f64(),
@@ -209,13 +220,7 @@ async fn a_stopped_replica_hands_its_scans_over_at_once() {
         ("SCANNER_BACKOFF_LIMIT", "0"),
         ("SCANPLANE_REPLICA_LEASE", "60s"),
     ];
-    let mut a = Server::start(&db, &env).await;
-    let a_id = replica_of(&a).await;
-    let ids = submit(&a, 4).await;
-    wait_all(&a, &ids, Duration::from_secs(60), |x| {
-        x["status"] == "running"
-    })
-    .await;
+    let (mut a, a_id, ids) = a_running_four(&db, &env).await;
     let b = Server::start(&db, &env).await;
     let stopped = Instant::now();
     let status = a.terminate();
@@ -240,15 +245,7 @@ async fn a_stopped_replica_hands_its_scans_over_at_once() {
         assert_eq!(x["lost_attempts"], 1, "{x}");
     }
     assert_eq!(starts(&started), 8);
-    let (_, replicas) = b.get("/api/v1/replicas", ADMIN).await;
-    let a_row = replicas["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == a_id.as_str())
-        .cloned()
-        .unwrap();
-    assert_eq!(a_row["state"], "stopped", "{a_row}");
+    assert_eq!(replica_state(&b, &a_id).await, "stopped");
     println!(
         "handover after SIGTERM: scans relaunched {:.1}s after the stop",
         handed.as_secs_f64()

@@ -12,14 +12,13 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use scanplane_core::clock::SystemClock;
-use scanplane_core::maintenance::WindowAction;
-use scanplane_core::scan::{ScanStatus, Trigger};
+use scanplane_core::scan::ScanStatus;
 use scanplane_dispatch::{DispatchConfig, DispatchContext, Dispatcher, Fence, ReplicaIdentity};
 use scanplane_executor::LaunchSpec;
 use scanplane_executor_k8s::{build_job, KubernetesExecutor};
 use scanplane_metrics::Metrics;
 use scanplane_store::testing::fresh_store;
-use scanplane_store::{Backend, NewScan, ScanChange, Store};
+use scanplane_store::{Backend, ScanChange, Store};
 use serde_json::{json, Value};
 use support::api::*;
 use tokio::sync::{mpsc, Notify};
@@ -27,22 +26,7 @@ use tokio::sync::{mpsc, Notify};
 async fn scan_in(store: &dyn Store, tenant: &str, path: &[ScanStatus]) -> String {
     let now = chrono::Utc::now();
     let scan = store
-        .create_scan(
-            NewScan {
-                tenant_id: tenant.into(),
-                project_id: None,
-                schedule_id: None,
-                fire_time: None,
-                trigger: Trigger::OnDemand,
-                scanner: "nmap".into(),
-                provider: None,
-                targets: vec!["10.0.0.1".into()],
-                billing: false,
-                options: "{}".into(),
-                on_maintenance: WindowAction::Hold,
-            },
-            now,
-        )
+        .create_scan(support::new_scan(tenant), now)
         .await
         .unwrap();
     for status in path {

@@ -16,15 +16,14 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use scanplane_core::clock::SystemClock;
-use scanplane_core::maintenance::WindowAction;
 use scanplane_core::replica::Replica;
-use scanplane_core::scan::{ScanStatus, Trigger};
+use scanplane_core::scan::ScanStatus;
 use scanplane_dispatch::{DispatchConfig, DispatchContext, Dispatcher, Fence, ReplicaIdentity};
 use scanplane_executor::{LaunchSpec, Observation, UnitState};
 use scanplane_executor_k8s::{build_job, KubernetesExecutor};
 use scanplane_metrics::Metrics;
 use scanplane_store::testing::fresh_store;
-use scanplane_store::{Backend, NewScan, ScanChange, Store};
+use scanplane_store::{Backend, ScanChange, Store};
 use serde_json::{json, Value};
 use support::api::*;
 use tokio::sync::{mpsc, Notify};
@@ -51,22 +50,7 @@ async fn replica(store: &dyn Store, id: &str, lease_secs: i64) {
 async fn running_scan(store: &dyn Store, tenant: &str, owner: &str, attempts: u32) -> String {
     let now = chrono::Utc::now();
     let scan = store
-        .create_scan(
-            NewScan {
-                tenant_id: tenant.into(),
-                project_id: None,
-                schedule_id: None,
-                fire_time: None,
-                trigger: Trigger::OnDemand,
-                scanner: "nmap".into(),
-                provider: None,
-                targets: vec!["10.0.0.1".into()],
-                billing: false,
-                options: "{}".into(),
-                on_maintenance: WindowAction::Hold,
-            },
-            now,
-        )
+        .create_scan(support::new_scan(tenant), now)
         .await
         .unwrap();
     for attempt in 1..=attempts {

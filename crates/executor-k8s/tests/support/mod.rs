@@ -47,3 +47,20 @@ pub fn config() -> KubernetesConfig {
         ..KubernetesConfig::default()
     }
 }
+
+/// An on-demand nmap scan of `10.0.0.1` for `tenant_id`, as the dispatcher tests queue it.
+pub fn new_scan(tenant_id: &str) -> scanplane_store::NewScan {
+    scanplane_store::NewScan {
+        tenant_id: tenant_id.into(),
+        project_id: None,
+        schedule_id: None,
+        fire_time: None,
+        trigger: scanplane_core::scan::Trigger::OnDemand,
+        scanner: "nmap".into(),
+        provider: None,
+        targets: vec!["10.0.0.1".into()],
+        billing: false,
+        options: "{}".into(),
+        on_maintenance: scanplane_core::maintenance::WindowAction::Hold,
+    }
+}
