@@ -55,15 +55,6 @@ impl Fence {
         s.stop_pending = false;
     }
 
-    /// Raises the fence now (the lease was found lost).
-    pub fn raise(&self) {
-        let mut s = self.lock();
-        if !s.fenced {
-            s.fenced = true;
-            s.stop_pending = true;
-        }
-    }
-
     /// Whether a renewal found the lease taken over since last asked.
     pub fn take_lost(&self) -> bool {
         std::mem::take(&mut self.lock().lost)
@@ -206,7 +197,8 @@ mod tests {
         assert!(f.is_raised());
         f.renewed(lease.until(t + chrono::Duration::seconds(11)));
         assert!(!f.is_raised());
-        f.raise();
+        f.mark_lost();
         assert!(f.is_raised());
+        assert!(f.take_lost() && !f.take_lost(), "a loss is reported once");
     }
 }

@@ -190,11 +190,6 @@ impl Dispatcher {
         }
     }
 
-    /// This replica's id.
-    pub fn replica_id(&self) -> &str {
-        &self.replica.id
-    }
-
     fn timeout_for(&self, scanner: &str) -> Duration {
         self.config
             .scanner_timeouts

@@ -301,7 +301,19 @@ impl Executor for LocalExecutor {
         Ok(jobs_and_orphans(groups, std::process::id()))
     }
 
-    async fn cleanup(&self, scan_id: &str, _executor_ref: &str) -> Result<(), ExecutorError> {
+    async fn cleanup(&self, scan_id: &str, executor_ref: &str) -> Result<(), ExecutorError> {
+        // The directory is per scan: a late cleanup of an earlier attempt must not remove
+        // the one the scan's current attempt runs in.
+        let current = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|m| m.get(scan_id).copied());
+        if let Some(pid) = current {
+            if parse_ref(executor_ref) != Some(pid) {
+                return Ok(());
+            }
+        }
         let dir = self.work_dir(scan_id);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
