@@ -309,9 +309,17 @@ async fn cancel_kills_and_releases_the_slot(backend: Backend) {
     let bid = b["scan_run_id"].as_str().unwrap().to_string();
     s.wait_scan(&aid, Duration::from_secs(30), |st| st == "running")
         .await;
+    // The first admission round after `a` launched may not have reached `b` yet: wait for the
+    // round that holds it, and fail if it is ever admitted instead.
     let waiting = s
-        .wait_scan(&bid, Duration::from_secs(10), |st| st == "queued")
+        .wait_scan_view(&bid, Duration::from_secs(10), |v| {
+            v["status"] != "queued"
+                || v["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("MAX_CONCURRENT_JOBS"))
+        })
         .await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
     assert!(
         waiting["reason"]
             .as_str()

@@ -162,11 +162,24 @@ impl Server {
         timeout: Duration,
         done: impl Fn(&str) -> bool,
     ) -> Value {
+        self.wait_scan_view(id, timeout, |scan| {
+            done(scan["status"].as_str().unwrap_or(""))
+        })
+        .await
+    }
+
+    /// Polls a scan until `done(view)` holds for its whole JSON view, or the timeout.
+    pub async fn wait_scan_view(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let (code, scan) = self.get(&format!("/api/v1/scans/{id}"), ADMIN).await;
             assert_eq!(code, 200, "{scan}");
-            if done(scan["status"].as_str().unwrap_or("")) {
+            if done(&scan) {
                 return scan;
             }
             if Instant::now() > deadline {
