@@ -43,6 +43,11 @@ const SKIP: &str = "UPDATE scans
 const WAIT: &str = "UPDATE scans SET reason = $1, updated_at = $2
      WHERE id = $3 AND status = 'queued'";
 
+/// A queued scan whose stored row cannot be read ends here instead of failing every round.
+const FAIL_UNREADABLE: &str = "UPDATE scans
+     SET status = 'failed', reason = $1, error = $1, finished_at = $2, updated_at = $2
+     WHERE id = $3 AND status = 'queued'";
+
 const SAVE_BUCKET: &str = "INSERT INTO rate_buckets (provider, tokens, updated_at)
      VALUES ($1, $2, $3)
      ON CONFLICT (provider)
@@ -121,6 +126,31 @@ fn buckets_from(rows: Vec<BucketRow>) -> Result<BTreeMap<String, Bucket>, StoreE
     Ok(buckets)
 }
 
+/// Maintenance windows whose rows could not be read, by whom they may cover.
+#[derive(Debug, Default)]
+struct UnreadableWindows {
+    /// An admin window may cover every tenant.
+    any_tenant: Option<String>,
+    by_tenant: HashMap<String, String>,
+}
+
+impl UnreadableWindows {
+    fn add(&mut self, window_id: String, tenant_id: String, admin: bool) {
+        if admin {
+            self.any_tenant.get_or_insert(window_id);
+        } else {
+            self.by_tenant.entry(tenant_id).or_insert(window_id);
+        }
+    }
+
+    /// The unreadable window that may cover a scan of this tenant.
+    fn covering(&self, tenant_id: &str) -> Option<&str> {
+        self.any_tenant
+            .as_deref()
+            .or_else(|| self.by_tenant.get(tenant_id).map(String::as_str))
+    }
+}
+
 impl SqlStore {
     /// One admission round in one write transaction.
     pub(super) async fn admit(
@@ -148,17 +178,59 @@ impl SqlStore {
                 sqlx::query_as(&windows_sql).fetch_all(&mut *tx).await?;
             let bucket_rows: Vec<BucketRow> = sqlx::query_as(BUCKETS).fetch_all(&mut *tx).await?;
 
+            // A poisoned row must not stop admission for everyone: an unreadable scan fails
+            // with the reason, and an unreadable window holds the scans it may cover (its
+            // tenant's, or every tenant's for an admin window) rather than letting them run
+            // through a maintenance window nobody can read.
+            let mut unreadable_windows = UnreadableWindows::default();
+            let mut windows: Vec<MaintenanceWindow> = Vec::with_capacity(window_rows.len());
+            for w in window_rows {
+                let (id, tenant, admin) = (w.id.clone(), w.tenant_id.clone(), w.admin);
+                match w.into_domain() {
+                    Ok(w) => windows.push(w),
+                    Err(e) => {
+                        tracing::error!(window_id = %id, error = %e, "maintenance window is unreadable; holding the scans it may cover");
+                        unreadable_windows.add(id, tenant, admin);
+                    }
+                }
+            }
             let mut candidates = Vec::with_capacity(candidate_rows.len());
             let mut reasons: HashMap<String, String> = HashMap::new();
+            let mut held: Vec<(String, Decision)> = Vec::new();
             for r in candidate_rows {
-                let (c, reason) = candidate_from(r)?;
-                reasons.insert(c.scan_id.clone(), reason);
-                candidates.push(c);
+                let id = r.id.clone();
+                match candidate_from(r) {
+                    Ok((c, reason)) => {
+                        if let Some(window_id) = unreadable_windows.covering(&c.tenant_id) {
+                            let wait = format!(
+                                "queued: maintenance window {window_id} is unreadable; an administrator must fix or delete it"
+                            );
+                            if reason != wait {
+                                sqlx::query(WAIT)
+                                    .bind(&wait)
+                                    .bind(ms(now))
+                                    .bind(&c.scan_id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                            held.push((c.scan_id, Decision::Wait(wait)));
+                            continue;
+                        }
+                        reasons.insert(c.scan_id.clone(), reason);
+                        candidates.push(c);
+                    }
+                    Err(e) => {
+                        tracing::error!(scan_run_id = %id, error = %e, "queued scan is unreadable; failing it");
+                        let reason = format!("failed: the stored scan is unreadable: {e}");
+                        sqlx::query(FAIL_UNREADABLE)
+                            .bind(&reason)
+                            .bind(ms(now))
+                            .bind(&id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
             }
-            let windows: Vec<MaintenanceWindow> = window_rows
-                .into_iter()
-                .map(WindowRow::into_domain)
-                .collect::<Result<_, _>>()?;
             let buckets = buckets_from(bucket_rows)?;
             let usage = usage_from(usage_rows);
             let round = admission::decide(
@@ -210,7 +282,9 @@ impl SqlStore {
                         .await?;
                 }
             }
-            Ok(round.decisions)
+            let mut decisions = round.decisions;
+            decisions.extend(held);
+            Ok(decisions)
         })
     }
 }
