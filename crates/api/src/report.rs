@@ -25,8 +25,10 @@ use axum::Json;
 use futures::StreamExt;
 use scanplane_core::finding::{fingerprint, Finding, Severity};
 use scanplane_core::scan::Scan;
-use scanplane_protocol::report::{ReportAccepted, ReportLine, MAX_LINE, MAX_REJECTIONS};
-use scanplane_store::ScanChange;
+use scanplane_protocol::report::{
+    ReportAccepted, ReportLine, CHUNK_HEADER, MAX_LINE, MAX_REJECTIONS,
+};
+use scanplane_store::{ReportChunk, ScanChange};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -304,7 +306,8 @@ async fn store_batch(
 
 /// Accepts a chunk of a scan's report, authenticated by the scan's own token.
 #[utoipa::path(post, path = "/api/v1/scans/{id}/report", tag = "scans",
-    params(("id" = String, Path, description = "Scan id")),
+    params(("id" = String, Path, description = "Scan id"),
+        ("scanplane-report-chunk" = Option<u64>, Header, description = "The chunk's number within the attempt (0, 1, 2, ...); a retry sends the same number, so the lines it refused are counted once")),
     security(("report_token" = [])),
     request_body(content = ReportLine, content_type = "application/x-ndjson",
         description = "Newline-delimited JSON: one ReportLine object per line, findings first and one `final` line last. Each line is at most 1 MiB."),
@@ -332,6 +335,24 @@ pub async fn report(
         .await?
         .filter(|s| s.id == id)
         .ok_or_else(|| ApiError::unauthorized(format!("Authorization: not a live report token of scan {id} (it expires when the scan ends)")))?;
+
+    let chunk = match headers.get(CHUNK_HEADER) {
+        None => None,
+        Some(v) => {
+            let n = v
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| i64::try_from(*n).is_ok())
+                .ok_or_else(|| {
+                    ApiError::invalid(CHUNK_HEADER, "expected a chunk number from 0 to 2^63-1")
+                })?;
+            Some(ReportChunk {
+                attempt: scan.attempts,
+                chunk: n,
+            })
+        }
+    };
 
     let mut stream = body.into_data_stream();
     let mut splitter = LineSplitter::default();
@@ -366,8 +387,8 @@ pub async fn report(
         tracing::warn!(scan_run_id = %scan.id, rejected = ingest.rejected, first = ?ingest.rejections.first(), "report lines rejected");
     }
     // What was dropped stays on the scan: lines refused here, and findings the unit itself
-    // dropped (counted in its final line). A retried chunk whose answer was lost counts
-    // its refused lines again; stored findings never double.
+    // dropped (counted in its final line). A numbered chunk is counted once however often
+    // it is retried; stored findings never double.
     let (unit_rejected, unit_rejections) = match &ingest.final_line {
         Some(ReportLine::Final {
             findings_rejected,
@@ -386,7 +407,7 @@ pub async fn report(
             .collect();
         state
             .store
-            .record_rejections(&scan.id, rejected_total, &reasons, state.clock.now())
+            .record_rejections(&scan.id, rejected_total, &reasons, chunk, state.clock.now())
             .await?;
     }
 

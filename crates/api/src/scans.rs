@@ -88,7 +88,8 @@ pub struct ScanView {
     pub findings_count: u64,
     /// Findings the scan's report dropped as malformed or oversized; the rest were stored.
     pub findings_rejected: u64,
-    /// The first reasons for those rejections.
+    /// The first reasons for those rejections, then notes on findings that were stored
+    /// with their detail cut to fit (not counted in `findings_rejected`).
     pub rejections: Vec<String>,
     /// The replica that owns the current attempt (see `GET /api/v1/replicas`), while the
     /// scan is dispatched or running; afterwards the one that ran its last attempt.

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{Api, ADMIN};
-use scanplane_protocol::report::{MAX_LINE, MAX_REJECTIONS};
+use scanplane_protocol::report::{CHUNK_HEADER, MAX_LINE, MAX_REJECTIONS};
 use scanplane_store::{Backend, FindingFilter};
 use serde_json::{json, Value};
 
@@ -142,6 +142,82 @@ async fn rejections_are_capped_and_structure_is_still_checked(backend: Backend) 
     api.stop().await;
 }
 
+async fn post_chunk(
+    api: &Api,
+    scan: &str,
+    token: &str,
+    chunk: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let resp = api
+        .client
+        .post(format!("{}/api/v1/scans/{scan}/report", api.url))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .header(CHUNK_HEADER, chunk)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+async fn a_retried_chunk_counts_its_refused_lines_once(backend: Backend) {
+    let api = Api::start(backend, Default::default()).await;
+    let tenant = api.state.default_tenant.id.clone();
+    let scan = common::running_scan(api.store.as_ref(), &tenant, "rt-3").await;
+    let mut body = common::finding_lines(2, "good").into_bytes();
+    body.extend_from_slice(b"{not json\n{also not json\n");
+    // The answer to the first send was "lost": the sender sends the same chunk again.
+    for _ in 0..2 {
+        let (code, accepted) = post_chunk(&api, &scan.id, "rt-3", "0", body.clone()).await;
+        assert_eq!(code, 200, "{accepted}");
+        assert_eq!(accepted["rejected"], 2, "{accepted}");
+    }
+    let after = api.store.scan(None, &scan.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.findings_rejected, 2,
+        "counted once: {:?}",
+        after.rejections
+    );
+    // The next chunk counts.
+    let (code, _) = post_chunk(&api, &scan.id, "rt-3", "1", b"{bad\n".to_vec()).await;
+    assert_eq!(code, 200);
+    let after = api.store.scan(None, &scan.id).await.unwrap().unwrap();
+    assert_eq!(after.findings_rejected, 3);
+    // A header that is not a chunk number is refused, naming it, and stores nothing.
+    for bad in ["-1", "x", "99999999999999999999"] {
+        let (code, err) = post_chunk(
+            &api,
+            &scan.id,
+            "rt-3",
+            bad,
+            format!("{}\n", json!({"type": "finding", "target": "h", "rule_id": "refused", "severity": "low", "title": "t"})).into_bytes(),
+        )
+        .await;
+        assert_eq!(code, 422, "{bad}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains(CHUNK_HEADER),
+            "{err}"
+        );
+    }
+    let stored = api
+        .store
+        .list_findings(
+            None,
+            &scan.id,
+            &FindingFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2, "only the two good findings, once");
+    api.stop().await;
+}
+
 macro_rules! both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -151,5 +227,6 @@ macro_rules! both {
 
 both!(
     one_bad_line_loses_nothing_else,
-    rejections_are_capped_and_structure_is_still_checked
+    rejections_are_capped_and_structure_is_still_checked,
+    a_retried_chunk_counts_its_refused_lines_once
 );

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use scanplane_core::finding::Finding;
 use scanplane_core::target::Target;
 use scanplane_protocol::env::{self, UnitEnv};
-use scanplane_protocol::report::{ReportLine, CONTENT_TYPE, MAX_LINE, MAX_REJECTIONS};
+use scanplane_protocol::report::{
+    ReportLine, CHUNK_HEADER, CONTENT_TYPE, MAX_LINE, MAX_REJECTIONS,
+};
 use scanplane_scanners::{Registry, Rejections, RunRequest};
 use tokio::sync::mpsc;
 
@@ -102,18 +104,23 @@ struct Reporter {
     token: String,
     deadline: Instant,
     final_sent_once: bool,
+    /// The number the next chunk is sent with; retries repeat it.
+    next_chunk: u64,
 }
 
 impl Reporter {
     async fn send(&mut self, body: Vec<u8>, is_final: bool) -> Result<(), JobError> {
         let mut backoff = Duration::from_millis(200);
         let body = bytes::Bytes::from(body);
+        let chunk = self.next_chunk.to_string();
+        self.next_chunk += 1;
         loop {
             let attempt = self
                 .client
                 .post(&self.url)
                 .bearer_auth(&self.token)
                 .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+                .header(CHUNK_HEADER, &chunk)
                 .body(body.clone())
                 .send()
                 .await;
@@ -279,15 +286,21 @@ fn rejection_reason(n: u64, f: &Finding, how: &Encoded) -> Option<String> {
     }
 }
 
-/// What the final line says was rejected: the scanner's dropped records, then the
-/// findings this job cut or dropped, with the first reasons.
-fn final_rejections(scanner: Option<&Rejections>, job: &Rejections) -> (u64, Vec<String>) {
-    let count = scanner.map_or(0, |r| r.count) + job.count;
+/// What the final line says was rejected: the scanner's dropped records and the findings
+/// this job dropped are counted; the reasons name them first, then the findings that were
+/// stored with their detail cut (noted, not counted: they were not lost).
+fn final_rejections(
+    scanner: Option<&Rejections>,
+    dropped: &Rejections,
+    cut: &Rejections,
+) -> (u64, Vec<String>) {
+    let count = scanner.map_or(0, |r| r.count) + dropped.count;
     let reasons = scanner
         .map(|r| r.reasons.as_slice())
         .unwrap_or_default()
         .iter()
-        .chain(&job.reasons)
+        .chain(&dropped.reasons)
+        .chain(&cut.reasons)
         .take(MAX_REJECTIONS)
         .map(|r| quoted(r, REASON_MAX))
         .collect();
@@ -319,6 +332,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
         token: config.report_token.clone(),
         deadline: started + config.timeout + REPORT_SLACK,
         final_sent_once: false,
+        next_chunk: 0,
     };
 
     let (tx, mut rx) = mpsc::channel::<Finding>(CHUNK * 2);
@@ -341,6 +355,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
     let mut received = 0u64;
     let mut reported = 0u64;
     let mut rejected = Rejections::default();
+    let mut cut = Rejections::default();
     let mut last_flush = Instant::now();
     loop {
         let next = tokio::time::timeout(FLUSH_EVERY, rx.recv()).await;
@@ -353,7 +368,11 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
             }
             if let Some(reason) = rejection_reason(received, &f, &how) {
                 tracing::warn!(scan_run_id = %config.scan_id, %reason, "finding does not fit a report line");
-                rejected.add(reason);
+                if matches!(how, Encoded::Dropped { .. }) {
+                    rejected.add(reason);
+                } else {
+                    cut.add(reason);
+                }
             }
         }
         if pending_count >= CHUNK
@@ -380,7 +399,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
         Err(e) => ("error", Vec::new(), Some(e.to_string())),
     };
     let (findings_rejected, rejections) =
-        final_rejections(outcome.as_ref().ok().map(|o| &o.rejected), &rejected);
+        final_rejections(outcome.as_ref().ok().map(|o| &o.rejected), &rejected, &cut);
     if findings_rejected > 0 {
         tracing::warn!(scan_run_id = %config.scan_id, findings_rejected, first = ?rejections.first(), "findings rejected");
     }
@@ -528,8 +547,20 @@ mod tests {
         let mut job = Rejections::default();
         job.add("x".repeat(10_000));
         job.add("finding 9: dropped");
-        let (count, reasons) = final_rejections(Some(&scanner), &job);
-        assert_eq!(count, 6);
+        let mut cut = Rejections::default();
+        cut.add("finding 3: detail cut");
+        let (count, reasons) = final_rejections(Some(&scanner), &job, &cut);
+        assert_eq!(
+            count, 6,
+            "a finding stored with its detail cut is not counted"
+        );
+        let (count, reasons_with_room) = final_rejections(None, &Rejections::default(), &cut);
+        assert_eq!(count, 0);
+        assert_eq!(
+            reasons_with_room,
+            vec!["finding 3: detail cut".to_string()],
+            "but noted"
+        );
         assert_eq!(reasons.len(), MAX_REJECTIONS);
         assert_eq!(reasons[0], "line 0: bad");
         assert_eq!(
@@ -538,7 +569,7 @@ mod tests {
             "long reasons are cut"
         );
         assert_eq!(
-            final_rejections(None, &Rejections::default()),
+            final_rejections(None, &Rejections::default(), &Rejections::default()),
             (0, Vec::new())
         );
     }

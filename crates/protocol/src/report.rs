@@ -8,6 +8,10 @@ use utoipa::ToSchema;
 
 /// Content type of a report request.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
+/// Request header numbering a report's chunks within an attempt (0, 1, 2, ...; a retry sends
+/// the same number again), so that the lines a chunk had refused are counted once. Optional:
+/// without it a retried chunk's refused lines are counted again.
+pub const CHUNK_HEADER: &str = "scanplane-report-chunk";
 /// Longest single report line the server accepts, in bytes (without the newline).
 pub const MAX_LINE: usize = 1024 * 1024;
 

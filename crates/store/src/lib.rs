@@ -24,8 +24,8 @@ mod text;
 use scanplane_core::scan::IllegalTransition;
 
 pub use model::{
-    DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan, RunDiff,
-    ScanChange, ScanFilter, StoredFinding, TickOutcome,
+    DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan, ReportChunk,
+    RunDiff, ScanChange, ScanFilter, StoredFinding, TickOutcome,
 };
 pub use roles::{
     DispatchStore, FindingStore, HealthStore, ReplicaStore, RetentionStore, ScanStore,

@@ -7,6 +7,13 @@ use scanplane_core::maintenance::WindowAction;
 use scanplane_core::scan::{Scan, ScanStatus, Trigger};
 use scanplane_core::Timestamp;
 
+/// One chunk of a scan's report, as its sender numbers them within an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportChunk {
+    pub attempt: u32,
+    pub chunk: u64,
+}
+
 /// A scan to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewScan {

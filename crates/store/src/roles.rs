@@ -19,7 +19,7 @@ use scanplane_core::Timestamp;
 
 use crate::{
     Backend, DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan,
-    RunDiff, ScanChange, ScanFilter, StoreError, StoredFinding, TickOutcome,
+    ReportChunk, RunDiff, ScanChange, ScanFilter, StoreError, StoredFinding, TickOutcome,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -64,12 +64,14 @@ pub trait ScanStore: Send + Sync {
     /// Records the error a scan's final report gave, without changing its state.
     async fn set_error(&self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError>;
     /// Adds `count` dropped findings to a scan, keeping the first
-    /// [`scanplane_core::scan::MAX_REJECTIONS`] reasons overall.
+    /// [`scanplane_core::scan::MAX_REJECTIONS`] reasons overall. With a `chunk` (the
+    /// attempt and the sender's chunk number) a chunk already counted is not counted again.
     async fn record_rejections(
         &self,
         id: &str,
         count: u64,
         reasons: &[String],
+        chunk: Option<ReportChunk>,
         now: Timestamp,
     ) -> Result<(), StoreError>;
     async fn scan_for_report_token(&self, token_hash: &str) -> Result<Option<Scan>, StoreError>;

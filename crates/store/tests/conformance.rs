@@ -1195,11 +1195,14 @@ async fn rejections_accumulate_and_keep_the_first_reasons(store: Arc<dyn Store>)
     let id = running_scan(&store, &t.id, now).await;
     let reasons: Vec<String> = (1..=4).map(|i| format!("line {i}: bad")).collect();
     store
-        .record_rejections(&id, 4, &reasons, now)
+        .record_rejections(&id, 4, &reasons, None, now)
         .await
         .unwrap();
     let more: Vec<String> = (5..=7).map(|i| format!("line {i}: bad\u{0}")).collect();
-    store.record_rejections(&id, 10, &more, now).await.unwrap();
+    store
+        .record_rejections(&id, 10, &more, None, now)
+        .await
+        .unwrap();
     let scan = store.scan(None, &id).await.unwrap().unwrap();
     assert_eq!(scan.findings_rejected, 14);
     assert_eq!(scan.rejections.len(), 5, "{:?}", scan.rejections);
@@ -1209,7 +1212,46 @@ async fn rejections_accumulate_and_keep_the_first_reasons(store: Arc<dyn Store>)
         "NUL replaced on both backends"
     );
     assert!(matches!(
-        store.record_rejections("no-such-scan", 1, &[], now).await,
+        store
+            .record_rejections("no-such-scan", 1, &[], None, now)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // A numbered chunk sent twice (its answer was lost) counts once; the same number in
+    // another attempt is another chunk.
+    let chunk = |attempt, chunk| Some(scanplane_store::ReportChunk { attempt, chunk });
+    for _ in 0..2 {
+        store
+            .record_rejections(&id, 3, &[], chunk(1, 7), now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .scan(None, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .findings_rejected,
+        17
+    );
+    store
+        .record_rejections(&id, 1, &[], chunk(2, 7), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .scan(None, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .findings_rejected,
+        18
+    );
+    assert!(matches!(
+        store
+            .record_rejections("no-such-scan", 1, &[], chunk(1, 1), now)
+            .await,
         Err(StoreError::NotFound)
     ));
 }

@@ -14,7 +14,7 @@ use super::admission::{usage_from, UsageRow, USAGE_SQL};
 use super::{new_id, status_list, unique_as_conflict, SqlStore};
 use crate::rows::{json_list, ms, opt_ms, ScanRow, SCAN_COLUMNS};
 use crate::text::{stored_opt, stored_text};
-use crate::{DispatchStore, NewScan, ScanChange, ScanFilter, ScanStore, StoreError};
+use crate::{DispatchStore, NewScan, ReportChunk, ScanChange, ScanFilter, ScanStore, StoreError};
 
 /// The INSERT of a new queued scan; `conflict` is an optional `ON CONFLICT` clause. The
 /// parameters are bound by [`bind_new_scan!`].
@@ -102,6 +102,10 @@ const ADD_REJECTIONS: &str = "UPDATE scans
     SET findings_rejected = findings_rejected + $1, rejections = $2, updated_at = $3
     WHERE id = $4";
 
+/// Marks a report chunk counted; no row affected means it was counted before.
+const COUNT_CHUNK: &str = "INSERT INTO report_chunks (scan_id, attempt, chunk) VALUES ($1, $2, $3)
+    ON CONFLICT DO NOTHING";
+
 const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM scans GROUP BY status";
 
 #[async_trait]
@@ -161,6 +165,7 @@ impl ScanStore for SqlStore {
         id: &str,
         count: u64,
         reasons: &[String],
+        chunk: Option<ReportChunk>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         if count == 0 && reasons.is_empty() {
@@ -168,6 +173,27 @@ impl ScanStore for SqlStore {
         }
         let added = i64::try_from(count).unwrap_or(i64::MAX);
         in_tx!(self, |tx| {
+            if let Some(c) = chunk {
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM scans WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                let first_time = sqlx::query(COUNT_CHUNK)
+                    .bind(id)
+                    .bind(i64::from(c.attempt))
+                    .bind(i64::try_from(c.chunk).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+                if !first_time {
+                    return Ok(());
+                }
+            }
             // The count is added in SQL; the reasons are merged here. Two reports racing
             // may keep a different first five, never more than five.
             let stored: Option<String> = sqlx::query_scalar(SELECT_REJECTIONS)
