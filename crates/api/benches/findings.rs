@@ -31,6 +31,9 @@ impl ScannerCatalog for NoCatalog {
     fn validate(&self, _: &str, _: &[Target], _: &serde_json::Value) -> Result<(), Rejection> {
         Ok(())
     }
+    fn scope_options(&self, _: &str, options: &serde_json::Value) -> String {
+        options.to_string()
+    }
 }
 
 async fn serve(store: Arc<dyn Store>) -> String {
@@ -72,6 +75,7 @@ async fn run(store: &dyn Store, tenant: &str, target: &str, offset: usize, n: us
                 targets: vec![target.into()],
                 billing: false,
                 options: "{}".into(),
+                scope_options: "{}".into(),
                 on_maintenance: WindowAction::Hold,
             },
             now,

@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 
 use chrono::SecondsFormat;
 use scanplane_core::finding::Severity;
+use scanplane_core::scan::{Scan, ScanStatus};
+use scanplane_core::Timestamp;
 use scanplane_store::StoredFinding;
 use serde_json::{json, Value};
 
@@ -149,10 +151,13 @@ impl SarifWriter {
         SarifWriter { rules, results: 0 }
     }
 
-    pub fn results_start(&self, out: &mut Vec<u8>) {
+    /// Starts the log: the run's `invocations` (see [`invocation`]), then its results.
+    pub fn results_start(&self, out: &mut Vec<u8>, invocation: &Value) {
         out.extend_from_slice(b"{\"$schema\":");
         push_json(out, &Value::from(SARIF_SCHEMA_URI));
-        out.extend_from_slice(b",\"runs\":[{\"columnKind\":\"utf16CodeUnits\",\"results\":[");
+        out.extend_from_slice(b",\"runs\":[{\"columnKind\":\"utf16CodeUnits\",\"invocations\":[");
+        push_json(out, invocation);
+        out.extend_from_slice(b"],\"results\":[");
     }
 
     pub fn result(&mut self, out: &mut Vec<u8>, sf: &StoredFinding) {
@@ -208,12 +213,12 @@ fn push_json(out: &mut Vec<u8>, v: &Value) {
 
 /// One SARIF log of `findings` (both passes over a slice); what the streaming export of the
 /// same findings writes.
-pub fn sarif_bytes(tool_name: &str, findings: &[StoredFinding]) -> Vec<u8> {
+pub fn sarif_bytes(tool_name: &str, invocation: &Value, findings: &[StoredFinding]) -> Vec<u8> {
     let mut rules = SarifRules::default();
     findings.iter().for_each(|f| rules.add(f));
     let mut w = SarifWriter::new(rules);
     let mut out = Vec::new();
-    w.results_start(&mut out);
+    w.results_start(&mut out, invocation);
     findings.iter().for_each(|f| w.result(&mut out, f));
     w.rules_start(&mut out, tool_name);
     for id in w.rule_ids() {
@@ -224,8 +229,50 @@ pub fn sarif_bytes(tool_name: &str, findings: &[StoredFinding]) -> Vec<u8> {
 }
 
 /// [`sarif_bytes`] parsed, for callers that want the document.
-pub fn sarif(tool_name: &str, findings: &[StoredFinding]) -> Value {
-    serde_json::from_slice(&sarif_bytes(tool_name, findings)).unwrap_or(Value::Null)
+pub fn sarif(tool_name: &str, invocation: &Value, findings: &[StoredFinding]) -> Value {
+    serde_json::from_slice(&sarif_bytes(tool_name, invocation, findings)).unwrap_or(Value::Null)
+}
+
+/// The SARIF `invocation` of a scan: whether it succeeded, when it ran, and its reason as a
+/// notification. A consumer must be able to tell "no problems" from "did not run": an
+/// export of a scan that failed, was skipped or has not finished says
+/// `executionSuccessful: false` with the reason, at level `error`.
+pub fn invocation_of(scan: &Scan) -> Value {
+    let text = if scan.reason.is_empty() {
+        scan.status.to_string()
+    } else {
+        scan.reason.clone()
+    };
+    invocation(
+        scan.status == ScanStatus::Succeeded,
+        &text,
+        scan.started_at,
+        scan.finished_at,
+    )
+}
+
+/// See [`invocation_of`].
+pub fn invocation(
+    successful: bool,
+    reason: &str,
+    started: Option<Timestamp>,
+    finished: Option<Timestamp>,
+) -> Value {
+    let mut inv = serde_json::Map::new();
+    inv.insert("executionSuccessful".into(), Value::from(successful));
+    if let Some(t) = started {
+        inv.insert("startTimeUtc".into(), Value::from(crate::fmt_ts(t)));
+    }
+    if let Some(t) = finished {
+        inv.insert("endTimeUtc".into(), Value::from(crate::fmt_ts(t)));
+    }
+    let level = if successful { "note" } else { "error" };
+    let text = reason;
+    inv.insert(
+        "toolExecutionNotifications".into(),
+        json!([{"level": level, "message": {"text": text}}]),
+    );
+    Value::Object(inv)
 }
 
 /// A rule id SARIF consumers accept: GitHub requires a non-empty `ruleId`.
@@ -568,6 +615,10 @@ mod tests {
 
     /// A minimal RFC 4180 reader, written independently of the writer so the round trip
     /// checks the quoting rather than restating it.
+    fn ok() -> Value {
+        invocation(true, "succeeded", None, None)
+    }
+
     fn parse_csv(s: &str) -> Vec<Vec<String>> {
         let mut rows = Vec::new();
         let mut row = Vec::new();
@@ -670,7 +721,7 @@ mod tests {
         let a1 = stored("fs://repo", "R-B", Severity::Low, "B low", "src/a.rs:7");
         let a2 = stored("fs://repo", "R-B", Severity::Critical, "B crit", "src/b.rs");
         let b = stored("https://Example.com/x", "R-A", Severity::Medium, "A", "");
-        let doc = sarif("scanplane", &[a1.clone(), a2, b]);
+        let doc = sarif("scanplane", &ok(), &[a1.clone(), a2, b]);
         let run = &doc["runs"][0];
         assert_eq!(doc["version"], "2.1.0");
         assert_eq!(run["tool"]["driver"]["name"], "scanplane");
@@ -714,7 +765,7 @@ mod tests {
         );
         assert_eq!(loc["logicalLocations"][0]["name"], "https://Example.com/x");
 
-        let again = sarif("scanplane", std::slice::from_ref(&a1));
+        let again = sarif("scanplane", &ok(), std::slice::from_ref(&a1));
         assert_eq!(
             again["runs"][0]["results"][0]["partialFingerprints"],
             results[0]["partialFingerprints"],

@@ -341,6 +341,7 @@ const CSV: &str = "text/csv; charset=utf-8";
     security(("bearer" = [])),
     responses((status = 200, description = "A page (`format=json`), a SARIF 2.1.0 log or CSV",
         content((Page<FindingView> = "application/json"), (Object = "application/sarif+json"), (String = "text/csv"))),
+        (status = 409, body = error::ErrorBody, description = "`format=csv` of a scan that did not succeed (the message gives its status and reason); SARIF of such a scan is a run with `executionSuccessful: false`"),
         error::Auth, error::PathId, error::QueryParams, error::Common))]
 pub async fn scan_findings(
     State(state): State<Arc<AppState>>,
@@ -383,6 +384,10 @@ pub async fn scan_findings(
             "applies to format=json only; an export holds every finding",
         ));
     }
+    if matches!(format, Format::Csv) {
+        not_succeeded(&scan)?;
+    }
+    let invocation = export::invocation_of(&scan);
     let mut pages = FindingPages::new(
         state.store.clone(),
         caller.scope().map(str::to_string),
@@ -398,7 +403,7 @@ pub async fn scan_findings(
     let first = pages.next().await?;
     Ok(match format {
         Format::Sarif => stream::streamed(SARIF, move |sink| {
-            sarif_export(sink, scan.scanner, pages, first, after)
+            sarif_export(sink, scan.scanner, invocation, pages, first, after)
         }),
         _ => stream::streamed(CSV, move |sink| csv_export(sink, pages, first)),
     })
@@ -432,6 +437,7 @@ async fn csv_export(
 async fn sarif_export(
     mut sink: Sink,
     tool: String,
+    invocation: serde_json::Value,
     mut pages: FindingPages,
     first: Vec<StoredFinding>,
     start: Option<String>,
@@ -445,7 +451,7 @@ async fn sarif_export(
         page = pages.next().await?;
     }
     let mut w = SarifWriter::new(rules);
-    w.results_start(sink.buf());
+    w.results_start(sink.buf(), &invocation);
     if let Some(until) = last {
         let mut again = pages.again(start, Some(until));
         loop {
@@ -471,6 +477,18 @@ async fn sarif_rules(sink: &mut Sink, w: &SarifWriter, tool: &str) -> Result<(),
     }
     w.end(sink.buf());
     Ok(())
+}
+
+/// A scan that did not succeed has no results to compare or export: a 409 with its status
+/// and reason, so that it is never read as a clean run.
+fn not_succeeded(scan: &scanplane_core::scan::Scan) -> Result<(), ApiError> {
+    if scan.status == scanplane_core::scan::ScanStatus::Succeeded {
+        return Ok(());
+    }
+    Err(ApiError::conflict(format!(
+        "scan {} is {}, not succeeded ({}): only a succeeded scan has results to compare or export",
+        scan.id, scan.status, scan.reason
+    )))
 }
 
 /// Counts of a diff.
@@ -500,6 +518,7 @@ pub struct DiffView {
     security(("bearer" = [])),
     responses((status = 200, description = "The diff, or a SARIF 2.1.0 log of its new and reopened findings",
         content((DiffView = "application/json"), (Object = "application/sarif+json"))),
+        (status = 409, body = error::ErrorBody, description = "The scan did not succeed (the message gives its status and reason): it covered nothing, so it has no diff"),
         error::Auth, error::PathId, error::QueryParams, error::Common))]
 pub async fn diff(
     State(state): State<Arc<AppState>>,
@@ -513,12 +532,14 @@ pub async fn diff(
         .scan(caller.scope(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("scan", &id))?;
+    not_succeeded(&scan)?;
+    let invocation = export::invocation_of(&scan);
     let d = Arc::new(state.store.diff_summary(caller.scope(), &id).await?);
     let store = state.store.clone();
     Ok(match format {
-        Format::Sarif => {
-            stream::streamed(SARIF, move |sink| diff_sarif(sink, scan.scanner, store, d))
-        }
+        Format::Sarif => stream::streamed(SARIF, move |sink| {
+            diff_sarif(sink, scan.scanner, invocation, store, d)
+        }),
         _ => stream::streamed("application/json", move |sink| diff_json(sink, store, d)),
     })
 }
@@ -573,6 +594,7 @@ async fn diff_json(
 async fn diff_sarif(
     mut sink: Sink,
     tool: String,
+    invocation: serde_json::Value,
     store: Arc<dyn scanplane_store::Store>,
     d: Arc<DiffSummary>,
 ) -> Result<Sink, Stop> {
@@ -589,7 +611,7 @@ async fn diff_sarif(
         }
     }
     let mut w = SarifWriter::new(rules);
-    w.results_start(sink.buf());
+    w.results_start(sink.buf(), &invocation);
     for list in ALERTING {
         let mut pages = DiffPages::new(store.clone(), d.clone(), list);
         loop {

@@ -58,6 +58,9 @@ pub trait ScannerCatalog: Send + Sync {
         targets: &[Target],
         options: &serde_json::Value,
     ) -> Result<(), Rejection>;
+    /// The canonical JSON of the options of a scan of `scanner` that change what it can
+    /// report (`{}` when none): part of the key of comparable runs.
+    fn scope_options(&self, scanner: &str, options: &serde_json::Value) -> String;
 }
 
 /// Why a scanner refused a request: the request field at fault and the problem.

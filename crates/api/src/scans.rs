@@ -150,6 +150,8 @@ pub struct ValidScan {
     pub provider: Option<String>,
     pub targets: Vec<String>,
     pub options: String,
+    /// The options that are scope, canonical (see [`ScannerCatalog::scope_options`]).
+    pub scope_options: String,
 }
 
 /// Checks scanner, accounts, targets and options; returns canonical targets.
@@ -210,6 +212,7 @@ pub fn validate_scan_input(
         scanner: scanner.to_string(),
         provider: def.provider,
         targets: parsed.iter().map(ToString::to_string).collect(),
+        scope_options: state.catalog.scope_options(scanner, &options),
         options: options.to_string(),
     })
 }
@@ -237,6 +240,7 @@ async fn create(state: &AppState, caller: &Caller, req: ScanRequest) -> Result<S
                 targets: v.targets,
                 billing: req.billing,
                 options: v.options,
+                scope_options: v.scope_options,
                 on_maintenance: WindowAction::Hold,
             },
             state.clock.now(),

@@ -1,6 +1,7 @@
 //! Streamed exports are the documents the pure writers produce for the same findings, byte
 //! for byte, across page boundaries (the store is read 1,000 rows at a time), with a
-//! severity filter and from a cursor, on both backends.
+//! severity filter and from a cursor, on both backends; a scan that has not succeeded has
+//! no CSV or diff (409) and its SARIF says it did not succeed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -60,6 +61,48 @@ async fn streamed_exports_equal_the_writers(backend: Backend) {
 
     let every = all(&api, &scan.id, FindingFilter::default()).await;
     assert_eq!(every.len(), 2600);
+
+    // Still running: no CSV and no diff (409 naming the status), and a SARIF log that says
+    // the run has not succeeded rather than looking like a clean one.
+    for path in ["findings?format=csv", "diff", "diff?format=sarif"] {
+        let (code, _, body) = get(&api, &format!("/api/v1/scans/{}/{path}", scan.id)).await;
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(code, 409, "{path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("is running"),
+            "{path}: {body}"
+        );
+    }
+    let (code, _, sarif) = get(
+        &api,
+        &format!("/api/v1/scans/{}/findings?format=sarif", scan.id),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&sarif).unwrap();
+    let inv = &doc["runs"][0]["invocations"][0];
+    assert_eq!(inv["executionSuccessful"], false, "{inv}");
+    assert_eq!(
+        inv["toolExecutionNotifications"][0]["level"], "error",
+        "{inv}"
+    );
+
+    let resp = api
+        .client
+        .post(format!("{}/api/v1/scans/{}/report", api.url, scan.id))
+        .bearer_auth("rt-e")
+        .body(format!(
+            "{}\n",
+            serde_json::json!({"type": "final", "scan_run_id": scan.id, "status": "success", "targets_scanned": ["127.0.0.1:1"]})
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let done = api.store.scan(None, &scan.id).await.unwrap().unwrap();
+    let invocation = export::invocation_of(&done);
+    assert_eq!(invocation["executionSuccessful"], true, "{invocation}");
+
     let (code, ctype, sarif) = get(
         &api,
         &format!("/api/v1/scans/{}/findings?format=sarif", scan.id),
@@ -68,7 +111,7 @@ async fn streamed_exports_equal_the_writers(backend: Backend) {
     assert_eq!((code, ctype.as_str()), (200, "application/sarif+json"));
     assert_eq!(
         String::from_utf8(sarif).unwrap(),
-        String::from_utf8(export::sarif_bytes("tcp", &every)).unwrap()
+        String::from_utf8(export::sarif_bytes("tcp", &invocation, &every)).unwrap()
     );
     let (code, _, csv) = get(
         &api,
@@ -97,7 +140,7 @@ async fn streamed_exports_equal_the_writers(backend: Backend) {
         ),
     )
     .await;
-    assert_eq!(sarif, export::sarif_bytes("tcp", &high));
+    assert_eq!(sarif, export::sarif_bytes("tcp", &invocation, &high));
     let from = every[1499].id.clone();
     let (_, _, csv) = get(
         &api,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use chrono::TimeZone;
 use jsonschema::{Draft, Validator};
-use scanplane_api::export::{sarif, FINGERPRINT_KEY};
+use scanplane_api::export::{invocation, sarif, FINGERPRINT_KEY};
 use scanplane_core::finding::{Finding, Severity};
 use scanplane_store::StoredFinding;
 use serde_json::Value;
@@ -105,6 +105,16 @@ fn stored(
 
 /// Findings covering every severity, every kind of target scanplane has, and titles,
 /// details and locations with commas, quotes, newlines, unicode and URI-hostile characters.
+/// The invocation of a scan that succeeded.
+fn ok() -> Value {
+    invocation(
+        true,
+        "succeeded: scanner reported success after 1.0s",
+        None,
+        None,
+    )
+}
+
 fn varied() -> Vec<StoredFinding> {
     let mut v = vec![
         stored(
@@ -243,7 +253,7 @@ fn varied() -> Vec<StoredFinding> {
 fn export_of_varied_findings_is_valid_sarif() {
     let v = validator();
     let findings = varied();
-    let doc = sarif("scanplane", &findings);
+    let doc = sarif("scanplane", &ok(), &findings);
     let errs = errors(&v, &doc);
     assert!(
         errs.is_empty(),
@@ -260,9 +270,26 @@ fn export_of_varied_findings_is_valid_sarif() {
         "every artifact URI was format-checked"
     );
 
-    let empty = sarif("scanplane", &[]);
+    let empty = sarif("scanplane", &ok(), &[]);
     let errs = errors(&v, &empty);
     assert!(errs.is_empty(), "empty export: {errs:?}");
+
+    // A scan that did not run says so: a valid log whose invocation failed, with the reason.
+    let t = chrono::Utc::now();
+    let failed = sarif(
+        "scanplane",
+        &invocation(false, "failed: nmap not found on PATH", Some(t), Some(t)),
+        &[],
+    );
+    let errs = errors(&v, &failed);
+    assert!(errs.is_empty(), "failed scan: {errs:?}");
+    let inv = &failed["runs"][0]["invocations"][0];
+    assert_eq!(inv["executionSuccessful"], false, "{inv}");
+    assert_eq!(inv["toolExecutionNotifications"][0]["level"], "error");
+    assert_eq!(
+        inv["toolExecutionNotifications"][0]["message"]["text"],
+        "failed: nmap not found on PATH"
+    );
 }
 
 /// What GitHub code scanning needs beyond the schema: a non-empty artifact URI on every
@@ -271,7 +298,7 @@ fn export_of_varied_findings_is_valid_sarif() {
 #[test]
 fn export_meets_github_code_scanning_requirements() {
     let findings = varied();
-    let doc = sarif("scanplane", &findings);
+    let doc = sarif("scanplane", &ok(), &findings);
     let run = &doc["runs"][0];
     let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
     let results = run["results"].as_array().expect("results");
@@ -306,7 +333,7 @@ fn export_meets_github_code_scanning_requirements() {
     }
     assert_eq!(
         doc,
-        sarif("scanplane", &findings),
+        sarif("scanplane", &ok(), &findings),
         "the export is deterministic"
     );
 }
@@ -314,7 +341,7 @@ fn export_meets_github_code_scanning_requirements() {
 #[test]
 fn broken_documents_fail_validation() {
     let v = validator();
-    let good = sarif("scanplane", &varied());
+    let good = sarif("scanplane", &ok(), &varied());
     assert!(errors(&v, &good).is_empty());
 
     let mut fatal = good.clone();

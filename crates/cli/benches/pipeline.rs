@@ -111,6 +111,7 @@ async fn make_scan(store: &dyn Store, token: &str) -> String {
                 targets: vec!["image://bench:1".into()],
                 billing: false,
                 options: "{}".into(),
+                scope_options: "{}".into(),
                 on_maintenance: WindowAction::Hold,
             },
             now,

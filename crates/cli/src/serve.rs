@@ -56,6 +56,9 @@ impl ScannerCatalog for RegistryCatalog {
             }
         })
     }
+    fn scope_options(&self, scanner: &str, options: &serde_json::Value) -> String {
+        self.0.scope_options(scanner, options)
+    }
 }
 
 fn registry_from(config: &ConfigFile) -> anyhow::Result<Registry> {
@@ -253,6 +256,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         obs_rx,
     );
     let providers = registry.clone();
+    let scopes = registry.clone();
     let scheduler = Scheduler::new(SchedulerContext {
         store: store.clone(),
         clock: clock.clone(),
@@ -262,6 +266,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             providers
                 .get(name)
                 .and_then(|s| s.definition().provider.clone())
+        }),
+        scope_of: Arc::new(move |name: &str, options: &str| {
+            let options = serde_json::from_str(options).unwrap_or(serde_json::Value::Null);
+            scopes.scope_options(name, &options)
         }),
         config: SchedulerConfig::default(),
     });

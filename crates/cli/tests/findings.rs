@@ -1,6 +1,7 @@
 //! Findings across runs end to end: the same scanner over the same target twice with one
 //! issue fixed in between, the diff, re-runs, triage, the findings listing, and the SARIF
-//! and CSV exports — on SQLite and PostgreSQL.
+//! and CSV exports, and runs of narrower scope (fewer ports) that must fix nothing — on
+//! SQLite and PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -225,4 +226,83 @@ async fn sqlite_findings_across_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_findings_across_runs() {
     findings_across_runs(Backend::Postgres).await;
+}
+
+/// Runs the real `tcp` scanner over 127.0.0.1 with `options` once; returns the run id.
+async fn tcp_run(s: &Server, options: Value) -> String {
+    let (code, a) = s
+        .post(
+            "/scans/now",
+            ADMIN,
+            json!({"scanner": "tcp", "targets": ["127.0.0.1"], "options": options}),
+        )
+        .await;
+    assert_eq!(code, 202, "{a}");
+    let id = a["scan_run_id"].as_str().unwrap().to_string();
+    let scan = s.wait_scan(&id, Duration::from_secs(60), terminal).await;
+    assert_eq!(scan["status"], "succeeded", "{scan}");
+    id
+}
+
+/// A run that looks at less (fewer ports) than an earlier one is not compared with it: it
+/// cannot see, and so must not fix, what only the wider run covered. Options that only
+/// change speed keep runs comparable, and a wider run still fixes what went away.
+async fn narrower_runs_fix_nothing(backend: Backend) {
+    let keep = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (p1, p2) = (
+        keep.local_addr().unwrap().port(),
+        other.local_addr().unwrap().port(),
+    );
+    let s = Server::start(&fresh_db(backend).await, &[]).await;
+    let both = format!("{p1},{p2}");
+
+    let wide = tcp_run(&s, json!({"ports": both})).await;
+    let (_, d) = s.get(&format!("/api/v1/scans/{wide}/diff"), ADMIN).await;
+    assert_eq!(d["counts"]["new"], 2, "{d}");
+
+    let narrow = tcp_run(&s, json!({"ports": p1.to_string()})).await;
+    let (_, d) = s.get(&format!("/api/v1/scans/{narrow}/diff"), ADMIN).await;
+    assert!(
+        d["previous_scan_id"].is_null(),
+        "a run over fewer ports is another scope: {d}"
+    );
+    assert_eq!(d["counts"]["fixed"], 0, "{d}");
+    let (_, fixed) = s.get("/api/v1/findings?status=fixed", ADMIN).await;
+    assert_eq!(
+        fixed["items"].as_array().unwrap().len(),
+        0,
+        "nothing is fixed by a run that did not look: {fixed}"
+    );
+
+    // Same ports, another concurrency: the same scope, compared with the wide run.
+    let again = tcp_run(&s, json!({"ports": both, "concurrency": 4})).await;
+    let (_, d) = s.get(&format!("/api/v1/scans/{again}/diff"), ADMIN).await;
+    assert_eq!(d["previous_scan_id"], wide.as_str(), "{d}");
+    assert_eq!(
+        d["counts"],
+        json!({"new": 0, "fixed": 0, "reopened": 0, "unchanged": 2})
+    );
+
+    // The second service goes away: a run of the wide scope fixes it, and only it.
+    drop(other);
+    let after = tcp_run(&s, json!({"concurrency": 8, "ports": both})).await;
+    let (_, d) = s.get(&format!("/api/v1/scans/{after}/diff"), ADMIN).await;
+    assert_eq!(d["previous_scan_id"], again.as_str(), "{d}");
+    assert_eq!(
+        d["counts"],
+        json!({"new": 0, "fixed": 1, "reopened": 0, "unchanged": 1}),
+        "{d}"
+    );
+    drop(keep);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_narrower_runs_fix_nothing() {
+    narrower_runs_fix_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_narrower_runs_fix_nothing() {
+    narrower_runs_fix_nothing(Backend::Postgres).await;
 }

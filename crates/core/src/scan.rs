@@ -248,10 +248,11 @@ impl Scan {
         Some(end - start)
     }
 
-    /// The key of comparable runs: same tenant, scanner and set of targets. A finding's
-    /// "fixed" and a run's diff are decided among runs of one scope.
+    /// The key of comparable runs without scope options: same tenant, scanner and set of
+    /// targets. Scans store the key they were created with (see [`scope_key`]); this is
+    /// the key of rows written before options were part of it.
     pub fn scope_key(&self) -> String {
-        scope_key(&self.tenant_id, &self.scanner, &self.targets)
+        scope_key(&self.tenant_id, &self.scanner, &self.targets, "")
     }
 
     /// The accounts among the targets (the `accounts` of a scan request).
@@ -263,13 +264,26 @@ impl Scan {
     }
 }
 
-/// See [`Scan::scope_key`]: target order and duplicates do not matter.
-pub fn scope_key(tenant_id: &str, scanner: &str, targets: &[String]) -> String {
+/// The key of comparable runs: same tenant, scanner, set of targets and scope options (the
+/// canonical JSON of the options that change what the scanner can report, `""` or `"{}"`
+/// when none). A finding's "fixed" and a run's diff are decided among runs of one scope.
+/// Target order and duplicates do not matter; without scope options the key is the one
+/// runs had before options were part of it.
+pub fn scope_key(
+    tenant_id: &str,
+    scanner: &str,
+    targets: &[String],
+    scope_options: &str,
+) -> String {
     let mut sorted: Vec<&str> = targets.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted.dedup();
     let mut parts = vec![tenant_id];
     parts.extend(sorted);
+    let options = format!("options:{scope_options}");
+    if !matches!(scope_options, "" | "{}") {
+        parts.push(&options);
+    }
     crate::finding::fingerprint(scanner, &parts)
 }
 
@@ -280,10 +294,21 @@ mod tests {
 
     #[test]
     fn scope_ignores_target_order() {
-        let a = scope_key("t", "nmap", &["b".into(), "a".into(), "a".into()]);
-        assert_eq!(a, scope_key("t", "nmap", &["a".into(), "b".into()]));
-        assert_ne!(a, scope_key("t", "tcp", &["a".into(), "b".into()]));
-        assert_ne!(a, scope_key("u", "nmap", &["a".into(), "b".into()]));
+        let ab = || vec!["a".to_string(), "b".to_string()];
+        let a = scope_key("t", "nmap", &["b".into(), "a".into(), "a".into()], "");
+        assert_eq!(a, scope_key("t", "nmap", &ab(), ""));
+        assert_eq!(a, scope_key("t", "nmap", &ab(), "{}"), "no scope options");
+        assert_ne!(a, scope_key("t", "tcp", &ab(), ""));
+        assert_ne!(a, scope_key("u", "nmap", &ab(), ""));
+    }
+
+    #[test]
+    fn scope_options_separate_runs() {
+        let t = vec!["fs:///src".to_string()];
+        let wide = scope_key("t", "trivy", &t, r#"{"scanners":"misconfig,secret"}"#);
+        let narrow = scope_key("t", "trivy", &t, r#"{"scanners":"misconfig"}"#);
+        assert_ne!(wide, narrow);
+        assert_ne!(wide, scope_key("t", "trivy", &t, ""));
     }
 
     #[test]

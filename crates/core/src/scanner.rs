@@ -63,6 +63,11 @@ pub struct ScannerDef {
     pub accepts: Vec<TargetKind>,
     /// Option names the scanner understands; others are rejected at the API.
     pub options: Vec<&'static str>,
+    /// The options that change what the scanner can report (which checks, ports,
+    /// severities): runs are comparable only when these are equal, so a narrower run never
+    /// marks a wider run's findings fixed. `None`: every option is scope (custom scanners,
+    /// whose options scanplane cannot interpret).
+    pub scope_options: Option<Vec<&'static str>>,
 }
 
 impl ScannerDef {
@@ -72,6 +77,13 @@ impl ScannerDef {
             ScannerKind::External { .. } => "external",
             ScannerKind::Custom { .. } => "custom",
         }
+    }
+
+    /// Whether option `name` is scope (see [`ScannerDef::scope_options`]).
+    pub fn is_scope_option(&self, name: &str) -> bool {
+        self.scope_options
+            .as_ref()
+            .is_none_or(|scope| scope.contains(&name))
     }
 
     pub fn accepts(&self, kind: TargetKind) -> bool {

@@ -215,6 +215,8 @@ impl CustomScanner {
             image: config.image.clone(),
             accepts: config.accepts.clone(),
             options: Vec::new(),
+            // Its options go to the command as JSON; what they mean is the command's.
+            scope_options: None,
         };
         Ok(CustomScanner { def, config })
     }

@@ -35,6 +35,8 @@ use crate::{adapter_def, check_target_kinds, RunRequest, ScanOutcome, Scanner};
 pub const NAME: &str = "grype";
 pub const PROGRAM: &str = "grype";
 const OPTIONS: &[&str] = &["only_fixed"];
+/// `only_fixed` narrows what grype reports.
+const SCOPE_OPTIONS: &[&str] = OPTIONS;
 
 /// The report; matches are read one by one so a malformed one is dropped alone.
 #[derive(Deserialize)]
@@ -196,6 +198,7 @@ impl GrypeScanner {
                 },
                 vec![TargetKind::Image, TargetKind::Path],
                 OPTIONS,
+                SCOPE_OPTIONS,
             ),
         }
     }

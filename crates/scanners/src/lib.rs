@@ -106,6 +106,7 @@ pub(crate) fn adapter_def(
     kind: ScannerKind,
     accepts: Vec<TargetKind>,
     options: &[&'static str],
+    scope_options: &[&'static str],
 ) -> ScannerDef {
     ScannerDef {
         name: name.to_string(),
@@ -116,6 +117,7 @@ pub(crate) fn adapter_def(
         image: None,
         accepts,
         options: options.to_vec(),
+        scope_options: Some(scope_options.to_vec()),
     }
 }
 

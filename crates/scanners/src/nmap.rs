@@ -36,6 +36,8 @@ use crate::{
 pub const NAME: &str = "nmap";
 pub const PROGRAM: &str = "nmap";
 const OPTIONS: &[&str] = &["ports", "timing"];
+/// The options that change what is scanned (`timing` only how fast).
+const SCOPE_OPTIONS: &[&str] = &["ports"];
 /// Most addresses of one network target (a /16): nmap handles more, but a wider range is
 /// more often a typo than a plan, and one run of it would outlast any scan timeout.
 pub const MAX_NETWORK_ADDRESSES: u128 = 65_536;
@@ -337,6 +339,7 @@ impl NmapScanner {
                 },
                 vec![TargetKind::Host, TargetKind::Network],
                 OPTIONS,
+                SCOPE_OPTIONS,
             ),
         }
     }

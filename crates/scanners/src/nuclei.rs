@@ -36,6 +36,8 @@ use crate::{adapter_def, check_target_kinds, RunRequest, ScanOutcome, Scanner};
 pub const NAME: &str = "nuclei";
 pub const PROGRAM: &str = "nuclei";
 const OPTIONS: &[&str] = &["tags", "severity", "rate_limit"];
+/// The options that change which templates run (the rest only how fast).
+const SCOPE_OPTIONS: &[&str] = &["tags", "severity"];
 const SEVERITIES: &[&str] = &["info", "low", "medium", "high", "critical", "unknown"];
 
 #[derive(Deserialize)]
@@ -187,6 +189,7 @@ impl NucleiScanner {
                 },
                 vec![TargetKind::Url, TargetKind::Host],
                 OPTIONS,
+                SCOPE_OPTIONS,
             ),
         }
     }

@@ -101,6 +101,14 @@ impl Registry {
     }
 
     /// Every registered name, sorted.
+    /// The canonical JSON (keys sorted) of the options of a scan of `scanner` that are scope
+    /// (see [`ScannerDef::scope_options`]): `{}` when there are none. An unknown scanner
+    /// counts every option.
+    pub fn scope_options(&self, scanner: &str, options: &serde_json::Value) -> String {
+        let scanner = self.get(scanner);
+        scope_options(scanner.as_ref().map(|s| s.definition()), options)
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.scanners.keys().cloned().collect()
     }
@@ -118,6 +126,20 @@ impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.scanners.keys()).finish()
     }
+}
+
+/// The canonical JSON (keys sorted, whatever order they came in) of the options that are
+/// scope for `def` (see [`ScannerDef::scope_options`]); `{}` when there are none. Without a
+/// definition every option counts.
+pub fn scope_options(def: Option<&ScannerDef>, options: &serde_json::Value) -> String {
+    let Some(map) = options.as_object() else {
+        return "{}".to_string();
+    };
+    let scope: BTreeMap<&String, &serde_json::Value> = map
+        .iter()
+        .filter(|(k, _)| def.is_none_or(|d| d.is_scope_option(k)))
+        .collect();
+    serde_json::to_string(&scope).unwrap_or_else(|_| "{}".to_string())
 }
 
 #[cfg(test)]

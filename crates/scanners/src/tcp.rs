@@ -37,6 +37,8 @@ use crate::{
 
 pub const NAME: &str = "tcp";
 const OPTIONS: &[&str] = &["ports", "concurrency", "connect_timeout"];
+/// The options that change what is scanned (the rest only how fast).
+const SCOPE_OPTIONS: &[&str] = &["ports"];
 
 /// Ports scanned on a bare host: the services most often exposed by mistake.
 pub const DEFAULT_PORTS: &str = "21,22,23,25,53,80,81,110,111,135,139,143,389,443,445,465,587,993,995,1433,1521,2049,2375,2376,3000,3306,3389,5000,5432,5601,5672,5900,5984,6379,6443,7001,8000,8080,8081,8443,8888,9000,9090,9200,9300,10250,11211,15672,27017";
@@ -76,6 +78,7 @@ impl TcpScanner {
                 ScannerKind::Builtin,
                 vec![TargetKind::Host, TargetKind::Network],
                 OPTIONS,
+                SCOPE_OPTIONS,
             ),
         }
     }

@@ -48,6 +48,8 @@ pub const PROGRAM: &str = "trivy";
 /// Environment variable naming the trivy binary when it is not on `PATH`.
 pub const BIN_ENV: &str = "TRIVY_BIN";
 const OPTIONS: &[&str] = &["scanners", "severity"];
+/// Both options narrow what trivy reports.
+const SCOPE_OPTIONS: &[&str] = OPTIONS;
 const SCANNER_KINDS: &[&str] = &["vuln", "misconfig", "secret", "license"];
 const SEVERITIES: &[&str] = &["unknown", "low", "medium", "high", "critical"];
 
@@ -355,6 +357,7 @@ impl TrivyScanner {
                 },
                 vec![TargetKind::Path, TargetKind::Image],
                 OPTIONS,
+                SCOPE_OPTIONS,
             ),
         }
     }

@@ -92,6 +92,7 @@ async fn main() {
         wake: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
         provider_of: Arc::new(|_: &str| None),
+        scope_of: Arc::new(|_: &str, options: &str| options.to_string()),
         config: SchedulerConfig::default(),
     });
     let task = tokio::spawn(scheduler.run(stop_rx));

@@ -16,6 +16,8 @@ use tokio::sync::{watch, Notify};
 
 /// Resolves a scanner's provider (for rate limiting) when a scan is created.
 pub type ProviderOf = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+/// The scope options (canonical JSON) of a scan of a scanner with these options (JSON).
+pub type ScopeOf = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
 
 /// Tunables.
 #[derive(Debug, Clone)]
@@ -51,6 +53,7 @@ pub struct Scheduler {
     wake: Arc<Notify>,
     wake_dispatcher: Arc<Notify>,
     provider_of: ProviderOf,
+    scope_of: ScopeOf,
     config: SchedulerConfig,
 }
 
@@ -63,6 +66,7 @@ pub struct SchedulerContext {
     /// Notified after a pass that created scans.
     pub wake_dispatcher: Arc<Notify>,
     pub provider_of: ProviderOf,
+    pub scope_of: ScopeOf,
     pub config: SchedulerConfig,
 }
 
@@ -74,6 +78,7 @@ impl Scheduler {
             wake,
             wake_dispatcher,
             provider_of,
+            scope_of,
             config,
         } = context;
         Self {
@@ -82,6 +87,7 @@ impl Scheduler {
             wake,
             wake_dispatcher,
             provider_of,
+            scope_of,
             config,
         }
     }
@@ -98,6 +104,7 @@ impl Scheduler {
             targets: s.targets.clone(),
             billing: s.billing,
             options: s.options.clone(),
+            scope_options: (self.scope_of)(&s.scanner, &s.options),
             on_maintenance: s.on_maintenance,
         }
     }

@@ -51,6 +51,7 @@ async fn invalid_schedule_stops_and_others_fire(backend: Backend) {
         wake: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
         provider_of: Arc::new(|_: &str| None),
+        scope_of: Arc::new(|_: &str, options: &str| options.to_string()),
         config: SchedulerConfig {
             batch: 1,
             ..SchedulerConfig::default()

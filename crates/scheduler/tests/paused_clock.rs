@@ -37,6 +37,7 @@ fn scheduler(store: Arc<dyn TickStore>, clock: Arc<dyn Clock>) -> Scheduler {
         wake: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
         provider_of: Arc::new(|_: &str| None),
+        scope_of: Arc::new(|_: &str, options: &str| options.to_string()),
         config: SchedulerConfig::default(),
     })
 }

@@ -28,6 +28,9 @@ pub struct NewScan {
     pub targets: Vec<String>,
     pub billing: bool,
     pub options: String,
+    /// The canonical JSON of the options that are scope (`{}` when none): with tenant,
+    /// scanner and targets it keys the comparable runs, stored when the scan is created.
+    pub scope_options: String,
     pub on_maintenance: WindowAction,
 }
 

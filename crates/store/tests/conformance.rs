@@ -35,6 +35,7 @@ fn new_scan(tenant: &str, trigger: Trigger) -> NewScan {
         targets: vec!["127.0.0.1:22".into(), "account://123".into()],
         billing: true,
         options: "{}".into(),
+        scope_options: "{}".into(),
         on_maintenance: WindowAction::Hold,
     }
 }

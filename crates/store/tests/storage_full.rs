@@ -39,6 +39,7 @@ fn new_scan(tenant: &str) -> NewScan {
         targets: vec!["127.0.0.1".into()],
         billing: false,
         options: "{}".into(),
+        scope_options: "{}".into(),
         on_maintenance: WindowAction::Hold,
     }
 }

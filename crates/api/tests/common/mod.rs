@@ -29,6 +29,7 @@ fn tcp() -> ScannerDef {
         image: None,
         accepts: vec![TargetKind::Host],
         options: vec![],
+        scope_options: Some(vec![]),
     }
 }
 
@@ -41,6 +42,9 @@ impl ScannerCatalog for OneScanner {
     }
     fn validate(&self, _: &str, _: &[Target], _: &serde_json::Value) -> Result<(), Rejection> {
         Ok(())
+    }
+    fn scope_options(&self, _: &str, options: &serde_json::Value) -> String {
+        options.to_string()
     }
 }
 
@@ -155,6 +159,7 @@ pub async fn running_scan(
                 targets: vec!["127.0.0.1:1".into()],
                 billing: false,
                 options: "{}".into(),
+                scope_options: "{}".into(),
                 on_maintenance: WindowAction::Hold,
             },
             now,

@@ -31,6 +31,7 @@ pub async fn scan_with_findings(store: &dyn Store, n: usize) -> String {
                 targets: vec!["image://registry.example/app:1".into()],
                 billing: false,
                 options: "{}".into(),
+                scope_options: "{}".into(),
                 on_maintenance: WindowAction::Hold,
             },
             now,

@@ -61,6 +61,7 @@ pub fn new_scan(tenant_id: &str) -> scanplane_store::NewScan {
         targets: vec!["10.0.0.1".into()],
         billing: false,
         options: "{}".into(),
+        scope_options: "{}".into(),
         on_maintenance: scanplane_core::maintenance::WindowAction::Hold,
     }
 }

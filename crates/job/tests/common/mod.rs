@@ -40,6 +40,9 @@ impl ScannerCatalog for NoCatalog {
     fn validate(&self, _: &str, _: &[Target], _: &serde_json::Value) -> Result<(), Rejection> {
         Ok(())
     }
+    fn scope_options(&self, _: &str, options: &serde_json::Value) -> String {
+        options.to_string()
+    }
 }
 
 /// Copies of the request bodies the server received, in order.
@@ -109,6 +112,7 @@ pub async fn dispatched_scan(store: &dyn Store, scanner: &str, token: &str) -> S
                     targets: vec!["127.0.0.1".into()],
                     billing: false,
                     options: "{}".into(),
+                    scope_options: "{}".into(),
                     on_maintenance: WindowAction::Hold,
                 },
                 now,

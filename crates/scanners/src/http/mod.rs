@@ -60,6 +60,8 @@ pub use tls::{check_certificate, EXPIRY_WARNING_DAYS};
 
 pub const NAME: &str = "http";
 const OPTIONS: &[&str] = &["request_timeout", "check_paths", "check_tls"];
+/// The options that change what is checked (the rest only how long it may take).
+const SCOPE_OPTIONS: &[&str] = &["check_paths", "check_tls"];
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One finding before it is tied to a target: what the pure check functions return.
@@ -106,6 +108,7 @@ impl HttpScanner {
                 ScannerKind::Builtin,
                 vec![TargetKind::Url],
                 OPTIONS,
+                SCOPE_OPTIONS,
             ),
         }
     }

@@ -128,7 +128,7 @@ fn complete_sql() -> String {
     format!(
         "UPDATE scans SET status = 'succeeded', reason = $2, updated_at = $3, finished_at = $3,
            report_token_hash = NULL, targets_scanned = COALESCE($4, targets_scanned),
-           scope_key = $5
+           scope_key = COALESCE(scope_key, $5)
          WHERE id = $1 AND status IN ({})
          RETURNING {SCAN_COLUMNS}",
         status_list(&ScanStatus::sources_of(ScanStatus::Succeeded))
@@ -280,7 +280,16 @@ impl FindingStore for SqlStore {
         let Some(current) = self.scan(None, id).await? else {
             return Err(StoreError::NotFound);
         };
-        let scope = current.scope_key();
+        // The key the scan was created with (tenant, scanner, targets, scope options); rows
+        // from before keys were stored at creation get the key without options.
+        let stored: Option<String> = on_pool!(self, |p| {
+            sqlx::query_scalar("SELECT scope_key FROM scans WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+                .flatten()
+        });
+        let scope = stored.unwrap_or_else(|| current.scope_key());
         let update = complete_sql();
         let targets = change.targets_scanned.as_ref().map(|t| json_list(t));
         let done = in_tx!(self, |tx| {
@@ -410,15 +419,16 @@ impl FindingStore for SqlStore {
         let Some(scan) = self.scan(tenant, scan_id).await? else {
             return Err(StoreError::NotFound);
         };
-        // The scope recorded when the scan completed (a scan that never completed has none,
-        // and so no comparable run).
+        // The scope of the scan; only a succeeded scan is compared with anything (one that
+        // did not finish covered nothing, so it fixes nothing).
         let scope: Option<String> = on_pool!(self, |p| {
             sqlx::query_scalar("SELECT scope_key FROM scans WHERE id = $1")
                 .bind(scan_id)
                 .fetch_optional(p)
                 .await?
                 .flatten()
-        });
+        })
+        .filter(|_| scan.status == ScanStatus::Succeeded);
         let previous: Option<(String, i64)> = match &scope {
             None => None,
             Some(scope) => on_pool!(self, |p| {

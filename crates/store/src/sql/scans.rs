@@ -22,9 +22,10 @@ pub(super) fn insert_scan_sql(conflict: &str) -> String {
     format!(
         "INSERT INTO scans (id, tenant_id, project_id, schedule_id, fire_time, trigger, priority,
            scanner, provider, targets, billing, options, on_maintenance,
-           status, reason, attempts, created_at, updated_at, targets_scanned, findings_count)
+           status, reason, attempts, created_at, updated_at, targets_scanned, findings_count,
+           scope_key)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-           'queued', 'queued: waiting for admission', 0, $14, $14, '[]', 0)
+           'queued', 'queued: waiting for admission', 0, $14, $14, '[]', 0, $15)
          {conflict}
          RETURNING {SCAN_COLUMNS}"
     )
@@ -48,6 +49,12 @@ macro_rules! bind_new_scan {
             .bind(&$scan.options)
             .bind($scan.on_maintenance.as_str())
             .bind($crate::rows::ms($now))
+            .bind(scanplane_core::scan::scope_key(
+                &$scan.tenant_id,
+                &$scan.scanner,
+                &$scan.targets,
+                &$scan.scope_options,
+            ))
     };
 }
 pub(super) use bind_new_scan;
