@@ -16,6 +16,7 @@
 //! store the same thing. Structural errors stay errors: anything after the final line, or a
 //! final line of another scan.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -25,6 +26,7 @@ use axum::Json;
 use futures::StreamExt;
 use scanplane_core::finding::{fingerprint, Finding, Severity};
 use scanplane_core::scan::Scan;
+use scanplane_core::secret;
 use scanplane_protocol::report::{
     ReportAccepted, ReportLine, CHUNK_HEADER, MAX_LINE, MAX_REJECTIONS,
 };
@@ -223,6 +225,13 @@ impl Ingest<'_> {
                 if had_nul {
                     self.sanitized += 1;
                 }
+                // A secret a scanner found is masked before anything keeps it, whatever
+                // scanner printed it (a custom one may not mask).
+                for s in [&mut title, &mut location, &mut detail] {
+                    if let Cow::Owned(masked) = secret::mask(s) {
+                        *s = masked;
+                    }
+                }
                 let severity = severity
                     .parse::<Severity>()
                     .unwrap_or_else(|_| Severity::normalize(&severity));
@@ -258,6 +267,9 @@ impl Ingest<'_> {
                     .chain(error.iter_mut())
                 {
                     sanitize(s);
+                    if let Cow::Owned(masked) = secret::mask(s) {
+                        *s = masked;
+                    }
                 }
                 self.final_line = Some(ReportLine::Final {
                     scan_run_id,

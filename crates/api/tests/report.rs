@@ -218,6 +218,57 @@ async fn a_retried_chunk_counts_its_refused_lines_once(backend: Backend) {
     api.stop().await;
 }
 
+async fn secrets_are_masked_before_anything_keeps_them(backend: Backend) {
+    let api = Api::start(backend, Default::default()).await;
+    let tenant = api.state.default_tenant.id.clone();
+    let scan = common::running_scan(api.store.as_ref(), &tenant, "rt-1").await;
+    let secrets = ["hunter2", "pw123456", "AKIAIOSFODNN7EXAMPLE"];
+    let line = json!({"type": "finding", "target": "h", "rule_id": "leak", "severity": "high",
+        "title": "key AKIAIOSFODNN7EXAMPLE exposed", "location": "https://bob:pw123456@h/x",
+        "detail": "body: DB_PASSWORD=hunter2\nHOST=db"});
+    let body = format!("{line}\n{}", final_line(&scan.id));
+    let (code, accepted) = post_report(&api, &scan.id, "rt-1", body.into_bytes()).await;
+    assert_eq!(code, 200, "{accepted}");
+    assert_eq!(accepted["inserted"], 1, "{accepted}");
+
+    let stored = api
+        .store
+        .list_findings(
+            None,
+            &scan.id,
+            &FindingFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let f = &stored[0].finding;
+    assert_eq!(f.detail, "body: DB_PASSWORD=*****\nHOST=db");
+    assert_eq!(f.location, "https://bob:*****@h/x");
+    assert_eq!(f.title, "key ***** exposed");
+    for format in ["json", "sarif", "csv"] {
+        let text = api
+            .client
+            .get(format!(
+                "{}/api/v1/scans/{}/findings?format={format}",
+                api.url, scan.id
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(text.contains("*****"), "{format}: {text}");
+        for s in secrets {
+            assert!(!text.contains(s), "{format} holds {s}: {text}");
+        }
+    }
+    api.stop().await;
+}
+
 macro_rules! both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -228,5 +279,6 @@ macro_rules! both {
 both!(
     one_bad_line_loses_nothing_else,
     rejections_are_capped_and_structure_is_still_checked,
-    a_retried_chunk_counts_its_refused_lines_once
+    a_retried_chunk_counts_its_refused_lines_once,
+    secrets_are_masked_before_anything_keeps_them
 );

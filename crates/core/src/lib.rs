@@ -18,6 +18,7 @@ pub mod replica;
 pub mod scan;
 pub mod scanner;
 pub mod schedule;
+pub mod secret;
 pub mod target;
 pub mod tenant;
 

@@ -4,6 +4,7 @@
 
 use reqwest::Url;
 use scanplane_core::finding::Severity;
+use scanplane_core::secret;
 
 use super::request::read_capped;
 use super::{issue, Issue};
@@ -181,9 +182,17 @@ pub fn check_path(p: &SensitivePath, status: u16, body: &[u8]) -> Option<Issue> 
             &shown[..shown.len().min(16)]
         )
     } else {
+        // The evidence is masked here, before the report leaves the job: the file is
+        // reported, its secrets are not copied (a `.env`'s every value may be one).
+        let shown = String::from_utf8_lossy(shown);
+        let shown = if p.rule_id == "exposed-env-file" {
+            secret::mask_all_values(&shown)
+        } else {
+            shown.into_owned()
+        };
         format!(
             "HTTP 200, body starts with: {}",
-            crate::tcp::printable_banner(shown)
+            crate::tcp::printable_banner(secret::mask(&shown).as_bytes())
         )
     };
     Some(issue(p.rule_id, p.severity, p.title, evidence))
@@ -244,5 +253,33 @@ mod tests {
         .is_some());
         assert!(check_path(find("/.htpasswd"), 200, b"admin:$apr1$abc$def\n").is_some());
         assert!(check_path(find("/.htpasswd"), 200, b"hello: world").is_none());
+    }
+
+    #[test]
+    fn evidence_never_holds_the_secrets() {
+        let find = |p: &str| SENSITIVE_PATHS.iter().find(|s| s.path == p).unwrap();
+        let env = check_path(
+            find("/.env"),
+            200,
+            b"DB_PASSWORD=hunter2\nAPI_KEY=abc\nHOST=db\n",
+        )
+        .unwrap();
+        assert!(
+            env.evidence.contains("DB_PASSWORD=*****"),
+            "{}",
+            env.evidence
+        );
+        for secret in ["hunter2", "abc", "=db"] {
+            assert!(!env.evidence.contains(secret), "{}", env.evidence);
+        }
+        let htpasswd = check_path(find("/.htpasswd"), 200, b"admin:$apr1$xyz$0123\n").unwrap();
+        assert!(!htpasswd.evidence.contains("xyz"), "{}", htpasswd.evidence);
+        let git = check_path(
+            find("/.git/config"),
+            200,
+            b"[core]\n[remote \"origin\"]\n\turl = https://bob:ghp_tok@github.com/x\n",
+        )
+        .unwrap();
+        assert!(!git.evidence.contains("ghp_tok"), "{}", git.evidence);
     }
 }
