@@ -9,6 +9,7 @@ use rand::RngCore;
 use scanplane_core::tenant::Tenant;
 use std::sync::Arc;
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -18,9 +19,20 @@ pub struct Caller {
     pub admin: bool,
     /// The caller's tenant; objects the admin creates belong to `default`.
     pub tenant: Tenant,
+    /// The name of the token used (`admin` for the admin token).
+    pub token: String,
 }
 
 impl Caller {
+    /// Who did something, as records of it say: `admin`, or `<tenant>/<token name>`.
+    pub fn actor(&self) -> String {
+        if self.admin {
+            "admin".to_string()
+        } else {
+            format!("{}/{}", self.tenant.name, self.token)
+        }
+    }
+
     /// The tenant filter for reads: the admin sees every tenant.
     pub fn scope(&self) -> Option<&str> {
         if self.admin {
@@ -73,24 +85,49 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("Authorization: expected Bearer <token>"))?;
         let hash = hash_token(token);
-        if let Some(admin) = &state.admin_token_hash {
-            if same(&hash, admin) {
-                return Ok(Caller {
-                    admin: true,
-                    tenant: state.default_tenant.clone(),
-                });
-            }
-        }
-        match state.store.tenant_for_token(&hash).await? {
-            Some(tenant) => Ok(Caller {
-                admin: false,
-                tenant,
-            }),
-            None => Err(ApiError::unauthorized(
-                "Authorization: unknown or revoked token",
-            )),
+        let caller = identify(state, &hash).await?;
+        audit::record(
+            &parts.extensions,
+            audit::Actor {
+                token: caller.token.clone(),
+                tenant: caller.tenant.name.clone(),
+            },
+        );
+        Ok(caller)
+    }
+}
+
+/// The caller a token hash belongs to; a 401 for an unknown or revoked token.
+async fn identify(state: &AppState, hash: &str) -> Result<Caller, ApiError> {
+    if let Some(admin) = &state.admin_token_hash {
+        if same(hash, admin) {
+            return Ok(Caller {
+                admin: true,
+                tenant: state.default_tenant.clone(),
+                token: "admin".to_string(),
+            });
         }
     }
+    let Some(owner) = state.store.token_owner(hash).await? else {
+        return Err(ApiError::unauthorized(
+            "Authorization: unknown or revoked token",
+        ));
+    };
+    let now = state.clock.now();
+    let stale = owner
+        .last_used_at
+        .is_none_or(|t| now - t >= chrono::Duration::seconds(60));
+    if stale {
+        // Last use is bookkeeping: a store that cannot write it must not refuse the caller.
+        if let Err(e) = state.store.touch_token(&owner.token_id, now).await {
+            tracing::warn!(error = %e, token_id = %owner.token_id, "cannot record token use");
+        }
+    }
+    Ok(Caller {
+        admin: false,
+        tenant: owner.tenant,
+        token: owner.token_name,
+    })
 }
 
 /// The admin token's caller. As an extractor: 401 without valid credentials, 403 for a

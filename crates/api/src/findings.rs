@@ -194,11 +194,7 @@ pub async fn triage(
     if req.comment.as_ref().is_some_and(|c| c.len() > 4000) {
         return Err(ApiError::invalid("comment", "longer than 4000 characters"));
     }
-    let by = if caller.admin {
-        "admin".to_string()
-    } else {
-        format!("tenant:{}", caller.tenant.name)
-    };
+    let by = caller.actor();
     let updated = state
         .store
         .set_triage(

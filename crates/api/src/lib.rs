@@ -9,6 +9,7 @@
 //! and connection limit.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod export;
@@ -242,6 +243,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(uri_limit))
+        .layer(axum::middleware::from_fn(audit::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -7,6 +7,32 @@ use scanplane_core::maintenance::WindowAction;
 use scanplane_core::scan::{Scan, ScanStatus, Trigger};
 use scanplane_core::Timestamp;
 
+/// A valid API token's identity: who is calling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenOwner {
+    pub token_id: String,
+    pub token_name: String,
+    pub last_used_at: Option<Timestamp>,
+    pub tenant: scanplane_core::tenant::Tenant,
+}
+
+/// An API token as admins list it: never its secret, which is not stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A tenant and its retention (`None`: the server default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantInfo {
+    pub tenant: scanplane_core::tenant::Tenant,
+    pub retention_days: Option<u32>,
+}
+
 /// One chunk of a scan's report, as its sender numbers them within an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportChunk {

@@ -19,7 +19,8 @@ use scanplane_core::Timestamp;
 
 use crate::{
     Backend, DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan,
-    ReportChunk, RunDiff, ScanChange, ScanFilter, StoreError, StoredFinding, TickOutcome,
+    ReportChunk, RunDiff, ScanChange, ScanFilter, StoreError, StoredFinding, TenantInfo,
+    TickOutcome, TokenInfo, TokenOwner,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -47,7 +48,17 @@ pub trait TenantStore: Send + Sync {
         name: &str,
         token_hash: &str,
     ) -> Result<String, StoreError>;
-    async fn tenant_for_token(&self, token_hash: &str) -> Result<Option<Tenant>, StoreError>;
+    /// The token with this hash and its tenant; `None` for an unknown or revoked token.
+    async fn token_owner(&self, token_hash: &str) -> Result<Option<TokenOwner>, StoreError>;
+    /// Records that a token was used at `now`, unless it was recorded less than a minute
+    /// before: a busy client costs one write a minute, not one per request.
+    async fn touch_token(&self, token_id: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Every token, oldest first; one tenant's with `tenant` (a name).
+    async fn list_tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>, StoreError>;
+    /// Deletes a token: the next request with it is refused. `NotFound` when there is none.
+    async fn revoke_token(&self, token_id: &str) -> Result<(), StoreError>;
+    /// Every tenant with its retention, by name.
+    async fn list_tenants(&self) -> Result<Vec<TenantInfo>, StoreError>;
     /// Sets a tenant's retention; `None` returns it to the server default.
     async fn set_retention(&self, tenant_name: &str, days: Option<u32>) -> Result<(), StoreError>;
 }

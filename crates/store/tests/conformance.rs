@@ -50,11 +50,62 @@ async fn tenants_and_tokens(store: Arc<dyn Store>) {
     assert_eq!(a, again, "ensure_tenant is idempotent");
     let id = store.create_token(&a.id, "ci", "hash-1").await.unwrap();
     assert!(!id.is_empty());
+    let owner = store.token_owner("hash-1").await.unwrap().unwrap();
     assert_eq!(
-        store.tenant_for_token("hash-1").await.unwrap(),
-        Some(a.clone())
+        (owner.token_id.as_str(), owner.token_name.as_str()),
+        (id.as_str(), "ci")
     );
-    assert_eq!(store.tenant_for_token("nope").await.unwrap(), None);
+    assert_eq!(owner.tenant, a);
+    assert_eq!(owner.last_used_at, None);
+    assert_eq!(store.token_owner("nope").await.unwrap(), None);
+
+    // Use is recorded, at most once a minute.
+    let t0 = chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap();
+    store.touch_token(&id, t0).await.unwrap();
+    store
+        .touch_token(&id, t0 + chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    let used = |o: Option<scanplane_store::TokenOwner>| o.unwrap().last_used_at;
+    assert_eq!(used(store.token_owner("hash-1").await.unwrap()), Some(t0));
+    store
+        .touch_token(&id, t0 + chrono::Duration::seconds(61))
+        .await
+        .unwrap();
+    assert_eq!(
+        used(store.token_owner("hash-1").await.unwrap()),
+        Some(t0 + chrono::Duration::seconds(61))
+    );
+
+    // Listing shows every token by tenant name; revoking refuses it at once.
+    let b = store.ensure_tenant("team-b").await.unwrap();
+    let other = store.create_token(&b.id, "deploy", "hash-2").await.unwrap();
+    let all = store.list_tokens(None).await.unwrap();
+    let names: Vec<(&str, &str)> = all
+        .iter()
+        .map(|t| (t.tenant.as_str(), t.name.as_str()))
+        .collect();
+    assert!(
+        names.contains(&("team-a", "ci")) && names.contains(&("team-b", "deploy")),
+        "{names:?}"
+    );
+    let only_b = store.list_tokens(Some("team-b")).await.unwrap();
+    assert_eq!(only_b.len(), 1);
+    assert_eq!(only_b[0].id, other);
+    store.revoke_token(&other).await.unwrap();
+    assert_eq!(store.token_owner("hash-2").await.unwrap(), None);
+    assert!(matches!(
+        store.revoke_token(&other).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.list_tokens(Some("team-b")).await.unwrap().is_empty());
+
+    store.set_retention("team-b", Some(7)).await.unwrap();
+    let tenants = store.list_tenants().await.unwrap();
+    let b_info = tenants.iter().find(|t| t.tenant.name == "team-b").unwrap();
+    assert_eq!(b_info.retention_days, Some(7));
+    let a_info = tenants.iter().find(|t| t.tenant.name == "team-a").unwrap();
+    assert_eq!(a_info.retention_days, None);
     assert!(matches!(
         store.create_token(&a.id, "dup", "hash-1").await,
         Err(StoreError::Conflict(_))
