@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 
 use chrono::SecondsFormat;
 use scanplane_core::finding::Severity;
+use scanplane_core::identity::Triage;
 use scanplane_core::scan::{Scan, ScanStatus};
 use scanplane_core::Timestamp;
 use scanplane_store::StoredFinding;
@@ -337,7 +338,27 @@ fn result_json(sf: &StoredFinding, rule_id: &str, rule_index: Option<usize>) -> 
     if let Some(i) = rule_index {
         result["ruleIndex"] = json!(i);
     }
+    if let Some(s) = suppression(sf) {
+        result["suppressions"] = json!([s]);
+        result["properties"]["triage"] = json!(sf.triage.as_str());
+    }
     result
+}
+
+/// A triaged finding as SARIF says it: suppressed outside the source (`external`),
+/// `accepted`, with the triage and its comment as the justification. Code-scanning
+/// consumers show a suppressed result as dismissed rather than as an open alert.
+fn suppression(sf: &StoredFinding) -> Option<Value> {
+    let why = match sf.triage {
+        Triage::None => return None,
+        Triage::AcceptedRisk => "accepted risk",
+        Triage::FalsePositive => "false positive",
+    };
+    let justification = match sf.triage_comment.as_deref().map(str::trim) {
+        Some(c) if !c.is_empty() => format!("{why}: {c}"),
+        _ => why.to_string(),
+    };
+    Some(json!({"kind": "external", "status": "accepted", "justification": justification}))
 }
 
 /// Where a finding is, in SARIF terms. Every location gets a non-empty
@@ -507,7 +528,7 @@ fn encode_path(path: &str) -> String {
 }
 
 /// The columns of [`csv`], in order.
-pub const CSV_HEADER: [&str; 12] = [
+pub const CSV_HEADER: [&str; 14] = [
     "id",
     "created_at",
     "tenant_id",
@@ -520,6 +541,8 @@ pub const CSV_HEADER: [&str; 12] = [
     "location",
     "fingerprint",
     "detail",
+    "triage",
+    "triage_comment",
 ];
 
 /// Writes findings as CSV (RFC 4180): a header row, then one row per finding, CRLF line
@@ -560,6 +583,8 @@ pub fn csv_row(out: &mut String, sf: &StoredFinding) {
             f.location.as_str(),
             f.fingerprint.as_str(),
             f.detail.as_str(),
+            sf.triage.as_str(),
+            sf.triage_comment.as_deref().unwrap_or(""),
         ],
     );
 }
@@ -610,6 +635,8 @@ mod tests {
                 .single()
                 .unwrap(),
             finding: Finding::new("trivy", target, rule, sev, title, loc),
+            triage: Triage::None,
+            triage_comment: None,
         }
     }
 
@@ -656,7 +683,7 @@ mod tests {
         let plain = stored("example.com", "R2", Severity::Low, "Ünïcödé 漢字", "tcp/22");
         let out = csv(&[f.clone(), plain]);
 
-        assert!(out.starts_with("id,created_at,tenant_id,scan_id,scanner,severity,rule_id,title,target,location,fingerprint,detail\r\n"));
+        assert!(out.starts_with("id,created_at,tenant_id,scan_id,scanner,severity,rule_id,title,target,location,fingerprint,detail,triage,triage_comment\r\n"));
         assert!(
             out.contains("\"Say \"\"hi\"\", then\nleave\r\nnow\""),
             "{out}"

@@ -92,6 +92,8 @@ pub struct IdentityQuery {
     pub severity: Option<String>,
     /// `open`, `fixed` or `reopened`.
     pub status: Option<String>,
+    /// `none`, `accepted_risk` or `false_positive`.
+    pub triage: Option<String>,
     pub scanner: Option<String>,
     pub target: Option<String>,
     pub rule_id: Option<String>,
@@ -151,6 +153,12 @@ pub async fn list(
             .map(str::parse::<FindingStatus>)
             .transpose()
             .map_err(|e| ApiError::invalid("status", e))?,
+        triage: q
+            .triage
+            .as_deref()
+            .map(str::parse::<Triage>)
+            .transpose()
+            .map_err(|e| ApiError::invalid("triage", e))?,
         scanner: q.scanner,
         target: q.target,
         rule_id: q.rule_id,
@@ -278,6 +286,10 @@ pub struct FindingView {
     pub detail: String,
     pub fingerprint: String,
     pub created_at: String,
+    /// The triage of the finding's identity: `none` (also before the scan completed),
+    /// `accepted_risk` or `false_positive`.
+    pub triage: String,
+    pub triage_comment: Option<String>,
 }
 
 fn finding_view(f: StoredFinding) -> FindingView {
@@ -293,6 +305,8 @@ fn finding_view(f: StoredFinding) -> FindingView {
         detail: f.finding.detail,
         fingerprint: f.finding.fingerprint,
         created_at: fmt_ts(f.created_at),
+        triage: f.triage.as_str().to_string(),
+        triage_comment: f.triage_comment,
     }
 }
 
@@ -311,6 +325,8 @@ fn push_finding(out: &mut Vec<u8>, f: &StoredFinding) {
         detail: &'a str,
         fingerprint: &'a str,
         created_at: String,
+        triage: &'a str,
+        triage_comment: Option<&'a str>,
     }
     let view = View {
         id: &f.id,
@@ -324,6 +340,8 @@ fn push_finding(out: &mut Vec<u8>, f: &StoredFinding) {
         detail: &f.finding.detail,
         fingerprint: &f.finding.fingerprint,
         created_at: fmt_ts(f.created_at),
+        triage: f.triage.as_str(),
+        triage_comment: f.triage_comment.as_deref(),
     };
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &view);

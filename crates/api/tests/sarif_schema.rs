@@ -100,6 +100,8 @@ fn stored(
             .single()
             .expect("valid date"),
         finding: Finding::new(scanner, target, rule, severity, title, location),
+        triage: Default::default(),
+        triage_comment: None,
     }
 }
 
@@ -246,6 +248,10 @@ fn varied() -> Vec<StoredFinding> {
     ));
     v[0].finding.detail = "line one\nline two, with \"quotes\"".into();
     v[2].finding.detail = "AKIA**** masked; see https://example.com/docs?a=1&b=2".into();
+    // Triaged findings carry suppressions, which must be valid SARIF too.
+    v[0].triage = scanplane_core::identity::Triage::AcceptedRisk;
+    v[0].triage_comment = Some("lab only, \"isolated\"".into());
+    v[1].triage = scanplane_core::identity::Triage::FalsePositive;
     v
 }
 

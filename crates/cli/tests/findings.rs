@@ -138,6 +138,26 @@ async fn findings_across_runs(backend: Backend) {
         "triage survives re-runs"
     );
     assert_eq!(b["items"][0]["triage_comment"], "behind the VPN");
+    assert_eq!(b["items"][0]["triaged_by"], "admin");
+    let (_, accepted) = s.get("/api/v1/findings?triage=accepted_risk", ADMIN).await;
+    assert_eq!(rules(&accepted["items"]), vec!["b"], "triage is a filter");
+    let (_, untriaged) = s.get("/api/v1/findings?triage=none", ADMIN).await;
+    assert_eq!(untriaged["items"].as_array().unwrap().len(), 2);
+    let (code, bad) = s.get("/api/v1/findings?triage=ignored", ADMIN).await;
+    assert_eq!(code, 422, "{bad}");
+    assert!(bad["message"].as_str().unwrap().contains("triage"), "{bad}");
+    let (_, page) = s.get(&format!("/api/v1/scans/{r4}/findings"), ADMIN).await;
+    let triage_of = |rule: &str| {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule_id"] == rule)
+            .unwrap()["triage"]
+            .clone()
+    };
+    assert_eq!(triage_of("b"), "accepted_risk", "{page}");
+    assert_eq!(triage_of("a"), "none", "{page}");
 
     // Another tenant sees none of it.
     let (_, tok) = s
@@ -184,6 +204,19 @@ async fn findings_across_runs(backend: Backend) {
         results.iter().all(|r| r["level"] == "error"),
         "high maps to error"
     );
+    // The triaged finding is suppressed, with the justification; the others are not.
+    for r in results {
+        if r["ruleId"] == "b" {
+            assert_eq!(
+                r["suppressions"],
+                json!([{"kind": "external", "status": "accepted",
+                        "justification": "accepted risk: behind the VPN"}]),
+                "{r}"
+            );
+        } else {
+            assert!(r.get("suppressions").is_none(), "{r}");
+        }
+    }
     let resp = s
         .client
         .get(format!("{}/api/v1/scans/{r4}/diff?format=sarif", s.url))
@@ -208,6 +241,15 @@ async fn findings_across_runs(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",triage,triage_comment"),
+        "{csv}"
+    );
+    let b_row = csv.lines().find(|l| l.contains("Issue b")).unwrap();
+    assert!(b_row.ends_with(",accepted_risk,behind the VPN"), "{b_row}");
     assert!(
         csv.contains("\"Issue a, \"\"quoted\"\"\""),
         "RFC 4180 quoting: {csv}"

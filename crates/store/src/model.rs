@@ -110,6 +110,9 @@ pub struct StoredFinding {
     pub scanner: String,
     pub created_at: Timestamp,
     pub finding: Finding,
+    /// The triage of the finding's identity (`none` until its scan completed).
+    pub triage: Triage,
+    pub triage_comment: Option<String>,
 }
 
 /// Filter for a scan's findings.
@@ -150,6 +153,7 @@ pub struct FindingIdentity {
 pub struct IdentityFilter {
     pub severity: Option<Severity>,
     pub status: Option<FindingStatus>,
+    pub triage: Option<Triage>,
     pub scanner: Option<String>,
     pub target: Option<String>,
     pub rule_id: Option<String>,

@@ -287,6 +287,17 @@ pub const FINDING_COLUMNS: &str = "\
     id, tenant_id, scan_id, scanner, target, rule_id, severity, title, location, detail, \
     fingerprint, created_at";
 
+/// The columns of a read of findings from [`FINDING_FROM`]: a finding and the triage of its
+/// identity, so that every export says what was triaged.
+pub const FINDING_SELECT: &str = "\
+    f.id, f.tenant_id, f.scan_id, f.scanner, f.target, f.rule_id, f.severity, f.title, \
+    f.location, f.detail, f.fingerprint, f.created_at, fi.triage, fi.triage_comment";
+
+/// Findings (alias `f`) with their identity's triage (alias `fi`; none before the scan
+/// completed): the identity key is unique, so this adds no rows.
+pub const FINDING_FROM: &str = "findings f LEFT JOIN finding_identities fi \
+    ON fi.tenant_id = f.tenant_id AND fi.fingerprint = f.fingerprint";
+
 #[derive(Debug, sqlx::FromRow)]
 pub struct FindingRow {
     pub id: String,
@@ -301,6 +312,8 @@ pub struct FindingRow {
     pub detail: String,
     pub fingerprint: String,
     pub created_at: i64,
+    pub triage: Option<String>,
+    pub triage_comment: Option<String>,
 }
 
 impl FindingRow {
@@ -316,6 +329,13 @@ impl FindingRow {
                 detail: self.detail,
                 fingerprint: self.fingerprint,
             },
+            triage: self
+                .triage
+                .as_deref()
+                .map(|t| parse(t, "triage"))
+                .transpose()?
+                .unwrap_or_default(),
+            triage_comment: self.triage_comment,
             id: self.id,
             tenant_id: self.tenant_id,
             scan_id: self.scan_id,

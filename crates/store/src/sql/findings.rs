@@ -12,8 +12,8 @@ use sqlx::{PgPool, QueryBuilder};
 
 use super::{new_id, status_list, Pool, SqlStore};
 use crate::rows::{
-    json_list, ms, opt_ms, ts, FindingRow, IdentityRow, ScanRow, FINDING_COLUMNS, IDENTITY_COLUMNS,
-    SCAN_COLUMNS,
+    json_list, ms, opt_ms, ts, FindingRow, IdentityRow, ScanRow, FINDING_COLUMNS, FINDING_FROM,
+    FINDING_SELECT, IDENTITY_COLUMNS, SCAN_COLUMNS,
 };
 use crate::text::{like_contains, stored_findings, stored_text};
 use crate::{
@@ -100,7 +100,7 @@ const FIXED_COUNT: &str = "SELECT COUNT(*) FROM findings f WHERE f.scan_id = $1
 /// A page of [`FIXED_COUNT`]'s findings after the id `$2`.
 fn fixed_page_sql() -> String {
     format!(
-        "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.scan_id = $1 AND f.id > $2
+        "SELECT {FINDING_SELECT} FROM {FINDING_FROM} WHERE f.scan_id = $1 AND f.id > $2
            AND NOT EXISTS (SELECT 1 FROM findings c
                            WHERE c.scan_id = $3 AND c.fingerprint = f.fingerprint)
          ORDER BY f.id LIMIT $4"
@@ -113,7 +113,7 @@ fn fixed_page_sql() -> String {
 /// run (`$3`, `$5` NULL) every finding is new.
 fn appeared_page_sql(identity: &str) -> String {
     format!(
-        "SELECT {FINDING_COLUMNS} FROM findings f WHERE f.scan_id = $1 AND f.id > $2
+        "SELECT {FINDING_SELECT} FROM {FINDING_FROM} WHERE f.scan_id = $1 AND f.id > $2
            AND NOT EXISTS (SELECT 1 FROM findings p
                            WHERE p.scan_id = $3 AND p.fingerprint = f.fingerprint)
            AND {identity} (SELECT 1 FROM finding_identities i
@@ -146,7 +146,7 @@ fn list_identities_sql(cmp: &str, order: &str) -> String {
            AND ($7 IS NULL OR first_seen >= $7) AND ($8 IS NULL OR first_seen < $8)
            AND ($9 IS NULL OR last_seen >= $9) AND ($10 IS NULL OR last_seen < $10)
            AND ($11 IS NULL OR LOWER(title) LIKE LOWER($11) ESCAPE '\\')
-           AND ($12 IS NULL OR id {cmp} $12)
+           AND ($12 IS NULL OR id {cmp} $12) AND ($14 IS NULL OR triage = $14)
          ORDER BY id {order} LIMIT $13"
     )
 }
@@ -250,10 +250,10 @@ impl FindingStore for SqlStore {
         f: &FindingFilter,
     ) -> Result<Vec<StoredFinding>, StoreError> {
         let sql = format!(
-            "SELECT {FINDING_COLUMNS} FROM findings
-             WHERE scan_id = $1 AND ($2 IS NULL OR tenant_id = $2)
-               AND ($3 IS NULL OR severity = $3) AND id > $4
-             ORDER BY id LIMIT $5"
+            "SELECT {FINDING_SELECT} FROM {FINDING_FROM}
+             WHERE f.scan_id = $1 AND ($2 IS NULL OR f.tenant_id = $2)
+               AND ($3 IS NULL OR f.severity = $3) AND f.id > $4
+             ORDER BY f.id LIMIT $5"
         );
         let rows: Vec<FindingRow> = on_pool!(self, |p| {
             sqlx::query_as(&sql)
@@ -362,6 +362,7 @@ impl FindingStore for SqlStore {
                 .bind(f.text.as_deref().map(like_contains))
                 .bind(f.after.as_deref())
                 .bind(i64::from(f.limit.max(1)))
+                .bind(f.triage.map(|t| t.as_str()))
                 .fetch_all(p)
                 .await?
         });
