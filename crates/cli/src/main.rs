@@ -15,10 +15,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "scanplane",
     version,
-    about = "The control plane for continuous security scanning"
+    about = "The control plane for continuous security scanning",
+    after_help = "Logging: SCANPLANE_LOG sets what is logged, as a tracing filter (default \
+        `info,sqlx=warn` for serve, `warn` for job; e.g. `SCANPLANE_LOG=debug` or \
+        `SCANPLANE_LOG=info,scanplane::audit=off`). Audit lines use the target scanplane::audit."
 )]
 struct Cli {
-    /// Log format.
+    /// Log format: text for people, json (one object per line) for log collectors. What is
+    /// logged is set by SCANPLANE_LOG (a tracing filter, e.g. `debug` or `info,sqlx=warn`).
     #[arg(long, env = "SCANPLANE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -141,12 +145,16 @@ pub struct KubernetesArgs {
     /// Seconds finished Jobs are kept (ttlSecondsAfterFinished).
     #[arg(long, env = "JOB_TTL_AFTER_FINISHED", default_value_t = 3600)]
     pub job_ttl_after_finished: i32,
+    /// CPU request of scanner pods (Kubernetes quantity); empty leaves it unset.
     #[arg(long, env = "SCANNER_CPU_REQUEST", default_value = "100m")]
     pub scanner_cpu_request: String,
+    /// Memory request of scanner pods (Kubernetes quantity); empty leaves it unset.
     #[arg(long, env = "SCANNER_MEMORY_REQUEST", default_value = "256Mi")]
     pub scanner_memory_request: String,
+    /// CPU limit of scanner pods (Kubernetes quantity); empty leaves it unset.
     #[arg(long, env = "SCANNER_CPU_LIMIT", default_value = "1")]
     pub scanner_cpu_limit: String,
+    /// Memory limit of scanner pods (Kubernetes quantity); empty leaves it unset.
     #[arg(long, env = "SCANNER_MEMORY_LIMIT", default_value = "1Gi")]
     pub scanner_memory_limit: String,
     /// Node selector of scanner pods, `key=value,key2=value2`.

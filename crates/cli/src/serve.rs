@@ -61,17 +61,91 @@ impl ScannerCatalog for RegistryCatalog {
     }
 }
 
-fn registry_from(config: &ConfigFile) -> anyhow::Result<Registry> {
-    let custom: Vec<CustomScannerConfig> = config
+/// The custom scanners of the configuration file, each with the JSON definition its units
+/// of work receive. With `resolve_here` (units run on this machine) every command must
+/// exist now: a relative path is made absolute against this directory and a bare name
+/// found on `PATH`, so a unit, which runs elsewhere, runs the same program.
+fn custom_scanners(
+    config: &ConfigFile,
+    resolve_here: bool,
+) -> anyhow::Result<Vec<(CustomScannerConfig, String)>> {
+    config
         .scanners
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            serde_yaml::from_value(v.clone())
-                .map_err(|e| anyhow!("config file: scanners[{i}]: {e}"))
+            let mut c: CustomScannerConfig = serde_yaml::from_value(v.clone())
+                .map_err(|e| anyhow!("config file: scanners[{i}]: {e}"))?;
+            let mut json =
+                serde_json::to_value(v).map_err(|e| anyhow!("config file: scanners[{i}]: {e}"))?;
+            if resolve_here {
+                if let Some(program) = c.command.first() {
+                    let resolved = resolve_command(program).map_err(|e| {
+                        anyhow!("config file: scanners[{i}] ({}): command: {e}", c.name)
+                    })?;
+                    let resolved = resolved.to_string_lossy().into_owned();
+                    json["command"][0] = serde_json::Value::String(resolved.clone());
+                    c.command[0] = resolved;
+                }
+            }
+            Ok((c, json.to_string()))
         })
-        .collect::<anyhow::Result<_>>()?;
-    Registry::with_custom(custom).map_err(|e| anyhow!("config file: scanners: {e}"))
+        .collect()
+}
+
+/// Where `program` is: a path (made absolute) that is an executable file, or a name found
+/// in a `PATH` directory.
+fn resolve_command(program: &str) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = std::path::absolute(program).map_err(|e| format!("{program:?}: {e}"))?;
+        return if executable(&p) {
+            Ok(p)
+        } else {
+            Err(format!("{} is not an executable file", p.display()))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| format!("{program:?} not found on PATH"))
+}
+
+fn registry_from(custom: &[(CustomScannerConfig, String)]) -> anyhow::Result<Registry> {
+    Registry::with_custom(custom.iter().map(|(c, _)| c.clone()).collect())
+        .map_err(|e| anyhow!("config file: scanners: {e}"))
+}
+
+/// Refuses limits and rate limits that name nothing this server has: a typo would
+/// otherwise silently limit nothing.
+fn check_names(config: &ConfigFile, registry: &Registry) -> anyhow::Result<()> {
+    let defs = registry.definitions();
+    let mut scanners: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+    scanners.sort_unstable();
+    let mut names: Vec<&String> = config.limits.per_scanner.keys().collect();
+    names.sort();
+    if let Some(unknown) = names.into_iter().find(|n| !scanners.contains(&n.as_str())) {
+        return Err(anyhow!(
+            "config file: limits.per_scanner.{unknown}: no scanner is named {unknown:?}; scanners: {}",
+            scanners.join(", ")
+        ));
+    }
+    let mut providers: Vec<&str> = defs.iter().filter_map(|d| d.provider.as_deref()).collect();
+    providers.sort_unstable();
+    providers.dedup();
+    let mut named: Vec<&String> = config.rate_limits.keys().collect();
+    named.sort();
+    if let Some(unknown) = named.into_iter().find(|p| !providers.contains(&p.as_str())) {
+        return Err(anyhow!(
+            "config file: rate_limits.{unknown}: no scanner counts against provider {unknown:?}; providers: {}",
+            if providers.is_empty() { "none".to_string() } else { providers.join(", ") }
+        ));
+    }
+    Ok(())
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<ConfigFile> {
@@ -138,7 +212,11 @@ async fn shutdown_signal() {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(args.config.as_deref())?;
     let policies = config.policies().map_err(|e| anyhow!("config file: {e}"))?;
-    let registry = Arc::new(registry_from(&config)?);
+    let custom = custom_scanners(&config, matches!(args.executor, ExecutorKind::Local))?;
+    let registry = Arc::new(registry_from(&custom)?);
+    check_names(&config, &registry)?;
+    let scanner_definitions: std::collections::HashMap<String, String> =
+        custom.into_iter().map(|(c, json)| (c.name, json)).collect();
     let max_jobs = match args.max_concurrent_jobs {
         Some(n) => n,
         None => match std::env::var("MAX_CONCURRENT_SCANS") {
@@ -235,6 +313,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_timeout: args.scanner_timeout,
         scanner_timeouts,
         scanner_images,
+        scanner_definitions,
         max_attempts: args.backoff_limit.saturating_add(1),
         server_url: server_url.clone(),
         report_grace: args.report_grace,
@@ -455,18 +534,24 @@ pub async fn job(isolated: bool) -> i32 {
             return e.exit_code();
         }
     };
-    let file = match load_config(
-        std::env::var_os("SCANPLANE_CONFIG")
-            .map(std::path::PathBuf::from)
-            .as_deref(),
-    ) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return 2;
-        }
+    // The unit runs the scanner definition it was given; only without one (a built-in
+    // scanner, or a unit started by hand) is a configuration file read.
+    let custom = match std::env::var(scanplane_protocol::env::SCANNER_DEFINITION) {
+        Ok(json) if !json.is_empty() => match serde_json::from_str::<CustomScannerConfig>(&json) {
+            Ok(c) => Ok(vec![(c, json)]),
+            Err(e) => Err(anyhow!(
+                "{}: {e}",
+                scanplane_protocol::env::SCANNER_DEFINITION
+            )),
+        },
+        _ => load_config(
+            std::env::var_os("SCANPLANE_CONFIG")
+                .map(std::path::PathBuf::from)
+                .as_deref(),
+        )
+        .and_then(|f| custom_scanners(&f, false)),
     };
-    let registry = match registry_from(&file) {
+    let registry = match custom.and_then(|c| registry_from(&c)) {
         Ok(r) => Arc::new(r),
         Err(e) => {
             eprintln!("error: {e:#}");

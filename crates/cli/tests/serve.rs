@@ -155,6 +155,109 @@ fn bad_config_file_is_a_one_line_error() {
 }
 
 #[test]
+fn serve_help_describes_every_flag_and_logging() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scanplane"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("SCANPLANE_LOG "), "{help}");
+    let lines: Vec<&str> = help.lines().collect();
+    let mut flags = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_start().starts_with("--") || line.trim_start().starts_with("-h,") {
+            flags += 1;
+            let doc = lines.get(i + 1).map_or("", |l| l.trim());
+            assert!(
+                !doc.is_empty() && !doc.starts_with('-') && !doc.starts_with('['),
+                "{line} has no description:\n{help}"
+            );
+        }
+    }
+    assert!(flags > 20, "{help}");
+}
+
+#[test]
+fn config_that_names_nothing_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "limits:\n  per_scanner: {nmapp: 2}\n",
+            "limits.per_scanner.nmapp",
+        ),
+        (
+            "rate_limits:\n  aws: {scans: 5, per: 1m}\n",
+            "rate_limits.aws",
+        ),
+        (
+            "scanners:\n  - {name: inv, command: [scanplane-no-such-tool]}\n",
+            "scanners[0] (inv): command",
+        ),
+        (
+            "scanners:\n  - {name: inv, command: [./missing.sh]}\n",
+            "missing.sh is not an executable file",
+        ),
+    ];
+    for (i, (yaml, want)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("c{i}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        let (code, err) = run_bad(&[("SCANPLANE_CONFIG", file.to_str().unwrap())]);
+        assert_eq!(code, 2, "{yaml}: {err}");
+        let line = error_line(&err);
+        assert!(line.contains(want), "{yaml}: {line}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "{err}"
+        );
+    }
+}
+
+/// A custom scanner configured as a new user does it: `serve --config config.yaml` from the
+/// directory holding the file and a relative `./scan.sh`. The unit of work runs in its own
+/// directory and reads no file: it gets the definition, its command made absolute.
+#[tokio::test]
+async fn a_relative_config_and_command_work_from_the_servers_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("scan.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '{\"target\":\"127.0.0.1\",\"rule_id\":\"inventory-item\",\"severity\":\"low\",\"title\":\"found\",\"location\":\"x\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        "scanners:\n  - name: inventory\n    command: [./scan.sh]\n    accepts: [host]\n",
+    )
+    .unwrap();
+    let db = fresh_db(Backend::Sqlite).await;
+    let cwd = dir.path().to_path_buf();
+    let mut s = Server::start_customized(&db, free_port(), &[], |cmd| {
+        cmd.arg("--config").arg("config.yaml").current_dir(&cwd);
+    })
+    .await;
+    let (code, a) = s
+        .post(
+            "/scans/now",
+            ADMIN,
+            serde_json::json!({"scanner": "inventory", "targets": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(code, 202, "{a}");
+    let id = a["scan_run_id"].as_str().unwrap();
+    let scan = s
+        .wait_scan(id, std::time::Duration::from_secs(60), terminal)
+        .await;
+    assert_eq!(scan["status"], "succeeded", "{scan}\n{}", s.log_text());
+    assert_eq!(scan["attempts"], 1, "{scan}");
+    assert_eq!(scan["findings_count"], 1, "{scan}");
+    s.terminate();
+}
+
+#[test]
 fn kubernetes_executor_without_a_cluster_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Server::command(

@@ -49,6 +49,8 @@ pub struct DispatchConfig {
     pub scanner_timeouts: HashMap<String, Duration>,
     /// Per-scanner images for executors that run images.
     pub scanner_images: HashMap<String, String>,
+    /// Custom scanners' definitions (JSON), handed to each of their units of work.
+    pub scanner_definitions: HashMap<String, String>,
     /// Attempts per scan, the first included (`SCANNER_BACKOFF_LIMIT` + 1).
     pub max_attempts: u32,
     /// URL units of work report to.
@@ -80,6 +82,7 @@ impl Default for DispatchConfig {
             default_timeout: Duration::from_secs(1800),
             scanner_timeouts: HashMap::new(),
             scanner_images: HashMap::new(),
+            scanner_definitions: HashMap::new(),
             max_attempts: 3,
             server_url: "http://127.0.0.1:8080".to_string(),
             report_grace: Duration::from_secs(30),
@@ -733,6 +736,7 @@ impl Dispatcher {
                 server_url: self.config.server_url.clone(),
                 report_token: token,
                 image: self.config.scanner_images.get(&scan.scanner).cloned(),
+                scanner_definition: self.config.scanner_definitions.get(&scan.scanner).cloned(),
             };
             tracing::info!(scan_run_id = %scan.id, scanner = %scan.scanner, targets = scan.targets.len(), timeout = ?timeout, attempt = scan.attempts, "launching scan");
             match self.executor.launch(&spec).await {

@@ -50,6 +50,8 @@ pub mod annotations {
 pub const CONTAINER_NAME: &str = "scanner";
 /// The key of the report token inside the per-scan Secret.
 pub const TOKEN_KEY: &str = "report-token";
+/// The key of the Secret holding a custom scanner's definition.
+pub const DEFINITION_KEY: &str = "scanner-definition";
 /// The uid and gid scanner pods run as (never root), matching the Containerfile's user.
 pub const SCANNER_UID: i64 = 65532;
 /// The targets annotation stays far below the 256 KiB limit on all annotations together.
@@ -109,18 +111,22 @@ pub fn build_job(spec: &LaunchSpec, cfg: &KubernetesConfig) -> (Job, Secret) {
             value_from: None,
         })
         .collect();
-    env.push(EnvVar {
-        name: env::REPORT_TOKEN.into(),
+    let from_secret = |var: &str, key: &str| EnvVar {
+        name: var.into(),
         value: None,
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: secret_name.clone(),
-                key: TOKEN_KEY.into(),
+                key: key.into(),
                 optional: Some(false),
             }),
             ..EnvVarSource::default()
         }),
-    });
+    };
+    env.push(from_secret(env::REPORT_TOKEN, TOKEN_KEY));
+    if spec.scanner_definition.is_some() {
+        env.push(from_secret(env::SCANNER_DEFINITION, DEFINITION_KEY));
+    }
 
     let container = Container {
         name: CONTAINER_NAME.into(),
@@ -204,10 +210,16 @@ pub fn build_job(spec: &LaunchSpec, cfg: &KubernetesConfig) -> (Job, Secret) {
         },
         type_: Some("Opaque".into()),
         immutable: Some(true),
-        string_data: Some(BTreeMap::from([(
-            TOKEN_KEY.to_string(),
-            spec.report_token.clone(),
-        )])),
+        string_data: Some(
+            [(TOKEN_KEY.to_string(), spec.report_token.clone())]
+                .into_iter()
+                .chain(
+                    spec.scanner_definition
+                        .clone()
+                        .map(|d| (DEFINITION_KEY.to_string(), d)),
+                )
+                .collect(),
+        ),
         ..Secret::default()
     };
     (job, secret)

@@ -71,6 +71,30 @@ fn secret_matches_golden() {
 }
 
 #[test]
+fn a_custom_scanner_gets_its_definition_through_the_secret() {
+    let (job, secret) = build_job(&support::custom_spec(), &support::config());
+    check_golden(&job, "job-custom.yaml");
+    let secret = secret_owned_by(
+        secret,
+        "scan-0192f1c4-7d2a-7b3e-9c4d-5e6f7a8b9c0d-2",
+        "5c1d2e3f-0000-4000-8000-000000000001",
+    );
+    check_golden(&secret, "secret-custom.yaml");
+    let job_text = serde_json::to_string(&job).unwrap();
+    assert!(
+        !job_text.contains(support::DEFINITION_SECRET),
+        "the definition's credentials stay out of the Job spec"
+    );
+    assert!(
+        job_text.contains("SCANPLANE_SCANNER_DEFINITION"),
+        "{job_text}"
+    );
+    let data = secret.string_data.unwrap();
+    let def: serde_json::Value = serde_json::from_str(&data["scanner-definition"]).unwrap();
+    assert_eq!(def["command"][0], "/opt/inventory/run");
+}
+
+#[test]
 fn the_job_spec_never_holds_the_token() {
     let (job, secret) = build_job(&support::spec(), &support::config());
     let job_text = serde_json::to_string(&job).unwrap();

@@ -35,6 +35,9 @@ pub struct LaunchSpec {
     pub report_token: String,
     /// Container image for executors that run images (per-scan or per-scanner override).
     pub image: Option<String>,
+    /// The custom scanner's definition as JSON ([`env::SCANNER_DEFINITION`]); `None` for
+    /// built-in scanners. Delivered as privately as the report token.
+    pub scanner_definition: Option<String>,
 }
 
 pub use scanplane_core::lifecycle::UnitState;
@@ -153,8 +156,13 @@ mod tests {
             server_url: "http://127.0.0.1:8080".into(),
             report_token: "secret".into(),
             image: None,
+            scanner_definition: Some(r#"{"name":"inventory","env":{"K":"v"}}"#.into()),
         };
         let env = job_env(&spec);
+        assert!(
+            env.iter().all(|(k, _)| k != env::SCANNER_DEFINITION),
+            "the definition is delivered privately, not in the public env"
+        );
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("ACCOUNT_IDS"), Some("111,222"));
         assert_eq!(get("BILLING"), Some("true"));

@@ -195,6 +195,11 @@ impl Executor for LocalExecutor {
         cmd.arg("job")
             .envs(job_env(spec))
             .env(env::REPORT_TOKEN, &spec.report_token)
+            .envs(
+                spec.scanner_definition
+                    .as_ref()
+                    .map(|d| (env::SCANNER_DEFINITION, d)),
+            )
             .env(INSTANCE_ENV, &self.instance)
             .env("SCANPLANE_PARENT_PID", std::process::id().to_string())
             .current_dir(&dir)

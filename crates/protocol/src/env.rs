@@ -24,6 +24,11 @@ pub const OPTIONS: &str = "SCANPLANE_OPTIONS";
 /// The scan's timeout, e.g. `30m`.
 pub const TIMEOUT: &str = "SCANNER_TIMEOUT";
 pub const ATTEMPT: &str = "SCANPLANE_ATTEMPT";
+/// The definition of the custom scanner the unit runs, as JSON (the configuration file's
+/// entry, resolved by `serve`): a unit of work never reads the server's configuration file,
+/// which is not where it runs. Unset for built-in scanners. Like the report token it is
+/// delivered privately (process env, a Secret): a definition's `env` may hold credentials.
+pub const SCANNER_DEFINITION: &str = "SCANPLANE_SCANNER_DEFINITION";
 
 /// Timeout scanner mode assumes when [`TIMEOUT`] is not set.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);

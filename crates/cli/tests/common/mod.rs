@@ -68,12 +68,24 @@ impl Server {
     }
 
     pub async fn start_on(db: &str, port: u16, env: &[(&str, &str)]) -> Server {
+        Self::start_customized(db, port, env, |_| {}).await
+    }
+
+    /// Like [`Server::start_on`], with the command changed first (arguments, directory).
+    pub async fn start_customized(
+        db: &str,
+        port: u16,
+        env: &[(&str, &str)],
+        customize: impl FnOnce(&mut Command),
+    ) -> Server {
         let work_dir =
             std::env::temp_dir().join(format!("scanplane-it-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&work_dir).unwrap();
         let log = work_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).unwrap();
-        let child = Self::command(db, port, &work_dir, env)
+        let mut cmd = Self::command(db, port, &work_dir, env);
+        customize(&mut cmd);
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .spawn()

@@ -31,8 +31,26 @@ pub fn spec() -> LaunchSpec {
         server_url: "http://scanplane.scans.svc:8080".into(),
         report_token: TOKEN.into(),
         image: None,
+        scanner_definition: None,
     }
 }
+
+/// A scan of a custom scanner: its definition travels with the unit, in the Secret.
+pub fn custom_spec() -> LaunchSpec {
+    LaunchSpec {
+        scanner: "inventory".into(),
+        targets: vec!["https://example.com".into()],
+        options: "{}".into(),
+        image: Some("registry.example.com/inventory:2".into()),
+        scanner_definition: Some(format!(
+            r#"{{"name":"inventory","command":["/opt/inventory/run","--json"],"env":{{"API_KEY":"{DEFINITION_SECRET}"}},"image":"registry.example.com/inventory:2"}}"#
+        )),
+        ..spec()
+    }
+}
+
+/// A credential inside the custom scanner's definition: it must stay out of the Job spec.
+pub const DEFINITION_SECRET: &str = "def-secret-77c1";
 
 pub fn config() -> KubernetesConfig {
     KubernetesConfig {
