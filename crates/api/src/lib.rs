@@ -62,12 +62,17 @@ pub trait ScannerCatalog: Send + Sync {
     /// The canonical JSON of the options of a scan of `scanner` that change what it can
     /// report (`{}` when none): part of the key of comparable runs.
     fn scope_options(&self, scanner: &str, options: &serde_json::Value) -> String;
+    /// Why `scanner` cannot run on this server's executor (what is not installed); `None`
+    /// when it can or when this server cannot tell (units that run elsewhere).
+    fn unusable(&self, _scanner: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Why a scanner refused a request: the request field at fault and the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// `targets` or `options`.
+    /// `scanner`, `targets` or `options`.
     pub field: &'static str,
     pub message: String,
 }

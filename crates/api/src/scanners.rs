@@ -26,6 +26,12 @@ pub struct ScannerView {
     pub accepts: Vec<String>,
     /// Option names understood.
     pub options: Vec<String>,
+    /// Whether this server can run it: false when what it needs is not installed where
+    /// its units run (checked with the local executor; on Kubernetes the scanner image
+    /// decides, and this is true).
+    pub usable: bool,
+    /// What is missing, when not usable.
+    pub unusable_reason: Option<String>,
 }
 
 /// Lists the scanners this server can run.
@@ -40,14 +46,19 @@ pub async fn list_scanners(
             .catalog
             .definitions()
             .into_iter()
-            .map(|d| ScannerView {
-                kind: d.kind_str().to_string(),
-                name: d.name,
-                description: d.description,
-                provider: d.provider,
-                timeout: d.timeout.map(scanplane_core::duration::format_duration),
-                accepts: d.accepts.iter().map(|k| k.as_str().to_string()).collect(),
-                options: d.options.iter().map(|o| o.to_string()).collect(),
+            .map(|d| {
+                let unusable = state.catalog.unusable(&d.name);
+                ScannerView {
+                    usable: unusable.is_none(),
+                    unusable_reason: unusable,
+                    kind: d.kind_str().to_string(),
+                    name: d.name,
+                    description: d.description,
+                    provider: d.provider,
+                    timeout: d.timeout.map(scanplane_core::duration::format_duration),
+                    accepts: d.accepts.iter().map(|k| k.as_str().to_string()).collect(),
+                    options: d.options.iter().map(|o| o.to_string()).collect(),
+                }
             })
             .collect(),
     )

@@ -23,15 +23,23 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::config::ConfigFile;
 use crate::{ExecutorKind, ServeArgs};
 
-/// The scanner registry as the API sees it.
-struct RegistryCatalog(Arc<Registry>);
+/// The scanner registry as the API sees it. With `local` (the local executor) units run on
+/// this machine, so what they need installed is checked here, at submit.
+struct RegistryCatalog {
+    registry: Arc<Registry>,
+    local: bool,
+}
 
 impl ScannerCatalog for RegistryCatalog {
     fn definitions(&self) -> Vec<ScannerDef> {
-        self.0.definitions()
+        self.registry.definitions()
     }
     fn definition(&self, name: &str) -> Option<ScannerDef> {
-        self.0.get(name).map(|s| s.definition().clone())
+        self.registry.get(name).map(|s| s.definition().clone())
+    }
+    fn unusable(&self, scanner: &str) -> Option<String> {
+        let s = self.registry.get(scanner)?;
+        self.local.then(|| s.missing_here(None)).flatten()
     }
     fn validate(
         &self,
@@ -39,7 +47,7 @@ impl ScannerCatalog for RegistryCatalog {
         targets: &[Target],
         options: &serde_json::Value,
     ) -> Result<(), Rejection> {
-        let s = self.0.get(scanner).ok_or_else(|| Rejection {
+        let s = self.registry.get(scanner).ok_or_else(|| Rejection {
             field: "scanner",
             message: format!("unknown scanner {scanner:?}"),
         })?;
@@ -54,10 +62,17 @@ impl ScannerCatalog for RegistryCatalog {
                 field,
                 message: e.to_string(),
             }
-        })
+        })?;
+        match self.local.then(|| s.missing_here(Some((targets, options)))) {
+            Some(Some(missing)) => Err(Rejection {
+                field: "scanner",
+                message: format!("scanner {scanner:?} cannot run on this server: {missing}"),
+            }),
+            _ => Ok(()),
+        }
     }
     fn scope_options(&self, scanner: &str, options: &serde_json::Value) -> String {
-        self.0.scope_options(scanner, options)
+        self.registry.scope_options(scanner, options)
     }
 }
 
@@ -355,7 +370,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let state = Arc::new(AppState {
         store: store.clone(),
-        catalog: Arc::new(RegistryCatalog(registry.clone())),
+        catalog: Arc::new(RegistryCatalog {
+            registry: registry.clone(),
+            local: matches!(args.executor, ExecutorKind::Local),
+        }),
         clock,
         admin_token_hash: args
             .admin_token

@@ -393,6 +393,11 @@ impl Scanner for CustomScanner {
         &self.def
     }
 
+    fn missing_here(&self, _scan: Option<(&[Target], &serde_json::Value)>) -> Option<String> {
+        let program = self.config.command.first()?;
+        crate::process::missing_program(&self.def.name, program, "install it or fix `command`")
+    }
+
     /// Checks target kinds; options are handed to the command as JSON, so any object is
     /// accepted and the command itself judges its option names.
     fn validate(

@@ -231,6 +231,14 @@ impl Scanner for GrypeScanner {
         &self.def
     }
 
+    fn missing_here(&self, _scan: Option<(&[Target], &serde_json::Value)>) -> Option<String> {
+        crate::process::missing_program(
+            NAME,
+            PROGRAM,
+            "install grype (https://github.com/anchore/grype) and its vulnerability database",
+        )
+    }
+
     fn validate(
         &self,
         targets: &[Target],

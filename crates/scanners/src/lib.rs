@@ -89,6 +89,15 @@ pub trait Scanner: Send + Sync {
         options: &serde_json::Value,
     ) -> Result<(), ValidationError>;
 
+    /// What this machine lacks to run the scanner at all (`scan` is `None`) or this scan of
+    /// it, as one sentence saying what to install; `None` when nothing is missing. Asked
+    /// when a scan is submitted to a server whose units of work run on its own machine (the
+    /// local executor), so that a scan that cannot run is a 422 rather than three failed
+    /// attempts.
+    fn missing_here(&self, _scan: Option<(&[Target], &serde_json::Value)>) -> Option<String> {
+        None
+    }
+
     /// Runs the scan, sending findings as they are produced.
     async fn run(
         &self,

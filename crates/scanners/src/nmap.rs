@@ -418,6 +418,14 @@ impl Scanner for NmapScanner {
         &self.def
     }
 
+    fn missing_here(&self, _scan: Option<(&[Target], &serde_json::Value)>) -> Option<String> {
+        crate::process::missing_program(
+            NAME,
+            PROGRAM,
+            "install nmap (Debian/Ubuntu: apt-get install nmap)",
+        )
+    }
+
     fn validate(
         &self,
         targets: &[Target],

@@ -227,6 +227,14 @@ impl Scanner for NucleiScanner {
         &self.def
     }
 
+    fn missing_here(&self, _scan: Option<(&[Target], &serde_json::Value)>) -> Option<String> {
+        crate::process::missing_program(
+            NAME,
+            PROGRAM,
+            "install nuclei (https://github.com/projectdiscovery/nuclei) and its templates",
+        )
+    }
+
     fn validate(
         &self,
         targets: &[Target],

@@ -57,6 +57,13 @@ pub(crate) fn find_program(scanner: &str, program: &str) -> Result<PathBuf, Scan
         .ok_or_else(not_installed)
 }
 
+/// Why `program` cannot be run here, with how to install it; `None` when it can.
+pub(crate) fn missing_program(scanner: &str, program: &str, install: &str) -> Option<String> {
+    find_program(scanner, program)
+        .err()
+        .map(|e| format!("{e}; {install}"))
+}
+
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

