@@ -92,7 +92,8 @@ pub struct ScheduleView {
     pub enabled: bool,
     #[schema(value_type = Object)]
     pub options: serde_json::Value,
-    /// `active` or `completed`.
+    /// `active` (it will fire), `disabled` (`enabled` is false) or `completed` (a one-shot
+    /// schedule that fired).
     pub status: String,
     pub missed_tick_policy: String,
     pub starting_deadline: Option<String>,
@@ -133,7 +134,11 @@ impl From<Schedule> for ScheduleView {
             billing: s.billing,
             enabled: s.enabled,
             options: serde_json::from_str(&s.options).unwrap_or(serde_json::Value::Null),
-            status: s.status.to_string(),
+            status: if !s.enabled && s.status == ScheduleStatus::Active {
+                "disabled".to_string()
+            } else {
+                s.status.to_string()
+            },
             missed_tick_policy: s.missed_tick_policy.as_str().to_string(),
             starting_deadline: s.starting_deadline.map(format_duration),
             jitter: s.jitter.map(format_duration),
@@ -181,6 +186,22 @@ fn cadence(
     }
 }
 
+/// A one-shot time must be ahead: one in the past would fire at once (or never, if missed
+/// ticks are skipped), which is not what anyone writing a date means.
+fn future_once(cadence: &Cadence, now: chrono::DateTime<chrono::Utc>) -> Result<(), ApiError> {
+    match cadence {
+        Cadence::Once { at } if *at <= now => Err(ApiError::invalid(
+            "time",
+            format!(
+                "{} is in the past (now is {}); give a future time, or use POST /scans/now to scan now",
+                fmt_ts(*at),
+                fmt_ts(now)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn validate_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::invalid("name", "must be 1-200 characters"));
@@ -213,7 +234,9 @@ fn reschedule(s: &mut Schedule, now: chrono::DateTime<chrono::Utc>) -> Result<()
 /// Creates a schedule.
 #[utoipa::path(post, path = "/scans/schedule", request_body = ScheduleCreate, tag = "schedules",
     security(("bearer" = [])),
-    responses((status = 201, body = ScheduleView), error::Auth, error::JsonBody, error::Common))]
+    responses((status = 201, body = ScheduleView),
+        (status = 409, body = error::ErrorBody, description = "The tenant already has a schedule of this name"),
+        error::Auth, error::JsonBody, error::Common))]
 pub async fn create_schedule(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -234,6 +257,7 @@ pub async fn create_schedule(
         "target_accounts",
     )?;
     let now = state.clock.now();
+    future_once(&cadence, now)?;
     let mut s = Schedule {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: caller.tenant.id.clone(),
@@ -335,7 +359,9 @@ pub async fn get_schedule(
 #[utoipa::path(patch, path = "/scans/schedule/{id}", request_body = SchedulePatch, tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     security(("bearer" = [])),
-    responses((status = 200, body = ScheduleView), error::Auth, error::PathId, error::JsonBody, error::Common))]
+    responses((status = 200, body = ScheduleView),
+        (status = 409, body = error::ErrorBody, description = "The new name is another schedule's of the tenant"),
+        error::Auth, error::PathId, error::JsonBody, error::Common))]
 pub async fn patch_schedule(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -373,6 +399,7 @@ pub async fn patch_schedule(
                 "applies only to cron_exp schedules",
             ));
         }
+        future_once(&s.cadence, state.clock.now())?;
         // A new cadence re-arms a completed one-shot schedule.
         s.status = ScheduleStatus::Active;
     }

@@ -470,6 +470,78 @@ async fn windows_and_listing(backend: Backend) {
     assert_eq!(code, 200);
 }
 
+/// What users of cron systems expect of schedules: names unique within a tenant (409, and a
+/// rename onto a taken name is refused too), a one-shot time in the past refused (422
+/// naming `time`), and a disabled schedule that says so in its status.
+async fn schedule_names_times_and_status(backend: Backend) {
+    let s = Server::start(&fresh_db(backend).await, &[]).await;
+    let body = |name: &str| json!({"name": name, "cron_exp": "0 2 * * *", "scanner": "tcp", "targets": ["127.0.0.1"]});
+    let (code, first) = s.post("/scans/schedule", ADMIN, body("nightly")).await;
+    assert_eq!(code, 201, "{first}");
+    let (code, dup) = s.post("/scans/schedule", ADMIN, body("nightly")).await;
+    assert_error(code, &dup, 409, "name");
+    let (code, other) = s.post("/scans/schedule", ADMIN, body("weekly")).await;
+    assert_eq!(code, 201, "{other}");
+    let weekly = other["id"].as_str().unwrap();
+    let (code, renamed) = s
+        .call(
+            Method::PATCH,
+            &format!("/scans/schedule/{weekly}"),
+            ADMIN,
+            Some(json!({"name": "nightly"})),
+        )
+        .await;
+    assert_error(code, &renamed, 409, "nightly");
+    let (_, kept) = s.get(&format!("/scans/schedule/{weekly}"), ADMIN).await;
+    assert_eq!(kept["name"], "weekly", "a refused rename changes nothing");
+    // Another tenant has its own names.
+    let b = tenant_token(&s, "team-b").await;
+    let (code, theirs) = s.post("/scans/schedule", &b, body("nightly")).await;
+    assert_eq!(code, 201, "{theirs}");
+
+    let (code, past) = s
+        .post("/scans/schedule", ADMIN, json!({"name": "once", "time": "2020-01-01T00:00:00Z", "scanner": "tcp", "targets": ["127.0.0.1"]}))
+        .await;
+    assert_error(code, &past, 422, "time");
+    assert!(
+        past["message"].as_str().unwrap().contains("in the past"),
+        "{past}"
+    );
+    let (code, past) = s
+        .call(
+            Method::PATCH,
+            &format!("/scans/schedule/{weekly}"),
+            ADMIN,
+            Some(json!({"time": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_error(code, &past, 422, "time");
+
+    assert_eq!(first["status"], "active");
+    let id = first["id"].as_str().unwrap();
+    let (code, off) = s
+        .call(
+            Method::PATCH,
+            &format!("/scans/schedule/{id}"),
+            ADMIN,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(code, 200, "{off}");
+    assert_eq!(off["status"], "disabled", "{off}");
+    assert!(off["next_fire_at"].is_null(), "{off}");
+    let (_, on) = s
+        .call(
+            Method::PATCH,
+            &format!("/scans/schedule/{id}"),
+            ADMIN,
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(on["status"], "active", "{on}");
+    assert!(on["next_fire_at"].is_string(), "{on}");
+}
+
 macro_rules! both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -478,6 +550,7 @@ macro_rules! both {
 }
 
 both!(
+    schedule_names_times_and_status,
     auth_and_tenancy,
     schedules_crud,
     validation_errors_change_nothing,

@@ -73,6 +73,12 @@ const ADVANCE: &str = "UPDATE schedules SET
        last_fired_at = COALESCE($4, last_fired_at), updated_at = $5
      WHERE id = $6 AND next_tick = $7";
 
+/// The conflict of a schedule whose name its tenant already uses (ids are fresh UUIDs, so
+/// the name is the unique key a write can collide on).
+fn duplicate_name(name: &str) -> String {
+    format!("name: this tenant already has a schedule named {name:?}; schedule names are unique within a tenant")
+}
+
 #[async_trait]
 impl ScheduleStore for SqlStore {
     async fn create_schedule(&self, s: &Schedule) -> Result<(), StoreError> {
@@ -84,9 +90,7 @@ impl ScheduleStore for SqlStore {
                 .bind(ms(s.updated_at))
                 .execute(&mut *tx)
                 .await
-                .map_err(unique_as_conflict(|| {
-                    format!("schedule {} already exists", s.id)
-                }))?;
+                .map_err(unique_as_conflict(|| duplicate_name(&s.name)))?;
             Ok(())
         })
     }
@@ -131,7 +135,8 @@ impl ScheduleStore for SqlStore {
             let affected = bind_schedule!(sqlx::query(UPDATE_SCHEDULE), s)
                 .bind(ms(s.updated_at))
                 .execute(&mut *tx)
-                .await?
+                .await
+                .map_err(unique_as_conflict(|| duplicate_name(&s.name)))?
                 .rows_affected();
             if affected == 0 {
                 return Err(StoreError::NotFound);
