@@ -107,9 +107,25 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 #[utoipa::path(get, path = "/metrics", tag = "health", security(),
     responses((status = 200, body = String, content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let counts = match state.store.terminal_counts().await {
+        Ok(rows) => Some(
+            rows.into_iter()
+                .map(|c| scanplane_metrics::TerminalScans {
+                    tenant: c.tenant,
+                    scanner: c.scanner,
+                    status: c.status,
+                    count: u64::try_from(c.count).unwrap_or(0),
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read scan counts for /metrics");
+            None
+        }
+    };
     (
         [(header::CONTENT_TYPE, OPENMETRICS)],
-        state.metrics.render(),
+        state.metrics.render(counts.as_deref()),
     )
 }
 

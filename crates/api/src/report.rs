@@ -464,7 +464,6 @@ pub async fn report(
                     .complete_scan(&scan.id, &change, state.clock.now())
                     .await?;
                 state.metrics.scan_ended(
-                    "succeeded",
                     done.duration()
                         .map(|d| d.num_milliseconds() as f64 / 1000.0),
                 );

@@ -154,7 +154,9 @@ async fn tcp_scan_finds_an_open_port(backend: Backend) {
         "{metrics}"
     );
     assert!(
-        metrics.contains("scanplane_scans_total{status=\"succeeded\"} 1"),
+        metrics.contains(
+            "scanplane_scans_total{status=\"succeeded\",scanner=\"tcp\",tenant=\"default\"} 1"
+        ),
         "{metrics}"
     );
     assert!(
@@ -567,6 +569,103 @@ async fn sigkill_recovery(backend: Backend) {
     );
 }
 
+/// `scanplane_scans_total` against the scans the API lists, after scans ended in every way a
+/// user meets: succeeded, failed, cancelled while running and cancelled while queued.
+async fn metrics_agree_with_the_scans_listed(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = script(
+        dir.path(),
+        "ok.sh",
+        r#"echo '{"target":"127.0.0.1","rule_id":"r","severity":"low","title":"t"}'"#,
+    );
+    let broken = script(dir.path(), "broken.sh", "exit 3");
+    let slow = script(dir.path(), "slow.sh", "sleep 600");
+    let cfg = config(dir.path(), &format!("scanners:\n  - {{name: ok, command: [\"{ok}\"]}}\n  - {{name: broken, command: [\"{broken}\"]}}\n  - {{name: slow, command: [\"{slow}\"]}}\n"));
+    let s = Server::start(
+        &fresh_db(backend).await,
+        &[
+            ("SCANPLANE_CONFIG", &cfg),
+            ("MAX_CONCURRENT_JOBS", "1"),
+            ("SCANNER_BACKOFF_LIMIT", "0"),
+        ],
+    )
+    .await;
+    let submit = |scanner: &'static str| {
+        let s = &s;
+        async move {
+            let (code, a) = s
+                .post(
+                    "/scans/now",
+                    ADMIN,
+                    json!({"scanner": scanner, "targets": ["127.0.0.1"]}),
+                )
+                .await;
+            assert_eq!(code, 202, "{a}");
+            a["scan_run_id"].as_str().unwrap().to_string()
+        }
+    };
+    for scanner in ["ok", "ok", "broken"] {
+        let id = submit(scanner).await;
+        s.wait_scan(&id, Duration::from_secs(60), terminal).await;
+    }
+    let running = submit("slow").await;
+    s.wait_scan(&running, Duration::from_secs(30), |st| st == "running")
+        .await;
+    let queued = submit("slow").await;
+    for id in [&queued, &running] {
+        let (code, c) = s
+            .call(Method::DELETE, &format!("/api/v1/scans/{id}"), ADMIN, None)
+            .await;
+        assert_eq!(code, 200, "{c}");
+    }
+
+    let (_, page) = s.get("/api/v1/scans?limit=1000", ADMIN).await;
+    let mut listed: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for scan in page["items"].as_array().unwrap() {
+        let key = (
+            scan["status"].as_str().unwrap().to_string(),
+            scan["scanner"].as_str().unwrap().to_string(),
+        );
+        *listed.entry(key).or_default() += 1;
+    }
+    let expected: std::collections::BTreeMap<(String, String), u64> = [
+        (("succeeded", "ok"), 2),
+        (("failed", "broken"), 1),
+        (("cancelled", "slow"), 2),
+    ]
+    .into_iter()
+    .map(|((st, sc), n)| ((st.to_string(), sc.to_string()), n))
+    .collect();
+    assert_eq!(listed, expected, "{page}");
+
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut exported: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("scanplane_scans_total{"))
+    {
+        let label = |name: &str| {
+            let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            line[start..start + line[start..].find('"').unwrap()].to_string()
+        };
+        assert_eq!(label("tenant"), "default", "{line}");
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        exported.insert((label("status"), label("scanner")), n);
+    }
+    assert_eq!(
+        exported, listed,
+        "/metrics agrees with the listed scans:\n{metrics}"
+    );
+}
+
 macro_rules! both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -580,6 +679,7 @@ both!(
     custom_scanner_receives_accounts_and_billing,
     hanging_and_garbage_scanners_fail_cleanly,
     cancel_kills_and_releases_the_slot,
+    metrics_agree_with_the_scans_listed,
     concurrency_limit_is_never_exceeded,
     maintenance_window_holds_then_releases,
     sigkill_recovery

@@ -258,7 +258,6 @@ impl Dispatcher {
             Ok(done) => {
                 if done.status.is_terminal() {
                     self.metrics.scan_ended(
-                        done.status.as_str(),
                         done.duration()
                             .map(|d| d.num_milliseconds() as f64 / 1000.0),
                     );
@@ -829,7 +828,6 @@ impl Dispatcher {
         for (id, d) in &decisions {
             if let Decision::Skip(reason) = d {
                 tracing::info!(scan_run_id = %id, %reason, "scan skipped");
-                self.metrics.scan_ended("skipped", None);
             }
         }
         self.launch_admitted().await?;

@@ -1,8 +1,9 @@
 //! The Prometheus metrics of scanplane, prefixed `scanplane_`, under the names operators of
 //! scan orchestrators already alert on (jobs created, job duration, findings by severity,
 //! queue depth, active jobs). Counters and the duration histogram count what this process
-//! did; queue depth and active jobs are gauges refreshed from the store, so every replica
-//! reports the shared truth. The dispatcher and report ingest update them; the API serves
+//! did; queue depth and active jobs are gauges refreshed from the store, and
+//! `scanplane_scans_total` is rendered from the store's counts at each scrape, so every
+//! replica reports the shared truth and the numbers agree with the scans the API lists. The dispatcher and report ingest update them; the API serves
 //! them on `/metrics`.
 
 use std::sync::atomic::AtomicU64;
@@ -15,9 +16,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabel {
+/// How many scans of one tenant and scanner reached one terminal status (from the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TerminalScans {
+    pub tenant: String,
+    pub scanner: String,
     pub status: String,
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,8 +41,6 @@ pub struct Metrics {
     pub active_jobs: Gauge,
     /// `scanplane_k8s_jobs_active`: active scans when the executor is Kubernetes.
     pub k8s_jobs_active: Gauge,
-    /// `scanplane_scans_total{status}`: scans that reached a terminal status.
-    pub scans_total: Family<StatusLabel, Counter>,
     /// `scanplane_queue_depth`: queued scans.
     pub queue_depth: Gauge,
     /// `scanplane_scan_duration_seconds`: duration of finished scans.
@@ -79,12 +82,6 @@ impl Metrics {
             "Active Kubernetes scan Jobs",
             k8s_jobs_active.clone(),
         );
-        let scans_total = Family::<StatusLabel, Counter>::default();
-        registry.register(
-            "scans",
-            "Scans that reached a terminal status",
-            scans_total.clone(),
-        );
         let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",
@@ -105,19 +102,38 @@ impl Metrics {
             job_duration,
             active_jobs,
             k8s_jobs_active,
-            scans_total,
             queue_depth,
             scan_duration,
             findings_total,
         }
     }
 
-    /// The OpenMetrics text exposition.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics text exposition, with `scanplane_scans_total{status,scanner,tenant}`
+    /// from `scans` (the store's counts; `None` when they could not be read, and the family
+    /// is left out rather than reported wrong).
+    pub fn render(&self, scans: Option<&[TerminalScans]>) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             tracing::error!("metrics encoding failed");
         }
+        let Some(scans) = scans else {
+            return out;
+        };
+        // The registry's text ends with the `# EOF` marker; the family goes before it.
+        let body_end = out.rfind("# EOF").unwrap_or(out.len());
+        out.truncate(body_end);
+        out.push_str("# HELP scanplane_scans Scans that reached a terminal status.\n");
+        out.push_str("# TYPE scanplane_scans counter\n");
+        for s in scans {
+            out.push_str(&format!(
+                "scanplane_scans_total{{status=\"{}\",scanner=\"{}\",tenant=\"{}\"}} {}\n",
+                label(&s.status),
+                label(&s.scanner),
+                label(&s.tenant),
+                s.count
+            ));
+        }
+        out.push_str("# EOF\n");
         out
     }
 
@@ -129,16 +145,19 @@ impl Metrics {
             .inc_by(n);
     }
 
-    pub fn scan_ended(&self, status: &str, duration_seconds: Option<f64>) {
-        self.scans_total
-            .get_or_create(&StatusLabel {
-                status: status.to_string(),
-            })
-            .inc();
+    /// Observes a finished scan's duration (its count is the store's: see [`Metrics::render`]).
+    pub fn scan_ended(&self, duration_seconds: Option<f64>) {
         if let Some(d) = duration_seconds {
             self.scan_duration.observe(d);
         }
     }
+}
+
+/// A label value as the text format needs it: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -149,14 +168,22 @@ mod tests {
     fn exposes_the_seed_metric_names() {
         let m = Metrics::new();
         m.jobs_created.inc();
-        m.scan_ended("succeeded", Some(3.0));
+        m.scan_ended(Some(3.0));
         m.finding("high", 2);
-        let text = m.render();
+        let counts = [TerminalScans {
+            tenant: "acme".into(),
+            scanner: "nm\"ap".into(),
+            status: "succeeded".into(),
+            count: 1,
+        }];
+        let text = m.render(Some(&counts));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
         for name in [
             "scanplane_scan_jobs_created_total 1",
             "scanplane_scan_job_duration_seconds_bucket",
             "scanplane_active_scan_jobs",
-            "scanplane_scans_total{status=\"succeeded\"} 1",
+            "scanplane_scans_total{status=\"succeeded\",scanner=\"nm\\\"ap\",tenant=\"acme\"} 1",
             "scanplane_queue_depth",
             "scanplane_findings_total{severity=\"high\"} 2",
             "scanplane_k8s_jobs_active",

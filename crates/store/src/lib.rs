@@ -25,7 +25,8 @@ use scanplane_core::scan::IllegalTransition;
 
 pub use model::{
     DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan, ReportChunk,
-    RunDiff, ScanChange, ScanFilter, StoredFinding, TenantInfo, TickOutcome, TokenInfo, TokenOwner,
+    RunDiff, ScanChange, ScanFilter, StoredFinding, TenantInfo, TerminalCount, TickOutcome,
+    TokenInfo, TokenOwner,
 };
 pub use roles::{
     DispatchStore, FindingStore, HealthStore, ReplicaStore, RetentionStore, ScanStore,

@@ -7,6 +7,15 @@ use scanplane_core::maintenance::WindowAction;
 use scanplane_core::scan::{Scan, ScanStatus, Trigger};
 use scanplane_core::Timestamp;
 
+/// How many scans of one tenant and scanner reached one terminal status.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TerminalCount {
+    pub tenant: String,
+    pub scanner: String,
+    pub status: String,
+    pub count: i64,
+}
+
 /// A valid API token's identity: who is calling.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenOwner {

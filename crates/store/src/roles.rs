@@ -20,7 +20,7 @@ use scanplane_core::Timestamp;
 use crate::{
     Backend, DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan,
     ReportChunk, RunDiff, ScanChange, ScanFilter, StoreError, StoredFinding, TenantInfo,
-    TickOutcome, TokenInfo, TokenOwner,
+    TerminalCount, TickOutcome, TokenInfo, TokenOwner,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -36,6 +36,10 @@ pub trait HealthStore: Send + Sync {
     /// database. On PostgreSQL it proves the server commits, not that every table can grow:
     /// the heartbeat row is rewritten in place.
     async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// How many scans reached each terminal status, by tenant name and scanner, since the
+    /// database was created (deleted scans stay counted).
+    async fn terminal_counts(&self) -> Result<Vec<TerminalCount>, StoreError>;
 }
 
 /// Tenants, their API tokens and their retention: authentication and the admin endpoints.

@@ -4,9 +4,13 @@ use async_trait::async_trait;
 
 use super::SqlStore;
 use crate::rows::ms;
-use crate::{Backend, HealthStore, StoreError};
+use crate::{Backend, HealthStore, StoreError, TerminalCount};
 
 const APPLIED_MIGRATIONS: &str = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+
+const TERMINAL_COUNTS: &str = "SELECT t.name AS tenant, c.scanner, c.status, c.n AS count
+     FROM scan_counts c JOIN tenants t ON t.id = c.tenant_id
+     ORDER BY t.name, c.scanner, c.status";
 
 const HEARTBEAT: &str = "UPDATE store_health SET checked_at = $1 WHERE id = 1";
 
@@ -42,5 +46,11 @@ impl HealthStore for SqlStore {
             }
             Ok(())
         })
+    }
+
+    async fn terminal_counts(&self) -> Result<Vec<TerminalCount>, StoreError> {
+        Ok(on_pool!(self, |p| {
+            sqlx::query_as(TERMINAL_COUNTS).fetch_all(p).await?
+        }))
     }
 }
