@@ -199,7 +199,7 @@ async fn custom_scanner_receives_accounts_and_billing(backend: Backend) {
         dir.path(),
         "inventory.sh",
         r#"for a in $(echo "$ACCOUNT_IDS" | tr ',' ' '); do
-  printf '{"target":"account://%s","rule_id":"inventory","severity":"low","title":"account %s billing=%s"}\n' "$a" "$a" "$BILLING"
+  printf '{"target":"account://%s","rule_id":"inventory","severity":"low","title":"account %s billing=%s rt=%s def=%s"}\n' "$a" "$a" "$BILLING" "${SCANPLANE_REPORT_TOKEN:-unset}" "${SCANPLANE_SCANNER_DEFINITION:-unset}"
 done"#,
     );
     let cfg = config(dir.path(), &format!("scanners:\n  - name: inventory\n    command: [\"{sh}\"]\n    provider: aws\n    output: scanplane-json\n"));
@@ -219,9 +219,10 @@ done"#,
     assert_eq!(
         titles,
         vec![
-            "account 111111111111 billing=true",
-            "account 222222222222 billing=true"
-        ]
+            "account 111111111111 billing=true rt=unset def=unset",
+            "account 222222222222 billing=true rt=unset def=unset"
+        ],
+        "the scanner's own process never sees the report token or the definition"
     );
     let (_, scanners) = s.get("/api/v1/scanners", ADMIN).await;
     let inv = scanners

@@ -409,6 +409,10 @@ pub(crate) struct Running {
     group: GroupGuard,
 }
 
+/// Env vars of scanner mode that a scanner's process never inherits (the protocol's
+/// `SCANPLANE_REPORT_TOKEN` and `SCANPLANE_SCANNER_DEFINITION`).
+const WITHHELD_ENV: [&str; 2] = ["SCANPLANE_REPORT_TOKEN", "SCANPLANE_SCANNER_DEFINITION"];
+
 impl ExternalCommand {
     pub(crate) fn spawn(self) -> Result<Running, ScanError> {
         // A missing work directory would make the spawn fail with "not found", which must
@@ -421,8 +425,14 @@ impl ExternalCommand {
             )
         })?;
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        cmd.args(&self.args);
+        // What scanner mode keeps to itself: the tool (third-party, or a custom command)
+        // needs neither the credential to report as this scan nor the definition, whose
+        // env may hold credentials it already received one by one.
+        for withheld in WITHHELD_ENV {
+            cmd.env_remove(withheld);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.work_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
