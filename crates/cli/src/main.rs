@@ -115,6 +115,14 @@ pub struct ServeArgs {
     /// before the scan fails with "job completed without a report".
     #[arg(long, env = "SCANPLANE_REPORT_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub report_grace: Duration,
+    /// Wait after a scan's first failed attempt before it is retried; doubled after each
+    /// further failure (10s, 20s, 40s, ...) up to --retry-delay-max. At most 1d; 0s retries
+    /// at once. Failures that would recur (missing tool, bad output) are not retried.
+    #[arg(long, env = "SCANPLANE_RETRY_DELAY", default_value = "10s", value_parser = parse_retry_delay)]
+    pub retry_delay: Duration,
+    /// Longest wait between two attempts of a scan (at most 1d).
+    #[arg(long, env = "SCANPLANE_RETRY_DELAY_MAX", default_value = "5m", value_parser = parse_retry_delay)]
+    pub retry_delay_max: Duration,
     /// How long `serve` keeps answering (with `/readyz` 503) after a background loop
     /// stopped, before it exits non-zero for its supervisor to restart it.
     #[arg(long, env = "SCANPLANE_LOOP_FAILURE_GRACE", default_value = "5s", value_parser = parse_duration)]
@@ -186,6 +194,13 @@ fn parse_lease(s: &str) -> Result<Duration, String> {
     scanplane_core::replica::LeaseConfig::new(d)
         .map(|_| d)
         .map_err(|e| e.to_string())
+}
+
+fn parse_retry_delay(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d > Duration::from_secs(86_400) => Err("must be at most 1d".to_string()),
+        d => Ok(d),
+    }
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {

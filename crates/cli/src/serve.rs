@@ -330,6 +330,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scanner_images,
         scanner_definitions,
         max_attempts: args.backoff_limit.saturating_add(1),
+        retry_delay: args.retry_delay,
+        retry_delay_max: args.retry_delay_max.max(args.retry_delay),
         server_url: server_url.clone(),
         report_grace: args.report_grace,
         lease,

@@ -570,6 +570,92 @@ async fn sigkill_recovery(backend: Backend) {
     );
 }
 
+/// An error that would recur ends the scan at once with one line; a transient one is
+/// retried after the backoff, which admission honours.
+async fn deterministic_errors_fail_at_once_transient_ones_back_off(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = script(dir.path(), "garbage.sh", "echo 'this is not json {{{'");
+    let flaky = script(
+        dir.path(),
+        "flaky.sh",
+        "echo 'connection reset by peer' >&2; exit 1",
+    );
+    let cfg = config(dir.path(), &format!("scanners:\n  - {{name: garbage, command: [\"{garbage}\"]}}\n  - {{name: flaky, command: [\"{flaky}\"]}}\n"));
+    let s = Server::start(
+        &fresh_db(backend).await,
+        &[
+            ("SCANPLANE_CONFIG", &cfg),
+            ("SCANNER_BACKOFF_LIMIT", "2"),
+            ("SCANPLANE_RETRY_DELAY", "2s"),
+        ],
+    )
+    .await;
+    let (_, g) = s
+        .post(
+            "/scans/now",
+            ADMIN,
+            json!({"scanner": "garbage", "targets": ["127.0.0.1"]}),
+        )
+        .await;
+    let gid = g["scan_run_id"].as_str().unwrap().to_string();
+    let gs = s.wait_scan(&gid, Duration::from_secs(60), terminal).await;
+    assert_eq!(gs["status"], "failed", "{gs}");
+    assert_eq!(gs["attempts"], 1, "not retried: {gs}");
+    let reason = gs["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("unreadable output") && reason.contains("not retried"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains('\n') && !reason.contains(" INFO "),
+        "one line: {reason:?}"
+    );
+
+    let (_, f) = s
+        .post(
+            "/scans/now",
+            ADMIN,
+            json!({"scanner": "flaky", "targets": ["127.0.0.1"]}),
+        )
+        .await;
+    let fid = f["scan_run_id"].as_str().unwrap().to_string();
+    let waiting = s
+        .wait_scan_view(&fid, Duration::from_secs(60), |v| {
+            v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("next attempt not before"))
+                || terminal(v["status"].as_str().unwrap_or(""))
+        })
+        .await;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    let reason = waiting["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("attempt 1 of 3 failed") && reason.contains("connection reset by peer"),
+        "{reason}"
+    );
+    let not_before =
+        chrono::DateTime::parse_from_rfc3339(reason.rsplit("not before ").next().unwrap()).unwrap();
+    let second = s
+        .wait_scan_view(&fid, Duration::from_secs(60), |v| v["attempts"] == 2)
+        .await;
+    let admitted =
+        chrono::DateTime::parse_from_rfc3339(second["admitted_at"].as_str().unwrap()).unwrap();
+    assert!(
+        admitted >= not_before,
+        "admitted at {admitted}, before {not_before}: {second}"
+    );
+    let done = s.wait_scan(&fid, Duration::from_secs(90), terminal).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["attempts"], 3, "{done}");
+    assert!(
+        done["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed after 3 attempts: exit code 1"),
+        "{done}"
+    );
+}
+
 /// `scanplane_scans_total` against the scans the API lists, after scans ended in every way a
 /// user meets: succeeded, failed, cancelled while running and cancelled while queued.
 async fn metrics_agree_with_the_scans_listed(backend: Backend) {
@@ -681,6 +767,7 @@ both!(
     hanging_and_garbage_scanners_fail_cleanly,
     cancel_kills_and_releases_the_slot,
     metrics_agree_with_the_scans_listed,
+    deterministic_errors_fail_at_once_transient_ones_back_off,
     concurrency_limit_is_never_exceeded,
     maintenance_window_holds_then_releases,
     sigkill_recovery

@@ -35,8 +35,10 @@ pub enum Intent {
     /// The unit exited cleanly: the final report should be in; if the scan is still not
     /// terminal once the report grace has passed, it failed without a report.
     AwaitReport,
-    /// Back to the queue for another attempt.
-    Requeue { reason: String },
+    /// Back to the queue for another attempt, after a delay when attempts failed:
+    /// `failures` is how many did (0: none; the next may start at once), see
+    /// [`retry_delay`].
+    Requeue { reason: String, failures: u32 },
     /// Back to the queue because the attempt was lost with its replica: counted in
     /// `lost_attempts`, not against the retry budget.
     RequeueLost { reason: String },
@@ -57,11 +59,60 @@ pub fn charged_attempts(scan: &Scan) -> u32 {
     scan.attempts.saturating_sub(scan.lost_attempts)
 }
 
+/// Exit code of scanner mode for a configuration error (a scanner, target or definition it
+/// cannot use): another attempt would fail the same way.
+pub const EXIT_CONFIG: i32 = 2;
+/// Exit code of scanner mode for a scan failure that will recur (the tool is missing, its
+/// output is unreadable, an option or target is refused): not retried.
+pub const EXIT_PERMANENT: i32 = 4;
+
+/// Whether a unit's exit code says another attempt would fail the same way.
+pub fn is_permanent_exit(code: Option<i32>) -> bool {
+    matches!(code, Some(EXIT_CONFIG | EXIT_PERMANENT))
+}
+
+/// Longest reason line taken from a unit's output.
+const SUMMARY_MAX: usize = 300;
+
+/// One line that says why a unit failed, from its output (the last lines of stderr): the
+/// last `error: ` line scanner mode printed, else the last non-empty line, cut to
+/// [`SUMMARY_MAX`] characters. Log lines before it stay in the scan's `error`.
+pub fn failure_summary(message: &str) -> String {
+    let lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let line = lines
+        .clone()
+        .filter_map(|l| l.strip_prefix("error: "))
+        .last()
+        .or_else(|| lines.last())
+        .unwrap_or("");
+    match line.char_indices().nth(SUMMARY_MAX) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    }
+}
+
+/// How long a scan waits in the queue after its `failures`-th failed attempt: `base`
+/// doubled for each failure before it (`base`, 2×, 4×, ...), never more than `cap`. A
+/// failure that is about the target's or the network's state gets time to clear; the
+/// queue is not filled with attempts that fail in a row.
+pub fn retry_delay(
+    failures: u32,
+    base: std::time::Duration,
+    cap: std::time::Duration,
+) -> std::time::Duration {
+    if failures == 0 {
+        return std::time::Duration::ZERO;
+    }
+    let factor = 1u32.checked_shl(failures - 1).unwrap_or(u32::MAX);
+    base.checked_mul(factor).unwrap_or(cap).min(cap)
+}
+
 fn retry_or_fail(scan: &Scan, max_attempts: u32, what: String) -> Intent {
     let charged = charged_attempts(scan);
     if charged < max_attempts {
         Intent::Requeue {
             reason: format!("re-queued: attempt {charged} of {max_attempts} failed: {what}"),
+            failures: charged,
         }
     } else {
         Intent::End {
@@ -83,6 +134,7 @@ pub fn attempt_lost(scan: &Scan, why: &str) -> Intent {
         // Never started: nothing was lost but time.
         return Intent::Requeue {
             reason: format!("re-queued: {why} before it was started"),
+            failures: 0,
         };
     }
     let lost = scan.lost_attempts.saturating_add(1);
@@ -253,10 +305,19 @@ pub fn after_unit(scan: &Scan, state: &UnitState, max_attempts: u32) -> Intent {
             let code = exit_code.map_or("killed by a signal".to_string(), |c| {
                 format!("exit code {c}")
             });
-            let what = if message.trim().is_empty() {
+            let summary = failure_summary(message);
+            if is_permanent_exit(*exit_code) {
+                // Another attempt would fail the same way: end now, with the one line.
+                return Intent::End {
+                    status: ScanStatus::Failed,
+                    reason: format!("failed: {summary} (not retried: it would recur)"),
+                    error: Some(message.trim().to_string()).filter(|m| !m.is_empty()),
+                };
+            }
+            let what = if summary.is_empty() {
                 code
             } else {
-                format!("{code}: {}", message.trim())
+                format!("{code}: {summary}")
             };
             retry_or_fail(scan, max_attempts, what)
         }
@@ -295,6 +356,7 @@ pub fn recover(scan: &Scan, max_attempts: u32) -> Intent {
     match scan.status {
         ScanStatus::Admitted => Intent::Requeue {
             reason: "re-queued: recovered after restart before it was started".to_string(),
+            failures: 0,
         },
         ScanStatus::Dispatched | ScanStatus::Running => {
             let what = format!(
@@ -324,7 +386,7 @@ mod tests {
         };
         // Three attempts, two lost with their replica: the scanner failed once of three.
         assert!(
-            matches!(after_unit(&s, &exit, 3), Intent::Requeue { reason } if reason.contains("attempt 1 of 3"))
+            matches!(after_unit(&s, &exit, 3), Intent::Requeue { reason, .. } if reason.contains("attempt 1 of 3"))
         );
         assert!(
             matches!(attempt_lost(&s, "replica a-1 lost"), Intent::RequeueLost { reason } if reason.contains("replica a-1 lost"))
@@ -497,7 +559,7 @@ mod tests {
             message: "boom".into(),
         };
         assert!(
-            matches!(after_unit(&scan(ScanStatus::Running, 1), &exit, 2), Intent::Requeue { reason } if reason.contains("exit code 3: boom"))
+            matches!(after_unit(&scan(ScanStatus::Running, 1), &exit, 2), Intent::Requeue { reason, .. } if reason.contains("exit code 3: boom"))
         );
         match after_unit(&scan(ScanStatus::Running, 2), &exit, 2) {
             Intent::End { status, error, .. } => {
@@ -506,6 +568,75 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn errors_that_would_recur_end_the_scan_at_once_with_one_line() {
+        let log = "2026-12-03T07:20:02Z  INFO scanplane_job: scan starting\n\
+                   error: scanner nmap failed: scanner \"nmap\" not found on PATH\n";
+        for code in [EXIT_CONFIG, EXIT_PERMANENT] {
+            let exit = UnitState::Exited {
+                success: false,
+                exit_code: Some(code),
+                message: log.into(),
+            };
+            match after_unit(&scan(ScanStatus::Running, 1), &exit, 3) {
+                Intent::End {
+                    status,
+                    reason,
+                    error,
+                } => {
+                    assert_eq!(status, ScanStatus::Failed);
+                    assert_eq!(
+                        reason,
+                        "failed: scanner nmap failed: scanner \"nmap\" not found on PATH (not retried: it would recur)"
+                    );
+                    assert!(
+                        error.unwrap().contains("INFO"),
+                        "the whole tail stays in error"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A transient failure retries, its reason one line too, with the failure count.
+        let exit = UnitState::Exited {
+            success: false,
+            exit_code: Some(1),
+            message: log.into(),
+        };
+        match after_unit(&scan(ScanStatus::Running, 2), &exit, 3) {
+            Intent::Requeue { reason, failures } => {
+                assert_eq!(failures, 2);
+                assert!(
+                    !reason.contains('\n') && !reason.contains("INFO"),
+                    "{reason}"
+                );
+                assert!(reason.ends_with("not found on PATH"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn summaries_are_one_bounded_line() {
+        assert_eq!(failure_summary("a\n\n  b  \n"), "b");
+        assert_eq!(failure_summary("error: x\nlater noise"), "x");
+        assert_eq!(failure_summary(""), "");
+        let long = "é".repeat(1000);
+        assert_eq!(failure_summary(&long).chars().count(), SUMMARY_MAX + 3);
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        use std::time::Duration as D;
+        let (base, cap) = (D::from_secs(10), D::from_secs(300));
+        let delays: Vec<u64> = (0..8)
+            .map(|n| retry_delay(n, base, cap).as_secs())
+            .collect();
+        assert_eq!(delays, vec![0, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(retry_delay(u32::MAX, base, cap), cap);
+        assert_eq!(retry_delay(3, D::ZERO, cap), D::ZERO);
     }
 
     #[test]
@@ -565,7 +696,7 @@ mod tests {
             Intent::Requeue { .. }
         ));
         assert!(
-            matches!(recover(&scan(ScanStatus::Running, 1), 2), Intent::Requeue { reason } if reason.contains("recovered after restart"))
+            matches!(recover(&scan(ScanStatus::Running, 1), 2), Intent::Requeue { reason, .. } if reason.contains("recovered after restart"))
         );
         assert!(matches!(
             recover(&scan(ScanStatus::Running, 2), 2),

@@ -53,6 +53,10 @@ pub struct DispatchConfig {
     pub scanner_definitions: HashMap<String, String>,
     /// Attempts per scan, the first included (`SCANNER_BACKOFF_LIMIT` + 1).
     pub max_attempts: u32,
+    /// Wait after a scan's first failed attempt before the next; doubled after each
+    /// further failure, up to `retry_delay_max` (see `lifecycle::retry_delay`).
+    pub retry_delay: Duration,
+    pub retry_delay_max: Duration,
     /// URL units of work report to.
     pub server_url: String,
     /// How long after a clean exit the final report may still arrive.
@@ -84,6 +88,8 @@ impl Default for DispatchConfig {
             scanner_images: HashMap::new(),
             scanner_definitions: HashMap::new(),
             max_attempts: 3,
+            retry_delay: Duration::from_secs(10),
+            retry_delay_max: Duration::from_secs(300),
             server_url: "http://127.0.0.1:8080".to_string(),
             report_grace: Duration::from_secs(30),
             max_candidates: 1000,
@@ -217,12 +223,28 @@ impl Dispatcher {
                     ..Default::default()
                 },
             ),
-            Intent::Requeue { reason } => {
+            Intent::Requeue { reason, failures } => {
+                let delay = scanplane_core::lifecycle::retry_delay(
+                    failures,
+                    self.config.retry_delay,
+                    self.config.retry_delay_max,
+                );
+                let retry_at = (!delay.is_zero())
+                    .then(|| chrono::Duration::from_std(delay).ok().map(|d| now + d))
+                    .flatten();
+                let reason = match retry_at {
+                    Some(at) => format!(
+                        "{reason}; next attempt not before {}",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => reason,
+                };
                 tracing::warn!(scan_run_id = %scan.id, %reason, "scan re-queued");
                 (
                     ScanStatus::Queued,
                     ScanChange {
                         reason,
+                        retry_at,
                         ..Default::default()
                     },
                 )

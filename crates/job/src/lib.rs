@@ -44,7 +44,12 @@ pub enum JobError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("scanner {scanner} failed: {message}")]
-    Scan { scanner: String, message: String },
+    Scan {
+        scanner: String,
+        message: String,
+        /// Another attempt would fail the same way (see [`ScanError::is_permanent`]).
+        permanent: bool,
+    },
     #[error("reporting to {url} failed: {message}")]
     Report { url: String, message: String },
 }
@@ -52,8 +57,11 @@ pub enum JobError {
 impl JobError {
     pub fn exit_code(&self) -> i32 {
         match self {
+            JobError::Scan {
+                permanent: true, ..
+            } => scanplane_core::lifecycle::EXIT_PERMANENT,
             JobError::Scan { .. } => 1,
-            JobError::Config(_) => 2,
+            JobError::Config(_) => scanplane_core::lifecycle::EXIT_CONFIG,
             JobError::Report { .. } => 3,
         }
     }
@@ -392,6 +400,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
     let outcome = scan_task.await.map_err(|e| JobError::Scan {
         scanner: config.scanner.clone(),
         message: format!("scanner task panicked: {e}"),
+        permanent: false,
     })?;
     let duration_seconds = started.elapsed().as_secs_f64();
     let (status, scanned, error) = match &outcome {
@@ -430,6 +439,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
         Err(e) => Err(JobError::Scan {
             scanner: config.scanner,
             message: e.to_string(),
+            permanent: e.is_permanent(),
         }),
     }
 }

@@ -105,6 +105,22 @@ pub enum ScanError {
 }
 
 impl ScanError {
+    /// Whether another attempt would fail the same way: the program is missing, its output
+    /// is unreadable or too large, or the request is refused. A tool that failed, timed out
+    /// or could not be talked to may do better next time.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ScanError::NotInstalled { .. }
+            | ScanError::Parse { .. }
+            | ScanError::TooLarge { .. }
+            | ScanError::Invalid(_) => true,
+            ScanError::Failed { .. }
+            | ScanError::Timeout { .. }
+            | ScanError::Cancelled { .. }
+            | ScanError::Io { .. } => false,
+        }
+    }
+
     pub(crate) fn io(scanner: &str, context: impl Into<String>, source: std::io::Error) -> Self {
         ScanError::Io {
             scanner: scanner.to_string(),

@@ -85,6 +85,8 @@ pub struct ScanChange {
     pub owner: Option<String>,
     /// The attempt was lost with its replica: counted in `lost_attempts`.
     pub lost: bool,
+    /// With a move to `queued`: not admitted before this time (a retry's delay).
+    pub retry_at: Option<Timestamp>,
 }
 
 /// Filters of `GET /api/v1/scans`; results are newest first, `after` is the cursor (the id

@@ -51,7 +51,10 @@ impl Server {
             .env("SCANPLANE_LISTEN", format!("127.0.0.1:{port}"))
             .env("SCANPLANE_ADMIN_TOKEN", ADMIN)
             .env("SCANPLANE_WORK_DIR", work_dir)
-            .env("SCANPLANE_LOG", "info,sqlx=warn");
+            .env("SCANPLANE_LOG", "info,sqlx=warn")
+            // Retries back off 10s by default; tests that retry need not wait for it (the
+            // backoff test sets its own).
+            .env("SCANPLANE_RETRY_DELAY", "100ms");
         if let Ok(t) = std::env::var("TRIVY_BIN") {
             cmd.env("TRIVY_BIN", t);
         }

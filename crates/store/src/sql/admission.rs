@@ -27,7 +27,7 @@ pub(super) const USAGE_SQL: &str = "SELECT tenant_id, scanner, COUNT(*) AS n FRO
 const CANDIDATES: &str = "SELECT s.id, s.tenant_id, t.name AS tenant_name, s.scanner,
        s.provider, s.targets, s.trigger, s.created_at, s.on_maintenance, s.reason
      FROM scans s JOIN tenants t ON t.id = s.tenant_id
-     WHERE s.status = 'queued'
+     WHERE s.status = 'queued' AND (s.retry_at IS NULL OR s.retry_at <= $2)
      ORDER BY s.priority, s.created_at LIMIT $1";
 
 const BUCKETS: &str = "SELECT provider, tokens, updated_at FROM rate_buckets";
@@ -171,6 +171,7 @@ impl SqlStore {
             }
             let candidate_rows: Vec<CandidateRow> = sqlx::query_as(CANDIDATES)
                 .bind(i64::from(max_candidates))
+                .bind(ms(now))
                 .fetch_all(&mut *tx)
                 .await?;
             let usage_rows: Vec<UsageRow> = sqlx::query_as(USAGE_SQL).fetch_all(&mut *tx).await?;

@@ -93,7 +93,8 @@ fn transition_sql(to: ScanStatus) -> String {
            targets_scanned = COALESCE($9, targets_scanned), attempts = attempts + $10,
            admitted_at = CASE WHEN $2 = 'admitted' THEN $4 ELSE admitted_at END,
            started_at = CASE WHEN $2 = 'running' THEN $4 ELSE started_at END,
-           finished_at = CASE WHEN $7 THEN $4 ELSE finished_at END
+           finished_at = CASE WHEN $7 THEN $4 ELSE finished_at END,
+           retry_at = CASE WHEN $2 = 'queued' THEN $13 ELSE NULL END
          WHERE id = $1 AND status IN ({})
          RETURNING {SCAN_COLUMNS}",
         status_list(&ScanStatus::sources_of(to))
@@ -310,6 +311,7 @@ impl DispatchStore for SqlStore {
                 .bind(i64::from(change.new_attempt))
                 .bind(change.owner.as_deref())
                 .bind(i64::from(change.lost))
+                .bind(change.retry_at.map(ms))
                 .fetch_optional(&mut *tx)
                 .await?;
             Ok(row)
