@@ -25,12 +25,15 @@ use crate::export::{self, SarifRules, SarifWriter};
 use crate::extract::{cursor, AppJson, AppPath, AppQuery};
 use crate::scans::page_limit;
 use crate::stream::{self, DiffPages, FindingPages, Sink, Stop};
+use crate::tenancy::{listing_scope, TenantNames};
 use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// A finding across runs: its latest attributes, lifecycle and triage.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IdentityView {
     pub id: String,
+    /// The owning tenant's name.
+    pub tenant: String,
     pub scanner: String,
     pub target: String,
     pub rule_id: String,
@@ -59,6 +62,7 @@ pub struct IdentityView {
 impl From<FindingIdentity> for IdentityView {
     fn from(i: FindingIdentity) -> Self {
         IdentityView {
+            tenant: i.tenant_id.clone(),
             id: i.id,
             scanner: i.scanner,
             target: i.finding.target,
@@ -94,6 +98,8 @@ pub struct IdentityQuery {
     pub status: Option<String>,
     /// `none`, `accepted_risk` or `false_positive`.
     pub triage: Option<String>,
+    /// Only this tenant's findings (a tenant name; the admin sees every tenant's by default).
+    pub tenant: Option<String>,
     pub scanner: Option<String>,
     pub target: Option<String>,
     pub rule_id: Option<String>,
@@ -171,8 +177,22 @@ pub async fn list(
         after: cursor(q.cursor)?,
         limit,
     };
-    let rows = state.store.list_identities(caller.scope(), &filter).await?;
-    Ok(Json(Page::of(rows, limit, |r| &r.id, IdentityView::from)))
+    let scope = listing_scope(&state, &caller, q.tenant.as_deref()).await?;
+    let rows = state
+        .store
+        .list_identities(scope.as_deref(), &filter)
+        .await?;
+    let names = TenantNames::for_caller(&state, &caller).await?;
+    Ok(Json(Page::of(
+        rows,
+        limit,
+        |r| &r.id,
+        |r| {
+            let mut v = IdentityView::from(r);
+            names.name(&mut v.tenant);
+            v
+        },
+    )))
 }
 
 /// Body of `PATCH /api/v1/findings/:id`.
@@ -218,7 +238,11 @@ pub async fn triage(
             scanplane_store::StoreError::NotFound => ApiError::not_found("finding", &id),
             other => other.into(),
         })?;
-    Ok(Json(updated.into()))
+    let mut view = IdentityView::from(updated);
+    TenantNames::for_caller(&state, &caller)
+        .await?
+        .name(&mut view.tenant);
+    Ok(Json(view))
 }
 
 /// Query of `GET /api/v1/scans/:id/findings`.

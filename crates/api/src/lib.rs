@@ -24,6 +24,7 @@ pub mod scans;
 pub mod schedules;
 pub mod server;
 pub mod stream;
+pub mod tenancy;
 pub mod windows;
 
 use std::sync::{Arc, OnceLock};

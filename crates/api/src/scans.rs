@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{self, ApiError};
 use crate::extract::{cursor, AppJson, AppPath, AppQuery};
+use crate::tenancy::{listing_scope, TenantNames};
 use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// Most targets one scan may name.
@@ -58,6 +59,8 @@ pub struct ScanAccepted {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScanView {
     pub id: String,
+    /// The owning tenant's name.
+    pub tenant: String,
     pub scan_run_id: String,
     pub schedule_id: Option<String>,
     pub fire_time: Option<String>,
@@ -109,6 +112,7 @@ impl From<Scan> for ScanView {
             .filter_map(|t| t.strip_prefix("account://").map(str::to_string))
             .collect();
         ScanView {
+            tenant: s.tenant_id.clone(),
             scan_run_id: s.id.clone(),
             id: s.id,
             schedule_id: s.schedule_id,
@@ -280,7 +284,9 @@ pub async fn create_scan(
     AppJson(req): AppJson<ScanRequest>,
 ) -> Result<(StatusCode, Json<ScanView>), ApiError> {
     let scan = create(&state, &caller, req).await?;
-    Ok((StatusCode::ACCEPTED, Json(scan.into())))
+    let mut view = ScanView::from(scan);
+    view.tenant.clone_from(&caller.tenant.name);
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 /// Query of `GET /api/v1/scans`.
@@ -300,11 +306,20 @@ pub struct ScanQuery {
     pub since: Option<String>,
     /// RFC 3339; scans created before.
     pub until: Option<String>,
+    /// Only this tenant's scans (a tenant name; the admin sees every tenant's by default).
+    pub tenant: Option<String>,
     /// Cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1-1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// A scan's view with its tenant's name.
+fn view(scan: Scan, names: &TenantNames) -> ScanView {
+    let mut v = ScanView::from(scan);
+    names.name(&mut v.tenant);
+    v
 }
 
 pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
@@ -353,8 +368,10 @@ pub async fn list_scans(
         after: cursor(q.cursor)?,
         limit,
     };
-    let scans = state.store.list_scans(caller.scope(), &filter).await?;
-    Ok(Json(Page::of(scans, limit, |s| &s.id, ScanView::from)))
+    let scope = listing_scope(&state, &caller, q.tenant.as_deref()).await?;
+    let scans = state.store.list_scans(scope.as_deref(), &filter).await?;
+    let names = TenantNames::for_caller(&state, &caller).await?;
+    Ok(Json(Page::of(scans, limit, |s| &s.id, |s| view(s, &names))))
 }
 
 /// One scan: status, reason, timings, duration, accounts scanned, executor reference, error.
@@ -372,7 +389,8 @@ pub async fn get_scan(
         .scan(caller.scope(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("scan", &id))?;
-    Ok(Json(scan.into()))
+    let names = TenantNames::for_caller(&state, &caller).await?;
+    Ok(Json(view(scan, &names)))
 }
 
 /// Cancels a scan: it ends `cancelled`, its unit of work is stopped and its slot released.
@@ -413,7 +431,8 @@ pub async fn cancel_scan(
     tracing::info!(scan_run_id = %id, "scan cancelled");
     // The dispatcher stops the unit of work of every scan that ended while it ran.
     state.wake_dispatcher.notify_one();
-    Ok(Json(scan.into()))
+    let names = TenantNames::for_caller(&state, &caller).await?;
+    Ok(Json(view(scan, &names)))
 }
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {

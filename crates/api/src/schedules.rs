@@ -23,6 +23,7 @@ use crate::auth::Caller;
 use crate::error::{self, ApiError};
 use crate::extract::{cursor, AppJson, AppPath, AppQuery};
 use crate::scans::{page_limit, validate_scan_input};
+use crate::tenancy::{listing_scope, TenantNames};
 use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// Body of `POST /scans/schedule`.
@@ -81,6 +82,8 @@ pub struct SchedulePatch {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScheduleView {
     pub id: String,
+    /// The owning tenant's name.
+    pub tenant: String,
     pub name: String,
     pub cron_exp: Option<String>,
     pub time: Option<String>,
@@ -120,6 +123,7 @@ impl From<Schedule> for ScheduleView {
             .cloned()
             .partition(|t| t.starts_with("account://"));
         ScheduleView {
+            tenant: s.tenant_id.clone(),
             id: s.id,
             name: s.name,
             cron_exp,
@@ -304,7 +308,9 @@ pub async fn create_schedule(
     state.store.create_schedule(&s).await?;
     tracing::info!(schedule_id = %s.id, name = %s.name, next_fire_at = ?s.next_fire_at, "schedule created");
     state.wake_scheduler.notify_one();
-    Ok((StatusCode::CREATED, Json(s.into())))
+    let mut view = ScheduleView::from(s);
+    view.tenant.clone_from(&caller.tenant.name);
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 /// Query of `GET /scans/schedule`.
@@ -312,6 +318,8 @@ pub async fn create_schedule(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ScheduleQuery {
+    /// Only this tenant's schedules (a tenant name; the admin sees every tenant's by default).
+    pub tenant: Option<String>,
     /// Cursor from the previous page's `next_cursor`.
     pub cursor: Option<String>,
     /// Page size, 1-1000 (default 100).
@@ -330,11 +338,22 @@ pub async fn list_schedules(
 ) -> Result<Json<Page<ScheduleView>>, ApiError> {
     let limit = page_limit(q.limit)?;
     let after = cursor(q.cursor)?;
+    let scope = listing_scope(&state, &caller, q.tenant.as_deref()).await?;
     let items = state
         .store
-        .list_schedules(caller.scope(), after.as_deref(), limit)
+        .list_schedules(scope.as_deref(), after.as_deref(), limit)
         .await?;
-    Ok(Json(Page::of(items, limit, |s| &s.id, ScheduleView::from)))
+    let names = TenantNames::for_caller(&state, &caller).await?;
+    Ok(Json(Page::of(
+        items,
+        limit,
+        |s| &s.id,
+        |s| {
+            let mut v = ScheduleView::from(s);
+            names.name(&mut v.tenant);
+            v
+        },
+    )))
 }
 
 /// One schedule.
@@ -352,7 +371,11 @@ pub async fn get_schedule(
         .schedule(caller.scope(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule", &id))?;
-    Ok(Json(s.into()))
+    let mut view = ScheduleView::from(s);
+    TenantNames::for_caller(&state, &caller)
+        .await?
+        .name(&mut view.tenant);
+    Ok(Json(view))
 }
 
 /// Changes some fields of a schedule and recomputes `next_fire_at`.
@@ -468,7 +491,11 @@ pub async fn patch_schedule(
     reschedule(&mut s, now)?;
     state.store.update_schedule(&s).await?;
     state.wake_scheduler.notify_one();
-    Ok(Json(s.into()))
+    let mut view = ScheduleView::from(s);
+    TenantNames::for_caller(&state, &caller)
+        .await?
+        .name(&mut view.tenant);
+    Ok(Json(view))
 }
 
 /// Deletes a schedule; scans it already created stay.

@@ -11,14 +11,15 @@ use scanplane_core::maintenance::{MaintenanceWindow, Scope, WindowAction, Window
 use scanplane_core::schedule::Cadence;
 use scanplane_core::tenant::validate_tenant_name;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::{self, ApiError};
-use crate::extract::{AppJson, AppPath};
+use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::tenancy::{listing_scope, TenantNames};
 use crate::{fmt_ts, parse_ts, AppState};
 
 /// Body of `POST /api/v1/maintenance-windows` (and `PUT` to replace one).
@@ -44,6 +45,8 @@ pub struct WindowRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WindowView {
     pub id: String,
+    /// The owning tenant's name.
+    pub tenant: String,
     pub name: String,
     pub start: Option<String>,
     pub cron: Option<String>,
@@ -64,6 +67,7 @@ impl From<MaintenanceWindow> for WindowView {
             WindowStart::Cron(Cadence::Once { at }) => (Some(fmt_ts(*at)), None, "UTC".to_string()),
         };
         WindowView {
+            tenant: w.tenant_id.clone(),
             id: w.id,
             name: w.name,
             start,
@@ -154,19 +158,41 @@ pub async fn create_window(
     )?;
     state.store.create_window(&w).await?;
     state.wake_dispatcher.notify_one();
-    Ok((StatusCode::CREATED, Json(w.into())))
+    let mut view = WindowView::from(w);
+    view.tenant.clone_from(&caller.tenant.name);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Query of `GET /api/v1/maintenance-windows`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WindowQuery {
+    /// Only this tenant's windows (a tenant name; the admin sees every tenant's by default).
+    pub tenant: Option<String>,
 }
 
 /// Lists maintenance windows.
-#[utoipa::path(get, path = "/api/v1/maintenance-windows", tag = "maintenance",
+#[utoipa::path(get, path = "/api/v1/maintenance-windows", params(WindowQuery), tag = "maintenance",
     security(("bearer" = [])),
-    responses((status = 200, body = [WindowView]), error::Auth, error::Common))]
+    responses((status = 200, body = [WindowView]), error::Auth, error::QueryParams, error::Common))]
 pub async fn list_windows(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    AppQuery(q): AppQuery<WindowQuery>,
 ) -> Result<Json<Vec<WindowView>>, ApiError> {
-    let ws = state.store.list_windows(caller.scope()).await?;
-    Ok(Json(ws.into_iter().map(WindowView::from).collect()))
+    let scope = listing_scope(&state, &caller, q.tenant.as_deref()).await?;
+    let ws = state.store.list_windows(scope.as_deref()).await?;
+    let names = TenantNames::for_caller(&state, &caller).await?;
+    Ok(Json(
+        ws.into_iter()
+            .map(|w| {
+                let mut v = WindowView::from(w);
+                names.name(&mut v.tenant);
+                v
+            })
+            .collect(),
+    ))
 }
 
 /// One maintenance window.
@@ -184,7 +210,11 @@ pub async fn get_window(
         .window(caller.scope(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("maintenance window", &id))?;
-    Ok(Json(w.into()))
+    let mut view = WindowView::from(w);
+    TenantNames::for_caller(&state, &caller)
+        .await?
+        .name(&mut view.tenant);
+    Ok(Json(view))
 }
 
 /// Replaces a maintenance window.
@@ -209,7 +239,11 @@ pub async fn replace_window(
     w.admin = existing.admin;
     state.store.update_window(&w, state.clock.now()).await?;
     state.wake_dispatcher.notify_one();
-    Ok(Json(w.into()))
+    let mut view = WindowView::from(w);
+    TenantNames::for_caller(&state, &caller)
+        .await?
+        .name(&mut view.tenant);
+    Ok(Json(view))
 }
 
 /// Deletes a maintenance window; scans it held are released at the next admission round.

@@ -542,6 +542,69 @@ async fn schedule_names_times_and_status(backend: Backend) {
     assert!(on["next_fire_at"].is_string(), "{on}");
 }
 
+/// The admin sees whose is what: every listing names each object's tenant and takes a
+/// `tenant` filter; a tenant token may name only its own tenant.
+async fn listings_name_the_tenant(backend: Backend) {
+    let s = Server::start(&fresh_db(backend).await, &[]).await;
+    let a = tenant_token(&s, "team-a").await;
+    let b = tenant_token(&s, "team-b").await;
+    for (token, name) in [(&a, "a"), (&b, "b")] {
+        let (code, scan) = s
+            .post(
+                "/scans/now",
+                token,
+                json!({"scanner": "tcp", "targets": ["127.0.0.1:9"]}),
+            )
+            .await;
+        assert_eq!(code, 202, "{scan}");
+        let (code, sched) = s.post("/scans/schedule", token, json!({"name": name, "cron_exp": "0 2 * * *", "scanner": "tcp", "targets": ["127.0.0.1"]})).await;
+        assert_eq!(code, 201, "{sched}");
+        let (code, w) = s
+            .post(
+                "/api/v1/maintenance-windows",
+                token,
+                json!({"name": name, "start": "2099-01-01T00:00:00Z", "duration": "1h"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{w}");
+    }
+    let tenants_of = |v: &Value| -> Vec<String> {
+        let items = v.get("items").unwrap_or(v).as_array().unwrap().clone();
+        let mut t: Vec<String> = items
+            .iter()
+            .map(|i| i["tenant"].as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    };
+    for path in [
+        "/api/v1/scans",
+        "/scans/schedule",
+        "/api/v1/maintenance-windows",
+    ] {
+        let (code, all) = s.get(path, ADMIN).await;
+        assert_eq!(code, 200, "{path}: {all}");
+        assert_eq!(tenants_of(&all), vec!["team-a", "team-b"], "{path}: {all}");
+        let (_, only_a) = s.get(&format!("{path}?tenant=team-a"), ADMIN).await;
+        assert_eq!(tenants_of(&only_a), vec!["team-a"], "{path}: {only_a}");
+        let (_, own) = s.get(path, &b).await;
+        assert_eq!(tenants_of(&own), vec!["team-b"], "{path}: {own}");
+        let (_, own) = s.get(&format!("{path}?tenant=team-b"), &b).await;
+        assert_eq!(tenants_of(&own), vec!["team-b"], "{path}: {own}");
+        let (code, other) = s.get(&format!("{path}?tenant=team-a"), &b).await;
+        assert_error(code, &other, 403, "tenant");
+        let (code, unknown) = s.get(&format!("{path}?tenant=nobody"), ADMIN).await;
+        assert_error(code, &unknown, 422, "tenant");
+    }
+    let (code, f) = s.get("/api/v1/findings?tenant=team-a", ADMIN).await;
+    assert_eq!(code, 200, "{f}");
+    let (code, one) = s.get("/api/v1/scans?limit=1", &a).await;
+    assert_eq!(code, 200);
+    let id = one["items"][0]["id"].as_str().unwrap();
+    let (_, by_admin) = s.get(&format!("/api/v1/scans/{id}"), ADMIN).await;
+    assert_eq!(by_admin["tenant"], "team-a", "{by_admin}");
+}
+
 macro_rules! both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -550,6 +613,7 @@ macro_rules! both {
 }
 
 both!(
+    listings_name_the_tenant,
     schedule_names_times_and_status,
     auth_and_tenancy,
     schedules_crud,
