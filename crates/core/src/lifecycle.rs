@@ -78,12 +78,12 @@ const SUMMARY_MAX: usize = 300;
 /// last `error: ` line scanner mode printed, else the last non-empty line, cut to
 /// [`SUMMARY_MAX`] characters. Log lines before it stay in the scan's `error`.
 pub fn failure_summary(message: &str) -> String {
-    let lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
     let line = lines
         .clone()
         .filter_map(|l| l.strip_prefix("error: "))
-        .last()
-        .or_else(|| lines.last())
+        .next_back()
+        .or_else(|| lines.next_back())
         .unwrap_or("");
     match line.char_indices().nth(SUMMARY_MAX) {
         Some((cut, _)) => format!("{}...", &line[..cut]),
