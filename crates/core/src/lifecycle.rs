@@ -628,6 +628,17 @@ mod tests {
     }
 
     #[test]
+    fn a_run_never_lasts_less_than_nothing() {
+        let mut s = scan(ScanStatus::Succeeded, 1);
+        let t = Utc::now();
+        s.started_at = Some(t);
+        s.finished_at = Some(t - chrono::Duration::milliseconds(4));
+        assert_eq!(s.duration(), Some(chrono::Duration::zero()));
+        s.finished_at = Some(t + chrono::Duration::seconds(3));
+        assert_eq!(s.duration(), Some(chrono::Duration::seconds(3)));
+    }
+
+    #[test]
     fn retry_delays_double_up_to_the_cap() {
         use std::time::Duration as D;
         let (base, cap) = (D::from_secs(10), D::from_secs(300));

@@ -245,7 +245,10 @@ impl Scan {
     pub fn duration(&self) -> Option<chrono::Duration> {
         let start = self.started_at?;
         let end = self.finished_at.unwrap_or(self.updated_at);
-        Some(end - start)
+        // The start and the end are written by different writers (the dispatcher marks a
+        // scan running, the report endpoint ends it; replicas' clocks differ by a few ms),
+        // so the end can be stamped a hair before the start: a run never lasts less than 0.
+        Some((end - start).max(chrono::Duration::zero()))
     }
 
     /// The key of comparable runs without scope options: same tenant, scanner and set of
