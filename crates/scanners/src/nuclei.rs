@@ -241,6 +241,20 @@ impl Scanner for NucleiScanner {
         options: &serde_json::Value,
     ) -> Result<(), ValidationError> {
         check_target_kinds(&self.def, targets)?;
+        // nuclei takes one `host:port` per `-u`; a range would reach it as a host name it
+        // cannot resolve.
+        if let Some((index, t)) = targets
+            .iter()
+            .enumerate()
+            .find(|(_, t)| matches!(t, Target::Host { ports: Some(p), .. } if p.first != p.last))
+        {
+            return Err(ValidationError::Target {
+                scanner: NAME.to_string(),
+                index,
+                target: t.to_string(),
+                reason: "nuclei scans one port per host target: give host:PORT (one target per port), or use tcp or nmap for a range".to_string(),
+            });
+        }
         args("x", options).map(|_| ())
     }
 
@@ -310,6 +324,23 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(with_target.target, "https://app.example.com/");
+    }
+
+    #[test]
+    fn a_host_port_range_is_refused_naming_the_target() {
+        let scanner = (COMPONENT.build)();
+        let ok = |t: &str| Target::parse(t).unwrap();
+        let opts = serde_json::json!({});
+        assert!(scanner
+            .validate(&[ok("db.internal:5432"), ok("https://x.example/")], &opts)
+            .is_ok());
+        match scanner.validate(&[ok("db.internal:5432"), ok("10.0.0.5:8000-8100")], &opts) {
+            Err(ValidationError::Target { index, reason, .. }) => {
+                assert_eq!(index, 1);
+                assert!(reason.contains("one port per host"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
