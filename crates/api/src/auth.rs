@@ -114,9 +114,9 @@ async fn identify(state: &AppState, hash: &str) -> Result<Caller, ApiError> {
         ));
     };
     let now = state.clock.now();
-    let stale = owner
-        .last_used_at
-        .is_none_or(|t| now - t >= chrono::Duration::seconds(60));
+    let stale = owner.last_used_at.is_none_or(|t| {
+        now - t >= chrono::Duration::milliseconds(scanplane_store::TOKEN_TOUCH_EVERY_MS)
+    });
     if stale {
         // Last use is bookkeeping: a store that cannot write it must not refuse the caller.
         if let Err(e) = state.store.touch_token(&owner.token_id, now).await {

@@ -25,7 +25,7 @@ use crate::export::{self, SarifRules, SarifWriter};
 use crate::extract::{cursor, AppJson, AppPath, AppQuery};
 use crate::scans::page_limit;
 use crate::stream::{self, DiffPages, FindingPages, Sink, Stop};
-use crate::tenancy::{listing_scope, TenantNames};
+use crate::tenancy::{listing_scope, tenant_name, TenantNames};
 use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// A finding across runs: its latest attributes, lifecycle and triage.
@@ -239,9 +239,7 @@ pub async fn triage(
             other => other.into(),
         })?;
     let mut view = IdentityView::from(updated);
-    TenantNames::for_caller(&state, &caller)
-        .await?
-        .name(&mut view.tenant);
+    view.tenant = tenant_name(&state, &caller, &view.tenant).await?;
     Ok(Json(view))
 }
 

@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{self, ApiError};
 use crate::extract::{cursor, AppJson, AppPath, AppQuery};
-use crate::tenancy::{listing_scope, TenantNames};
+use crate::tenancy::{listing_scope, tenant_name, TenantNames};
 use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// Most targets one scan may name.
@@ -316,7 +316,7 @@ pub struct ScanQuery {
 }
 
 /// A scan's view with its tenant's name.
-fn view(scan: Scan, names: &TenantNames) -> ScanView {
+fn named_view(scan: Scan, names: &TenantNames) -> ScanView {
     let mut v = ScanView::from(scan);
     names.name(&mut v.tenant);
     v
@@ -371,7 +371,12 @@ pub async fn list_scans(
     let scope = listing_scope(&state, &caller, q.tenant.as_deref()).await?;
     let scans = state.store.list_scans(scope.as_deref(), &filter).await?;
     let names = TenantNames::for_caller(&state, &caller).await?;
-    Ok(Json(Page::of(scans, limit, |s| &s.id, |s| view(s, &names))))
+    Ok(Json(Page::of(
+        scans,
+        limit,
+        |s| &s.id,
+        |s| named_view(s, &names),
+    )))
 }
 
 /// One scan: status, reason, timings, duration, accounts scanned, executor reference, error.
@@ -389,8 +394,9 @@ pub async fn get_scan(
         .scan(caller.scope(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("scan", &id))?;
-    let names = TenantNames::for_caller(&state, &caller).await?;
-    Ok(Json(view(scan, &names)))
+    let mut view = ScanView::from(scan);
+    view.tenant = tenant_name(&state, &caller, &view.tenant).await?;
+    Ok(Json(view))
 }
 
 /// Cancels a scan: it ends `cancelled`, its unit of work is stopped and its slot released.
@@ -431,8 +437,9 @@ pub async fn cancel_scan(
     tracing::info!(scan_run_id = %id, "scan cancelled");
     // The dispatcher stops the unit of work of every scan that ended while it ran.
     state.wake_dispatcher.notify_one();
-    let names = TenantNames::for_caller(&state, &caller).await?;
-    Ok(Json(view(scan, &names)))
+    let mut view = ScanView::from(scan);
+    view.tenant = tenant_name(&state, &caller, &view.tenant).await?;
+    Ok(Json(view))
 }
 
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {

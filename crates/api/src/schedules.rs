@@ -23,7 +23,7 @@ use crate::auth::Caller;
 use crate::error::{self, ApiError};
 use crate::extract::{cursor, AppJson, AppPath, AppQuery};
 use crate::scans::{page_limit, validate_scan_input};
-use crate::tenancy::{listing_scope, TenantNames};
+use crate::tenancy::{listing_scope, tenant_name, TenantNames};
 use crate::{fmt_ts, parse_ts, AppState, Page};
 
 /// Body of `POST /scans/schedule`.
@@ -372,9 +372,7 @@ pub async fn get_schedule(
         .await?
         .ok_or_else(|| ApiError::not_found("schedule", &id))?;
     let mut view = ScheduleView::from(s);
-    TenantNames::for_caller(&state, &caller)
-        .await?
-        .name(&mut view.tenant);
+    view.tenant = tenant_name(&state, &caller, &view.tenant).await?;
     Ok(Json(view))
 }
 
@@ -492,9 +490,7 @@ pub async fn patch_schedule(
     state.store.update_schedule(&s).await?;
     state.wake_scheduler.notify_one();
     let mut view = ScheduleView::from(s);
-    TenantNames::for_caller(&state, &caller)
-        .await?
-        .name(&mut view.tenant);
+    view.tenant = tenant_name(&state, &caller, &view.tenant).await?;
     Ok(Json(view))
 }
 

@@ -8,8 +8,8 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// Tenant names by id, for the objects a caller may see (one query for the admin; tenants
-/// are few).
+/// Tenant names by id, for a listing of the objects a caller may see (one query for the
+/// admin; tenants are few).
 pub struct TenantNames(HashMap<String, String>);
 
 impl TenantNames {
@@ -33,6 +33,23 @@ impl TenantNames {
             tenant.clone_from(name);
         }
     }
+}
+
+/// The name of tenant `tenant_id`, for a view of one object: the caller's own without a
+/// query, one lookup for the admin (the id itself if the tenant is gone).
+pub async fn tenant_name(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &str,
+) -> Result<String, ApiError> {
+    if !caller.admin || tenant_id == caller.tenant.id {
+        return Ok(caller.tenant.name.clone());
+    }
+    Ok(state
+        .store
+        .tenant(tenant_id)
+        .await?
+        .map_or_else(|| tenant_id.to_string(), |t| t.name))
 }
 
 /// The tenant scope of a listing (a tenant id for the store, `None` for all): the caller's

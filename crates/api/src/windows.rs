@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use crate::auth::Caller;
 use crate::error::{self, ApiError};
 use crate::extract::{AppJson, AppPath, AppQuery};
-use crate::tenancy::{listing_scope, TenantNames};
+use crate::tenancy::{listing_scope, tenant_name, TenantNames};
 use crate::{fmt_ts, parse_ts, AppState};
 
 /// Body of `POST /api/v1/maintenance-windows` (and `PUT` to replace one).
@@ -211,9 +211,7 @@ pub async fn get_window(
         .await?
         .ok_or_else(|| ApiError::not_found("maintenance window", &id))?;
     let mut view = WindowView::from(w);
-    TenantNames::for_caller(&state, &caller)
-        .await?
-        .name(&mut view.tenant);
+    view.tenant = tenant_name(&state, &caller, &view.tenant).await?;
     Ok(Json(view))
 }
 
@@ -240,9 +238,7 @@ pub async fn replace_window(
     state.store.update_window(&w, state.clock.now()).await?;
     state.wake_dispatcher.notify_one();
     let mut view = WindowView::from(w);
-    TenantNames::for_caller(&state, &caller)
-        .await?
-        .name(&mut view.tenant);
+    view.tenant = tenant_name(&state, &caller, &view.tenant).await?;
     Ok(Json(view))
 }
 

@@ -108,26 +108,16 @@ fn custom_scanners(
         .collect()
 }
 
-/// Where `program` is: a path (made absolute) that is an executable file, or a name found
-/// in a `PATH` directory.
+/// Where `program` is ([`scanplane_scanners::locate_program`]), or why it is nowhere.
 fn resolve_command(program: &str) -> Result<std::path::PathBuf, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let p = std::path::absolute(program).map_err(|e| format!("{program:?}: {e}"))?;
-        return if executable(&p) {
-            Ok(p)
+    scanplane_scanners::locate_program(program).ok_or_else(|| {
+        if program.contains('/') {
+            let shown = std::path::absolute(program).unwrap_or_else(|_| program.into());
+            format!("{} is not an executable file", shown.display())
         } else {
-            Err(format!("{} is not an executable file", p.display()))
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| executable(p))
-        .ok_or_else(|| format!("{program:?} not found on PATH"))
+            format!("{program:?} not found on PATH")
+        }
+    })
 }
 
 fn registry_from(custom: &[(CustomScannerConfig, String)]) -> anyhow::Result<Registry> {

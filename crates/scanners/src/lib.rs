@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 pub use custom::CustomScannerConfig;
 pub use error::{ConfigError, ParseError, ScanError, UnknownScanner, ValidationError};
 pub use parsed::{Parsed, Rejections};
-pub use process::RECORD_MAX;
+pub use process::{locate_program, RECORD_MAX};
 pub use registry::{Component, Registry};
 
 /// The built-in scanners, one line each: adding a scanner is its module (which exports its

@@ -32,29 +32,30 @@ pub(crate) const DOCUMENT_MAX: usize = 512 * 1024 * 1024;
 /// is skipped without being held in memory.
 pub const RECORD_MAX: usize = 4 * 1024 * 1024;
 
-/// Finds `program` the way a shell would: a name containing `/` is used as a path, any
-/// other name is looked up in each `PATH` directory.
-pub(crate) fn find_program(scanner: &str, program: &str) -> Result<PathBuf, ScanError> {
-    let not_installed = || ScanError::NotInstalled {
-        scanner: scanner.to_string(),
-        program: program.to_string(),
-    };
+/// Finds `program` the way a shell would: a name containing `/` is a path (made absolute
+/// against the current directory), any other name is looked up in each `PATH` directory.
+/// `None` when that is not an executable file. `serve` resolves custom commands with it at
+/// start-up, the same way scanner mode finds them when it runs them.
+pub fn locate_program(program: &str) -> Option<PathBuf> {
     if program.is_empty() {
-        return Err(not_installed());
+        return None;
     }
     if program.contains('/') {
-        let p = PathBuf::from(program);
-        return if is_executable(&p) {
-            Ok(p)
-        } else {
-            Err(not_installed())
-        };
+        let p = std::path::absolute(program).ok()?;
+        return is_executable(&p).then_some(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| is_executable(p))
-        .ok_or_else(not_installed)
+}
+
+/// [`locate_program`] with the error a scan reports.
+pub(crate) fn find_program(scanner: &str, program: &str) -> Result<PathBuf, ScanError> {
+    locate_program(program).ok_or_else(|| ScanError::NotInstalled {
+        scanner: scanner.to_string(),
+        program: program.to_string(),
+    })
 }
 
 /// Why `program` cannot be run here, with how to install it; `None` when it can.

@@ -34,6 +34,10 @@ pub use roles::{
 };
 pub use sql::SqlStore;
 
+/// How stale a token's `last_used_at` may get before a request writes it again: callers
+/// skip the write below it, and `touch_token` refuses it below it too (two requests at once).
+pub const TOKEN_TOUCH_EVERY_MS: i64 = 60_000;
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

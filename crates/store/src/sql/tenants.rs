@@ -5,7 +5,7 @@ use scanplane_core::tenant::Tenant;
 
 use super::{new_id, unique_as_conflict, SqlStore};
 use crate::rows::{ms, ts, TenantRow};
-use crate::{StoreError, TenantInfo, TenantStore, TokenInfo, TokenOwner};
+use crate::{StoreError, TenantInfo, TenantStore, TokenInfo, TokenOwner, TOKEN_TOUCH_EVERY_MS};
 use scanplane_core::Timestamp;
 
 const INSERT_TENANT: &str = "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)
@@ -34,9 +34,6 @@ const LIST_TOKENS: &str = "SELECT k.id, k.name, t.name AS tenant, k.created_at, 
 const DELETE_TOKEN: &str = "DELETE FROM api_tokens WHERE id = $1";
 
 const LIST_TENANTS: &str = "SELECT id, name, created_at, retention_days FROM tenants ORDER BY name";
-
-/// How stale a token's `last_used_at` may get before a request writes it again.
-const TOUCH_EVERY_MS: i64 = 60_000;
 
 #[derive(sqlx::FromRow)]
 struct TokenOwnerRow {
@@ -155,7 +152,7 @@ impl TenantStore for SqlStore {
             sqlx::query(TOUCH_TOKEN)
                 .bind(now)
                 .bind(token_id)
-                .bind(now.saturating_sub(TOUCH_EVERY_MS))
+                .bind(now.saturating_sub(TOKEN_TOUCH_EVERY_MS))
                 .execute(&mut *tx)
                 .await?;
             Ok(())
