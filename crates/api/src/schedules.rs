@@ -102,6 +102,9 @@ pub struct ScheduleView {
     pub starting_deadline: Option<String>,
     pub jitter: Option<String>,
     pub on_maintenance: String,
+    /// The period of an interval schedule (a registry's `every`), e.g. `6h`; null for cron
+    /// and one-shot schedules.
+    pub every: Option<String>,
     /// When the schedule next fires (its tick plus jitter); null when disabled or completed.
     pub next_fire_at: Option<String>,
     pub last_fired_at: Option<String>,
@@ -116,6 +119,13 @@ impl From<Schedule> for ScheduleView {
                 (Some(expr.clone()), None, timezone.name().to_string())
             }
             Cadence::Once { at } => (None, Some(fmt_ts(*at)), "UTC".to_string()),
+            Cadence::Every { .. } => (None, None, "UTC".to_string()),
+        };
+        let every = match &s.cadence {
+            Cadence::Every { period, .. } => {
+                Some(scanplane_core::duration::format_duration(*period))
+            }
+            _ => None,
         };
         let (accounts, targets): (Vec<String>, Vec<String>) = s
             .targets
@@ -147,6 +157,7 @@ impl From<Schedule> for ScheduleView {
             starting_deadline: s.starting_deadline.map(format_duration),
             jitter: s.jitter.map(format_duration),
             on_maintenance: s.on_maintenance.as_str().to_string(),
+            every,
             next_fire_at: s.next_fire_at.map(fmt_ts),
             last_fired_at: s.last_fired_at.map(fmt_ts),
             created_at: fmt_ts(s.created_at),
@@ -404,7 +415,7 @@ pub async fn patch_schedule(
             Cadence::Cron { expr, timezone } => {
                 (Some(expr.clone()), Some(timezone.name().to_string()))
             }
-            Cadence::Once { .. } => (None, None),
+            Cadence::Once { .. } | Cadence::Every { .. } => (None, None),
         };
         s.cadence = match (&p.cron_exp, &p.time) {
             (Some(_), _) | (None, None) => cadence(

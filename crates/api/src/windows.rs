@@ -64,7 +64,10 @@ impl From<MaintenanceWindow> for WindowView {
             WindowStart::Cron(Cadence::Cron { expr, timezone }) => {
                 (None, Some(expr.clone()), timezone.name().to_string())
             }
-            WindowStart::Cron(Cadence::Once { at }) => (Some(fmt_ts(*at)), None, "UTC".to_string()),
+            // Windows are never built with an interval; shown by their first start if one were.
+            WindowStart::Cron(Cadence::Once { at } | Cadence::Every { anchor: at, .. }) => {
+                (Some(fmt_ts(*at)), None, "UTC".to_string())
+            }
         };
         WindowView {
             tenant: w.tenant_id.clone(),

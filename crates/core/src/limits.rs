@@ -31,6 +31,8 @@ pub enum DurationLimit {
     Retention,
     /// The period of a rate limit (`count` per `per`).
     RatePeriod,
+    /// The period of an interval schedule (`every`).
+    Interval,
 }
 
 impl DurationLimit {
@@ -43,6 +45,7 @@ impl DurationLimit {
             DurationLimit::ScanTimeout => Duration::from_secs(7 * DAY),
             DurationLimit::Retention => MAX_DURATION,
             DurationLimit::RatePeriod => Duration::from_secs(366 * DAY),
+            DurationLimit::Interval => Duration::from_secs(366 * DAY),
         }
     }
 

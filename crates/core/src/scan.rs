@@ -143,11 +143,13 @@ pub enum Trigger {
     OnDemand,
     Schedule,
     Policy,
+    /// Created by an earlier step of a pipeline (an SBOM for a digest a discovery found).
+    Pipeline,
 }
 
 /// A trigger string that names no trigger.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown trigger {0:?}; expected on_demand, schedule or policy")]
+#[error("unknown trigger {0:?}; expected on_demand, schedule, policy or pipeline")]
 pub struct UnknownTrigger(pub String);
 
 impl Trigger {
@@ -156,6 +158,7 @@ impl Trigger {
             Trigger::OnDemand => "on_demand",
             Trigger::Schedule => "schedule",
             Trigger::Policy => "policy",
+            Trigger::Pipeline => "pipeline",
         }
     }
 
@@ -166,6 +169,7 @@ impl Trigger {
             Trigger::OnDemand => 0,
             Trigger::Policy => 1,
             Trigger::Schedule => 1,
+            Trigger::Pipeline => 1,
         }
     }
 }
@@ -183,6 +187,7 @@ impl FromStr for Trigger {
             "on_demand" => Ok(Trigger::OnDemand),
             "schedule" => Ok(Trigger::Schedule),
             "policy" => Ok(Trigger::Policy),
+            "pipeline" => Ok(Trigger::Pipeline),
             other => Err(UnknownTrigger(other.to_string())),
         }
     }

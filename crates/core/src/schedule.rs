@@ -30,7 +30,12 @@ pub enum Cadence {
     Cron { expr: String, timezone: Tz },
     /// One run at a fixed time, after which the schedule is completed.
     Once { at: Timestamp },
+    /// A run every `period` (at least [`MIN_INTERVAL`]), at `anchor + k * period`.
+    Every { period: Duration, anchor: Timestamp },
 }
+
+/// The shortest period of an interval cadence: a shorter one is a busy loop, not a schedule.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why a cadence was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +46,8 @@ pub enum CadenceError {
     UnknownTimezone(String),
     #[error("cron expression {0:?} never fires")]
     NeverFires(String),
+    #[error("interval {0:?} is shorter than the minimum of 1m")]
+    IntervalTooShort(String),
 }
 
 /// Parses a cron expression with optional seconds (5 or 6 fields).
@@ -81,10 +88,21 @@ impl Cadence {
         Ok(cadence)
     }
 
+    /// Builds an interval cadence anchored at `anchor` (usually its creation time).
+    pub fn every(period: Duration, anchor: Timestamp) -> Result<Self, CadenceError> {
+        if period < MIN_INTERVAL {
+            return Err(CadenceError::IntervalTooShort(
+                crate::duration::format_duration(period),
+            ));
+        }
+        Ok(Cadence::Every { period, anchor })
+    }
+
     /// The first tick strictly after `after`, or `None` if there is none.
     pub fn next_after(&self, after: Timestamp) -> Result<Option<Timestamp>, CadenceError> {
         match self {
             Cadence::Once { at } => Ok((*at > after).then_some(*at)),
+            Cadence::Every { period, anchor } => Ok(every_next_after(*period, *anchor, after)),
             Cadence::Cron { expr, timezone } => {
                 // Cron times are evaluated between 1970 and 9999 only: near the ends of the
                 // representable range a time zone offset overflows inside the cron library.
@@ -106,9 +124,28 @@ impl Cadence {
     pub fn first_at_or_after(&self, from: Timestamp) -> Result<Option<Timestamp>, CadenceError> {
         match self {
             Cadence::Once { at } => Ok((*at >= from).then_some(*at)),
-            Cadence::Cron { .. } => self.next_after(limits::add_millis(from, -1)),
+            Cadence::Cron { .. } | Cadence::Every { .. } => {
+                self.next_after(limits::add_millis(from, -1))
+            }
         }
     }
+}
+
+/// The first `anchor + k * period` (k ≥ 0) strictly after `after`, in constant time
+/// whatever the distance; `None` past the end of the representable range. A stored period
+/// below 1 ms (never accepted by [`Cadence::every`]) is taken as 1 ms.
+fn every_next_after(period: Duration, anchor: Timestamp, after: Timestamp) -> Option<Timestamp> {
+    if after >= limits::max_time() {
+        return None;
+    }
+    if after < anchor {
+        return Some(anchor);
+    }
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX).max(1);
+    let since = (after - anchor).num_milliseconds();
+    let k = (since / period_ms).saturating_add(1);
+    let next = limits::add_millis(anchor, k.saturating_mul(period_ms));
+    (next > after && next < limits::max_time()).then_some(next)
 }
 
 /// What to do with ticks missed while no scheduler was running.
@@ -249,7 +286,7 @@ pub fn initial_ticks(
     let tick = match cadence {
         // A one-shot time in the past still fires once (catch-up) unless it is skipped later.
         Cadence::Once { at } => Some(*at),
-        Cadence::Cron { .. } => cadence.next_after(now)?,
+        Cadence::Cron { .. } | Cadence::Every { .. } => cadence.next_after(now)?,
     };
     Ok((tick, tick.map(|t| fire_at(schedule_id, t, jitter))))
 }
@@ -364,6 +401,31 @@ pub fn plan_tick(schedule: &Schedule, now: Timestamp) -> Result<Option<TickPlan>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interval_fires_at_anchor_plus_whole_periods() {
+        let anchor = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let six_h = Duration::from_secs(6 * 3600);
+        let c = Cadence::every(six_h, anchor).unwrap();
+        let at = |h: i64| anchor + chrono::Duration::hours(h);
+        assert_eq!(
+            c.next_after(anchor - chrono::Duration::hours(1)).unwrap(),
+            Some(anchor)
+        );
+        assert_eq!(c.next_after(anchor).unwrap(), Some(at(6)));
+        assert_eq!(c.next_after(at(5)).unwrap(), Some(at(6)));
+        assert_eq!(c.next_after(at(6)).unwrap(), Some(at(12)));
+        // Far from the anchor it is one division, not a walk.
+        assert_eq!(
+            c.next_after(at(6 * 100_000 + 1)).unwrap(),
+            Some(at(6 * 100_001))
+        );
+        assert_eq!(c.first_at_or_after(at(12)).unwrap(), Some(at(12)));
+        assert!(matches!(
+            Cadence::every(Duration::from_secs(59), anchor),
+            Err(CadenceError::IntervalTooShort(_))
+        ));
+    }
     use chrono::{TimeZone, Utc};
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Timestamp {

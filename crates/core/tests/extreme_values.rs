@@ -50,6 +50,8 @@ fn any_duration() -> impl Strategy<Value = Duration> {
 fn any_cadence() -> impl Strategy<Value = Cadence> {
     prop_oneof![
         any_time().prop_map(|at| Cadence::Once { at }),
+        // Stored periods are not trusted: zero and huge ones too.
+        (any_duration(), any_time()).prop_map(|(period, anchor)| Cadence::Every { period, anchor }),
         prop::sample::select(vec![
             "* * * * *",
             "0 3 * * *",

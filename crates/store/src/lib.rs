@@ -24,13 +24,14 @@ mod text;
 use scanplane_core::scan::IllegalTransition;
 
 pub use model::{
-    DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan, ReportChunk,
-    RunDiff, ScanChange, ScanFilter, StoredFinding, TenantInfo, TerminalCount, TickOutcome,
-    TokenInfo, TokenOwner,
+    DiffList, DiffSummary, DiscoveryOutcome, DiscoveryRecord, FindingFilter, FindingIdentity,
+    IdentityFilter, ImageFilter, ImageRecord, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
+    RegistryRecord, ReportChunk, RunDiff, SbomInfo, SbomPackage, ScanChange, ScanFilter,
+    StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo, TokenOwner,
 };
 pub use roles::{
-    DispatchStore, FindingStore, HealthStore, ReplicaStore, RetentionStore, ScanStore,
-    ScheduleStore, TenantStore, TickStore, WindowStore,
+    DispatchStore, FindingStore, HealthStore, ImageStore, PipelineStore, RegistryStore,
+    ReplicaStore, RetentionStore, ScanStore, ScheduleStore, TenantStore, TickStore, WindowStore,
 };
 pub use sql::SqlStore;
 
@@ -110,6 +111,9 @@ umbrella!(
     FindingStore,
     RetentionStore,
     ReplicaStore,
+    RegistryStore,
+    ImageStore,
+    PipelineStore,
 );
 
 /// Opens the store named by a URL (`sqlite://path`, a bare file path, or `postgres://...`),

@@ -217,3 +217,148 @@ pub struct RunDiff {
     pub reopened: Vec<StoredFinding>,
     pub unchanged: u64,
 }
+
+/// A registry as stored: its public definition and its credentials as opaque JSON (the
+/// API owns their shape), and the schedules of its discovery and scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub definition: String,
+    /// Never returned by the API; read by units of work through their report token.
+    pub auth: Option<String>,
+    pub discovery_schedule_id: Option<String>,
+    pub scan_schedule_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One image a discovery found: a (repository, tag, platform) pointing at a digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewImage {
+    pub repository: String,
+    pub tag: String,
+    /// `os/arch[/variant]`, or empty when the manifest names none.
+    pub platform: String,
+    pub digest: String,
+    pub index_digest: Option<String>,
+    pub media_type: String,
+    pub config_digest: String,
+    /// JSON list of the layers (digest, media type, size, diffID).
+    pub layers: String,
+    pub size: u64,
+    pub created: Option<String>,
+}
+
+/// An image record with whether its digest has an SBOM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub registry_id: String,
+    pub image: NewImage,
+    pub first_seen_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub last_seen_scan_id: String,
+    pub removed_at: Option<Timestamp>,
+    /// The SBOM of its digest, when one was generated.
+    pub sbom_id: Option<String>,
+}
+
+/// Filters of `GET /api/v1/images`, in id order after the cursor `after`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageFilter {
+    pub registry_id: Option<String>,
+    pub repository: Option<String>,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub platform: Option<String>,
+    /// Also list images whose tag a discovery no longer found.
+    pub include_removed: bool,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// A generated SBOM to store for a digest, with its package index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSbom {
+    pub digest: String,
+    pub format: String,
+    pub generator: String,
+    /// The document as generated (the store compresses it).
+    pub document: Vec<u8>,
+    pub os: Option<String>,
+    pub packages: Vec<SbomPackage>,
+}
+
+/// One package of an SBOM's index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SbomPackage {
+    pub name: String,
+    pub version: Option<String>,
+    pub purl: Option<String>,
+    pub ecosystem: Option<String>,
+    pub distro: Option<String>,
+    pub source_name: Option<String>,
+    pub source_version: Option<String>,
+    pub layer_diff_id: Option<String>,
+}
+
+/// A stored SBOM's metadata (the document is read on its own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SbomInfo {
+    pub id: String,
+    pub tenant_id: String,
+    pub digest: String,
+    pub format: String,
+    pub generator: String,
+    pub document_bytes: u64,
+    pub stored_bytes: u64,
+    pub package_count: u64,
+    pub os: Option<String>,
+    pub scan_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// How `GET /api/v1/packages` selects: a purl (its qualifiers ignored unless given) or a
+/// name and optional version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PackageQuery {
+    pub purl: Option<String>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// Cursor: `(sbom id, seq)` of the last row of the previous page.
+    pub after: Option<(String, i64)>,
+    pub limit: u32,
+}
+
+/// A package found in a stored SBOM, with the digest it is in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackageHit {
+    pub sbom_id: String,
+    pub seq: i64,
+    pub digest: String,
+    pub package: SbomPackage,
+}
+
+/// What a discovery's completion did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscoveryOutcome {
+    pub images_seen: u64,
+    pub images_removed: u64,
+    /// SBOM generations queued: one per digest that had none and none asked for.
+    pub sboms_queued: Vec<String>,
+}
+
+/// A discovery run of a registry, as its registry lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveryRecord {
+    pub scan_id: String,
+    pub registry_id: String,
+    pub stats: Option<String>,
+    pub images_seen: u64,
+    pub images_removed: u64,
+    pub sboms_queued: u64,
+    pub finished_at: Option<Timestamp>,
+}

@@ -18,9 +18,11 @@ use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
 
 use crate::{
-    Backend, DiffList, DiffSummary, FindingFilter, FindingIdentity, IdentityFilter, NewScan,
-    ReportChunk, RunDiff, ScanChange, ScanFilter, StoreError, StoredFinding, TenantInfo,
-    TerminalCount, TickOutcome, TokenInfo, TokenOwner,
+    Backend, DiffList, DiffSummary, DiscoveryOutcome, DiscoveryRecord, FindingFilter,
+    FindingIdentity, IdentityFilter, ImageFilter, ImageRecord, NewImage, NewSbom, NewScan,
+    PackageHit, PackageQuery, RegistryRecord, ReportChunk, RunDiff, SbomInfo, ScanChange,
+    ScanFilter, StoreError, StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo,
+    TokenOwner,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -346,4 +348,108 @@ pub trait RetentionStore: Send + Sync {
         default_retention: std::time::Duration,
         batch: u32,
     ) -> Result<u64, StoreError>;
+}
+
+/// Registries as the API creates and edits them. A registry's discovery and scan schedules
+/// are ordinary schedules, written in the same transaction as the registry.
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    /// Creates the registry and its schedules. `Conflict` when its tenant already has a
+    /// registry of that name.
+    async fn create_registry(
+        &self,
+        registry: &RegistryRecord,
+        schedules: &[Schedule],
+    ) -> Result<(), StoreError>;
+    async fn registry(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<RegistryRecord>, StoreError>;
+    async fn list_registries(
+        &self,
+        tenant: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RegistryRecord>, StoreError>;
+    /// Replaces a registry's definition, credentials and schedules: the schedules it had
+    /// and that are not in `schedules` are deleted, the others written as given.
+    async fn update_registry(
+        &self,
+        registry: &RegistryRecord,
+        schedules: &[Schedule],
+    ) -> Result<(), StoreError>;
+    /// Deletes a registry with its schedules, images and discoveries (SBOMs of digests stay:
+    /// they belong to the digest, which another registry may share).
+    async fn delete_registry(&self, tenant: Option<&str>, id: &str) -> Result<bool, StoreError>;
+    /// The latest discoveries of a registry, newest first.
+    async fn discoveries(
+        &self,
+        registry_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DiscoveryRecord>, StoreError>;
+}
+
+/// Images, their SBOMs and the package index, as the API lists them.
+#[async_trait]
+pub trait ImageStore: Send + Sync {
+    async fn list_images(
+        &self,
+        tenant: Option<&str>,
+        filter: &ImageFilter,
+    ) -> Result<Vec<ImageRecord>, StoreError>;
+    async fn image(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+    ) -> Result<Option<ImageRecord>, StoreError>;
+    /// The SBOM of a tenant's digest, and its document decompressed.
+    async fn sbom(
+        &self,
+        tenant_id: &str,
+        digest: &str,
+    ) -> Result<Option<(SbomInfo, Vec<u8>)>, StoreError>;
+    /// Packages of stored SBOMs matching the query, in `(sbom, seq)` order.
+    async fn find_packages(
+        &self,
+        tenant: Option<&str>,
+        query: &PackageQuery,
+    ) -> Result<Vec<PackageHit>, StoreError>;
+}
+
+/// What the steps of a registry's pipeline write as their units of work report.
+#[async_trait]
+pub trait PipelineStore: Send + Sync {
+    /// Records images a running discovery found (upsert on registry, repository, tag and
+    /// platform; a tag seen again is live again). Returns how many were written.
+    async fn record_images(
+        &self,
+        scan: &Scan,
+        registry_id: &str,
+        images: &[NewImage],
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// Ends a discovery `succeeded`, in one transaction: images of the registry (of
+    /// `repositories` only, when given) not seen since the scan's attempt started are marked
+    /// removed, and an SBOM generation (`sbom_scan`, completed per digest by the callback)
+    /// is queued for every live digest without an SBOM and without one asked for.
+    async fn complete_discovery(
+        &self,
+        scan: &Scan,
+        registry_id: &str,
+        repositories: &[String],
+        stats: Option<&str>,
+        change: &ScanChange,
+        sbom_scan: &(dyn for<'x> Fn(&'x str, &'x str) -> NewScan + Send + Sync),
+        now: Timestamp,
+    ) -> Result<(Scan, DiscoveryOutcome), StoreError>;
+    /// Stores the SBOM of a digest for the scan's tenant, compressed, with its package
+    /// index, unless the digest has one already (the first one stays). Returns whether it
+    /// was stored.
+    async fn store_sbom(
+        &self,
+        scan: &Scan,
+        sbom: &NewSbom,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 }

@@ -147,10 +147,12 @@ impl ScanRow {
 pub const SCHEDULE_COLUMNS: &str = "\
     id, tenant_id, project_id, name, cron_exp, timezone, once_at, scanner, targets, billing, \
     options, enabled, status, missed_tick_policy, starting_deadline_ms, jitter_ms, \
-    on_maintenance, next_tick, next_fire_at, last_fired_at, created_at, updated_at";
+    on_maintenance, next_tick, next_fire_at, last_fired_at, created_at, updated_at, every_ms";
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ScheduleRow {
+    /// With `once_at` as its anchor: an interval cadence.
+    pub every_ms: Option<i64>,
     pub id: String,
     pub tenant_id: String,
     pub project_id: Option<String>,
@@ -178,6 +180,10 @@ pub struct ScheduleRow {
 impl ScheduleRow {
     pub fn into_domain(self) -> Result<Schedule, StoreError> {
         let cadence = match (&self.cron_exp, self.once_at) {
+            (None, Some(anchor)) if self.every_ms.is_some() => Cadence::Every {
+                period: duration_ms(self.every_ms).unwrap_or_default(),
+                anchor: ts(anchor)?,
+            },
             (Some(expr), _) => Cadence::Cron {
                 expr: expr.clone(),
                 timezone: parse_timezone(&self.timezone)
@@ -221,6 +227,15 @@ pub fn cadence_columns(c: &Cadence) -> (Option<String>, String, Option<i64>) {
     match c {
         Cadence::Cron { expr, timezone } => (Some(expr.clone()), timezone.name().to_string(), None),
         Cadence::Once { at } => (None, "UTC".to_string(), Some(ms(*at))),
+        Cadence::Every { anchor, .. } => (None, "UTC".to_string(), Some(ms(*anchor))),
+    }
+}
+
+/// The period of an interval cadence, stored beside its anchor in `once_at`.
+pub fn every_ms(c: &Cadence) -> Option<i64> {
+    match c {
+        Cadence::Every { period, .. } => dur_ms(Some(*period)),
+        _ => None,
     }
 }
 
@@ -279,7 +294,10 @@ pub fn window_start_columns(s: &WindowStart) -> (Option<i64>, Option<String>, St
         WindowStart::Cron(Cadence::Cron { expr, timezone }) => {
             (None, Some(expr.clone()), timezone.name().to_string())
         }
-        WindowStart::Cron(Cadence::Once { at }) => (Some(ms(*at)), None, "UTC".to_string()),
+        // Windows are never built with an interval; stored as its first start if one were.
+        WindowStart::Cron(Cadence::Once { at } | Cadence::Every { anchor: at, .. }) => {
+            (Some(ms(*at)), None, "UTC".to_string())
+        }
     }
 }
 
@@ -400,6 +418,196 @@ impl IdentityRow {
             fixed_by: self.fixed_by,
             triage_comment: self.triage_comment,
             triaged_by: self.triaged_by,
+        })
+    }
+}
+
+pub const REGISTRY_COLUMNS: &str = "\
+    id, tenant_id, name, definition, auth, discovery_schedule_id, scan_schedule_id, \
+    created_at, updated_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct RegistryRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub definition: String,
+    pub auth: Option<String>,
+    pub discovery_schedule_id: Option<String>,
+    pub scan_schedule_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl RegistryRow {
+    pub fn into_domain(self) -> Result<crate::RegistryRecord, StoreError> {
+        Ok(crate::RegistryRecord {
+            created_at: ts(self.created_at)?,
+            updated_at: ts(self.updated_at)?,
+            id: self.id,
+            tenant_id: self.tenant_id,
+            name: self.name,
+            definition: self.definition,
+            auth: self.auth,
+            discovery_schedule_id: self.discovery_schedule_id,
+            scan_schedule_id: self.scan_schedule_id,
+        })
+    }
+}
+
+/// The columns of an image read joined with its digest's SBOM (`i` images, `s` sboms).
+pub const IMAGE_SELECT: &str = "\
+    SELECT i.id, i.tenant_id, i.registry_id, i.repository, i.tag, i.platform, i.digest, \
+      i.index_digest, i.media_type, i.config_digest, i.layers, i.size, i.created, \
+      i.first_seen_at, i.last_seen_at, i.last_seen_scan_id, i.removed_at, s.id AS sbom_id \
+    FROM images i LEFT JOIN sboms s ON s.tenant_id = i.tenant_id AND s.digest = i.digest";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ImageRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub registry_id: String,
+    pub repository: String,
+    pub tag: String,
+    pub platform: String,
+    pub digest: String,
+    pub index_digest: Option<String>,
+    pub media_type: String,
+    pub config_digest: String,
+    pub layers: String,
+    pub size: i64,
+    pub created: Option<String>,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+    pub last_seen_scan_id: String,
+    pub removed_at: Option<i64>,
+    pub sbom_id: Option<String>,
+}
+
+impl ImageRow {
+    pub fn into_domain(self) -> Result<crate::ImageRecord, StoreError> {
+        Ok(crate::ImageRecord {
+            first_seen_at: ts(self.first_seen_at)?,
+            last_seen_at: ts(self.last_seen_at)?,
+            removed_at: opt_ts(self.removed_at)?,
+            id: self.id,
+            tenant_id: self.tenant_id,
+            registry_id: self.registry_id,
+            last_seen_scan_id: self.last_seen_scan_id,
+            sbom_id: self.sbom_id,
+            image: crate::NewImage {
+                repository: self.repository,
+                tag: self.tag,
+                platform: self.platform,
+                digest: self.digest,
+                index_digest: self.index_digest,
+                media_type: self.media_type,
+                config_digest: self.config_digest,
+                layers: self.layers,
+                size: self.size.max(0) as u64,
+                created: self.created,
+            },
+        })
+    }
+}
+
+pub const SBOM_INFO_COLUMNS: &str = "\
+    id, tenant_id, digest, format, generator, document_bytes, package_count, os, scan_id, \
+    created_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct SbomRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub digest: String,
+    pub format: String,
+    pub generator: String,
+    pub document_bytes: i64,
+    pub package_count: i64,
+    pub os: Option<String>,
+    pub scan_id: Option<String>,
+    pub created_at: i64,
+    pub document: Vec<u8>,
+}
+
+impl SbomRow {
+    /// The metadata and the document as stored (compressed).
+    pub fn into_domain(self) -> Result<(crate::SbomInfo, Vec<u8>), StoreError> {
+        Ok((
+            crate::SbomInfo {
+                created_at: ts(self.created_at)?,
+                stored_bytes: self.document.len() as u64,
+                id: self.id,
+                tenant_id: self.tenant_id,
+                digest: self.digest,
+                format: self.format,
+                generator: self.generator,
+                document_bytes: self.document_bytes.max(0) as u64,
+                package_count: self.package_count.max(0) as u64,
+                os: self.os,
+                scan_id: self.scan_id,
+            },
+            self.document,
+        ))
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct PackageRow {
+    pub sbom_id: String,
+    pub seq: i64,
+    pub digest: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub purl: Option<String>,
+    pub ecosystem: Option<String>,
+    pub distro: Option<String>,
+    pub source_name: Option<String>,
+    pub source_version: Option<String>,
+    pub layer_diff_id: Option<String>,
+}
+
+impl PackageRow {
+    pub fn into_domain(self) -> crate::PackageHit {
+        crate::PackageHit {
+            sbom_id: self.sbom_id,
+            seq: self.seq,
+            digest: self.digest,
+            package: crate::SbomPackage {
+                name: self.name,
+                version: self.version,
+                purl: self.purl,
+                ecosystem: self.ecosystem,
+                distro: self.distro,
+                source_name: self.source_name,
+                source_version: self.source_version,
+                layer_diff_id: self.layer_diff_id,
+            },
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct DiscoveryRow {
+    pub scan_id: String,
+    pub registry_id: String,
+    pub stats: Option<String>,
+    pub images_seen: i64,
+    pub images_removed: i64,
+    pub sboms_queued: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl DiscoveryRow {
+    pub fn into_domain(self) -> Result<crate::DiscoveryRecord, StoreError> {
+        Ok(crate::DiscoveryRecord {
+            finished_at: opt_ts(self.finished_at)?,
+            scan_id: self.scan_id,
+            registry_id: self.registry_id,
+            stats: self.stats,
+            images_seen: self.images_seen.max(0) as u64,
+            images_removed: self.images_removed.max(0) as u64,
+            sboms_queued: self.sboms_queued.max(0) as u64,
         })
     }
 }

@@ -1351,4 +1351,261 @@ both!(
     text_filter_matches_wildcards_literally,
     long_error_text_is_truncated,
     rejections_accumulate_and_keep_the_first_reasons,
+    registry_pipeline,
 );
+
+fn image(repository: &str, tag: &str, digest: &str) -> scanplane_store::NewImage {
+    scanplane_store::NewImage {
+        repository: repository.into(),
+        tag: tag.into(),
+        platform: "linux/amd64".into(),
+        digest: digest.into(),
+        index_digest: None,
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        config_digest: format!("{digest}-config"),
+        layers: "[]".into(),
+        size: 42,
+        created: None,
+    }
+}
+
+async fn registry_pipeline(store: Arc<dyn Store>) {
+    use scanplane_store::{ImageFilter, NewSbom, PackageQuery, RegistryRecord, SbomPackage};
+    let tenant = store.ensure_tenant("images").await.unwrap();
+    let every = Cadence::every(Duration::from_secs(6 * 3600), t(1, 0, 0)).unwrap();
+    let sched = scanplane_store::testing::new_schedule(&tenant.id, "sched-reg", every, t(1, 0, 0));
+    let reg = RegistryRecord {
+        id: "reg-1".into(),
+        tenant_id: tenant.id.clone(),
+        name: "local".into(),
+        definition: r#"{"url":"http://127.0.0.1:5000"}"#.into(),
+        auth: Some(r#"{"username":"u","password":"p"}"#.into()),
+        discovery_schedule_id: Some(sched.id.clone()),
+        scan_schedule_id: None,
+        created_at: t(1, 0, 0),
+        updated_at: t(1, 0, 0),
+    };
+    store.create_registry(&reg, &[sched.clone()]).await.unwrap();
+    let dup = RegistryRecord {
+        id: "reg-2".into(),
+        ..reg.clone()
+    };
+    assert!(matches!(
+        store.create_registry(&dup, &[]).await,
+        Err(StoreError::Conflict(m)) if m.contains("local")
+    ));
+    assert_eq!(
+        store.registry(Some(&tenant.id), "reg-1").await.unwrap(),
+        Some(reg.clone())
+    );
+    assert_eq!(store.registry(Some("other"), "reg-1").await.unwrap(), None);
+    let stored_sched = store.schedule(None, &sched.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored_sched.cadence, sched.cadence,
+        "an interval cadence round-trips"
+    );
+
+    // 100 tags over 10 digests, and one more repository sharing a digest.
+    let first = running_scan(&store, &tenant.id, t(2, 0, 0)).await;
+    let first = store.scan(None, &first).await.unwrap().unwrap();
+    let mut images: Vec<_> = (0..100)
+        .map(|i| image("app", &format!("t{i}"), &format!("sha256:d{}", i % 10)))
+        .collect();
+    images.push(image("other", "latest", "sha256:d0"));
+    assert_eq!(
+        store
+            .record_images(&first, "reg-1", &images, t(2, 0, 1))
+            .await
+            .unwrap(),
+        101
+    );
+    let sbom_scan = |digest: &str, repository: &str| NewScan {
+        scanner: "sbom".into(),
+        trigger: Trigger::Pipeline,
+        targets: vec![format!("image://127.0.0.1:5000/{repository}@{digest}")],
+        ..new_scan(&tenant.id, Trigger::Pipeline)
+    };
+    let change = ScanChange {
+        reason: "done".into(),
+        ..Default::default()
+    };
+    let (done, outcome) = store
+        .complete_discovery(
+            &first,
+            "reg-1",
+            &[],
+            Some("{}"),
+            &change,
+            &sbom_scan,
+            t(2, 0, 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, ScanStatus::Succeeded);
+    assert_eq!((outcome.images_seen, outcome.images_removed), (101, 0));
+    assert_eq!(
+        outcome.sboms_queued.len(),
+        10,
+        "one SBOM generation per digest"
+    );
+
+    // A later discovery sees half the tags: the rest are removed; nothing is queued twice.
+    let second = running_scan(&store, &tenant.id, t(3, 0, 0)).await;
+    let second = store.scan(None, &second).await.unwrap().unwrap();
+    store
+        .record_images(&second, "reg-1", &images[..50], t(3, 0, 1))
+        .await
+        .unwrap();
+    let (_, outcome) = store
+        .complete_discovery(&second, "reg-1", &[], None, &change, &sbom_scan, t(3, 0, 2))
+        .await
+        .unwrap();
+    assert_eq!((outcome.images_seen, outcome.images_removed), (50, 51));
+    assert!(
+        outcome.sboms_queued.is_empty(),
+        "generations are pending already"
+    );
+    let live = |f: ImageFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_images(None, &ImageFilter { limit: 500, ..f })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(live(ImageFilter::default()).await.len(), 50);
+    assert_eq!(
+        live(ImageFilter {
+            include_removed: true,
+            ..Default::default()
+        })
+        .await
+        .len(),
+        101
+    );
+    let by_digest = live(ImageFilter {
+        digest: Some("sha256:d3".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_digest.len(), 5);
+    assert!(by_digest.iter().all(|i| i.sbom_id.is_none()));
+
+    // One SBOM per digest: the first stays.
+    let gen = store
+        .scan(None, &outcome_first_sbom(&store, &tenant.id).await)
+        .await
+        .unwrap()
+        .unwrap();
+    let doc = br#"{"spdxVersion":"SPDX-2.3","name":"x"}"#.to_vec();
+    let sbom = NewSbom {
+        digest: "sha256:d3".into(),
+        format: "spdx-json".into(),
+        generator: "trivy".into(),
+        document: doc.clone(),
+        os: Some("alpine 3.19.1".into()),
+        packages: vec![SbomPackage {
+            name: "libcrypto3".into(),
+            version: Some("3.1.4-r5".into()),
+            purl: Some("pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&distro=3.19.1".into()),
+            ecosystem: Some("apk".into()),
+            source_name: Some("openssl".into()),
+            ..Default::default()
+        }],
+    };
+    assert!(store.store_sbom(&gen, &sbom, t(4, 0, 0)).await.unwrap());
+    assert!(!store.store_sbom(&gen, &sbom, t(4, 0, 1)).await.unwrap());
+    let (info, back) = store.sbom(&tenant.id, "sha256:d3").await.unwrap().unwrap();
+    assert_eq!(
+        (back, info.package_count, info.document_bytes),
+        (doc.clone(), 1, doc.len() as u64)
+    );
+    assert_eq!(store.sbom("other-tenant", "sha256:d3").await.unwrap(), None);
+    let with = live(ImageFilter {
+        digest: Some("sha256:d3".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(with
+        .iter()
+        .all(|i| i.sbom_id.as_deref() == Some(info.id.as_str())));
+    for purl in [
+        "pkg:apk/alpine/libcrypto3",
+        "pkg:apk/alpine/libcrypto3@3.1.4-r5",
+        "pkg:apk/alpine/libcrypto3@3.1.4-r5?arch=x86_64&distro=3.19.1",
+    ] {
+        let q = PackageQuery {
+            purl: Some(purl.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let hits = store.find_packages(Some(&tenant.id), &q).await.unwrap();
+        assert_eq!(hits.len(), 1, "{purl}");
+        assert_eq!(hits[0].digest, "sha256:d3");
+    }
+    let q = PackageQuery {
+        purl: Some("pkg:apk/alpine/libcrypto3@3.0.0".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(store
+        .find_packages(Some(&tenant.id), &q)
+        .await
+        .unwrap()
+        .is_empty());
+    let q = PackageQuery {
+        name: Some("libcrypto3".into()),
+        version: Some("3.1.4-r5".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.find_packages(None, &q).await.unwrap().len(), 1);
+    assert!(store
+        .find_packages(Some("other"), &q)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(store.discoveries("reg-1", 10).await.unwrap().len(), 2);
+    // Editing drops the schedule; deleting removes images and keeps SBOMs.
+    let edited = RegistryRecord {
+        discovery_schedule_id: None,
+        ..reg.clone()
+    };
+    store.update_registry(&edited, &[]).await.unwrap();
+    assert_eq!(store.schedule(None, &sched.id).await.unwrap(), None);
+    assert!(store
+        .delete_registry(Some(&tenant.id), "reg-1")
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_registry(Some(&tenant.id), "reg-1")
+        .await
+        .unwrap());
+    assert!(live(ImageFilter {
+        include_removed: true,
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(store.sbom(&tenant.id, "sha256:d3").await.unwrap().is_some());
+}
+
+/// Any one of the SBOM generations the first discovery queued.
+async fn outcome_first_sbom(store: &Arc<dyn Store>, tenant: &str) -> String {
+    let scans = store
+        .list_scans(
+            Some(tenant),
+            &ScanFilter {
+                scanner: Some("sbom".into()),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(scans.len(), 10);
+    assert!(scans.iter().all(|s| s.trigger == Trigger::Pipeline));
+    scans[0].id.clone()
+}

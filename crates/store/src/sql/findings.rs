@@ -124,7 +124,7 @@ fn appeared_page_sql(identity: &str) -> String {
 }
 
 /// Ends a scan `succeeded` from any state that may precede it, recording its scope.
-fn complete_sql() -> String {
+pub(super) fn complete_sql() -> String {
     format!(
         "UPDATE scans SET status = 'succeeded', reason = $2, updated_at = $3, finished_at = $3,
            report_token_hash = NULL, targets_scanned = COALESCE($4, targets_scanned),

@@ -75,6 +75,7 @@ mod admission;
 mod errors;
 mod findings;
 mod health;
+mod registries;
 mod replicas;
 mod retention;
 mod scans;

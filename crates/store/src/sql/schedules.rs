@@ -10,7 +10,8 @@ use scanplane_core::Timestamp;
 use super::scans::{bind_new_scan, insert_scan_sql};
 use super::{new_id, unique_as_conflict, SqlStore};
 use crate::rows::{
-    cadence_columns, dur_ms, json_list, ms, opt_ms, opt_ts, ScanRow, ScheduleRow, SCHEDULE_COLUMNS,
+    cadence_columns, dur_ms, every_ms, json_list, ms, opt_ms, opt_ts, ScanRow, ScheduleRow,
+    SCHEDULE_COLUMNS,
 };
 use crate::{NewScan, ScheduleStore, StoreError, TickOutcome, TickStore};
 
@@ -18,21 +19,22 @@ fn schedule_rows(rows: Vec<ScheduleRow>) -> Result<Vec<Schedule>, StoreError> {
     rows.into_iter().map(ScheduleRow::into_domain).collect()
 }
 
-fn insert_schedule_sql() -> String {
+pub(super) fn insert_schedule_sql() -> String {
     format!(
         "INSERT INTO schedules ({SCHEDULE_COLUMNS})
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
+                 $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
     )
 }
 
 /// `$1`–`$19` as [`bind_schedule!`] binds them, `$20` the time of the edit. The times the
 /// scheduler owns (`last_fired_at`) and the creation time are left alone.
-const UPDATE_SCHEDULE: &str = "UPDATE schedules SET
+pub(super) const UPDATE_SCHEDULE: &str = "UPDATE schedules SET
        project_id = $3, name = $4, cron_exp = $5, timezone = $6, once_at = $7, scanner = $8,
        targets = $9, billing = $10, options = $11, enabled = $12, status = $13,
        missed_tick_policy = $14, starting_deadline_ms = $15, jitter_ms = $16,
-       on_maintenance = $17, next_tick = $18, next_fire_at = $19, updated_at = $20
+       on_maintenance = $17, next_tick = $18, next_fire_at = $19, updated_at = $20,
+       every_ms = $21
      WHERE id = $1 AND tenant_id = $2";
 
 /// Binds a schedule's definition as `$1`–`$19`, in the order of [`SCHEDULE_COLUMNS`].
@@ -61,8 +63,9 @@ macro_rules! bind_schedule {
             .bind(opt_ms($s.next_fire_at))
     }};
 }
+pub(super) use bind_schedule;
 
-const DELETE_SCHEDULE: &str = "DELETE FROM schedules
+pub(super) const DELETE_SCHEDULE: &str = "DELETE FROM schedules
      WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)";
 
 const NEXT_FIRE_AT: &str = "SELECT MIN(next_fire_at) FROM schedules";
@@ -88,6 +91,7 @@ impl ScheduleStore for SqlStore {
                 .bind(opt_ms(s.last_fired_at))
                 .bind(ms(s.created_at))
                 .bind(ms(s.updated_at))
+                .bind(every_ms(&s.cadence))
                 .execute(&mut *tx)
                 .await
                 .map_err(unique_as_conflict(|| duplicate_name(&s.name)))?;
@@ -134,6 +138,7 @@ impl ScheduleStore for SqlStore {
         in_tx!(self, |tx| {
             let affected = bind_schedule!(sqlx::query(UPDATE_SCHEDULE), s)
                 .bind(ms(s.updated_at))
+                .bind(every_ms(&s.cadence))
                 .execute(&mut *tx)
                 .await
                 .map_err(unique_as_conflict(|| duplicate_name(&s.name)))?
