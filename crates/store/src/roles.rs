@@ -433,6 +433,8 @@ pub trait PipelineStore: Send + Sync {
     /// `repositories` only, when given) not seen since the scan's attempt started are marked
     /// removed, and an SBOM generation (`sbom_scan`, completed per digest by the callback)
     /// is queued for every live digest without an SBOM and without one asked for.
+    // Each argument is one fact of the completion, taken in the one transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn complete_discovery(
         &self,
         scan: &Scan,

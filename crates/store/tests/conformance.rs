@@ -1385,7 +1385,10 @@ async fn registry_pipeline(store: Arc<dyn Store>) {
         created_at: t(1, 0, 0),
         updated_at: t(1, 0, 0),
     };
-    store.create_registry(&reg, &[sched.clone()]).await.unwrap();
+    store
+        .create_registry(&reg, std::slice::from_ref(&sched))
+        .await
+        .unwrap();
     let dup = RegistryRecord {
         id: "reg-2".into(),
         ..reg.clone()

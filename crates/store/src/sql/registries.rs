@@ -487,6 +487,8 @@ impl PipelineStore for SqlStore {
         })
     }
 
+    // Each argument is one fact of the completion, taken in the one transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn complete_discovery(
         &self,
         scan: &Scan,
