@@ -306,9 +306,9 @@ impl Run<'_> {
                     Ok(false) => {}
                     Err(message) => self.stat(|s| {
                         s.tag_filter_errors += 1;
-                        // The first in name order, not in arrival order: repositories are
-                        // listed concurrently and a registry may list tags in any order, so
-                        // the error shown must not change from one run to the next.
+                        // The first in name order, not in arrival order: a registry may list
+                        // tags in any order (distribution 2.8 does not sort them), and the
+                        // error shown must not change from one run to the next.
                         let error = format!("{repository}:{tag}: {message}");
                         if s.first_tag_filter_error
                             .as_ref()
