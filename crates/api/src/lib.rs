@@ -16,6 +16,9 @@ pub mod export;
 pub mod extract;
 pub mod findings;
 pub mod health;
+pub mod images;
+pub mod pipeline;
+pub mod registries;
 pub mod replicas;
 pub mod report;
 pub mod request_id;
@@ -143,6 +146,7 @@ pub fn parse_ts(field: &str, value: &str) -> Result<Timestamp, ApiError> {
         (name = "maintenance", description = "Maintenance windows"),
         (name = "scanners", description = "The scanners this server runs"),
         (name = "replicas", description = "The serve replicas sharing this database (admin only)"),
+        (name = "registries", description = "Registries, their discoveries, and the images and SBOMs found in them"),
     )
 )]
 struct ApiDoc;
@@ -190,6 +194,9 @@ pub fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(findings::routes())
         .merge(report::routes())
         .merge(replicas::routes())
+        .merge(registries::routes())
+        .merge(images::routes())
+        .merge(pipeline::routes())
 }
 
 /// The OpenAPI document of [`api`].

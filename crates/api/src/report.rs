@@ -26,11 +26,15 @@ use axum::Json;
 use futures::StreamExt;
 use scanplane_core::finding::{fingerprint, Finding, Severity};
 use scanplane_core::scan::Scan;
+use scanplane_core::scan::Trigger;
 use scanplane_core::secret;
+use scanplane_protocol::registry::{
+    pipeline_provider, DiscoveryOptions, DISCOVERY_SCANNER, SBOM_SCANNER,
+};
 use scanplane_protocol::report::{
     ReportAccepted, ReportLine, CHUNK_HEADER, MAX_LINE, MAX_REJECTIONS,
 };
-use scanplane_store::{ReportChunk, ScanChange};
+use scanplane_store::{NewImage, NewScan, ReportChunk, ScanChange};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -148,7 +152,77 @@ struct Ingest<'a> {
     rejections: Vec<String>,
     sanitized: u64,
     batch: Vec<Finding>,
+    /// Set when the scan is a registry discovery: the only scans that report images.
+    discovery: Option<&'a DiscoveryOptions>,
+    images: Vec<NewImage>,
     final_line: Option<ReportLine>,
+}
+
+/// Longest repository, tag, digest or media type an image line may carry.
+const MAX_IMAGE_FIELD: usize = 512;
+
+/// An image line as it is stored, or why it is refused.
+#[allow(clippy::too_many_arguments)]
+fn image_record(
+    repository: String,
+    tag: String,
+    platform: String,
+    digest: String,
+    index_digest: Option<String>,
+    media_type: String,
+    config_digest: String,
+    layers: Vec<serde_json::Value>,
+    size: u64,
+    created: Option<String>,
+) -> Result<NewImage, String> {
+    for (field, value) in [
+        ("repository", &repository),
+        ("tag", &tag),
+        ("digest", &digest),
+        ("media_type", &media_type),
+    ] {
+        if value.is_empty() {
+            return Err(format!("{field} must be non-empty"));
+        }
+    }
+    for (field, value) in [
+        ("repository", Some(&repository)),
+        ("tag", Some(&tag)),
+        ("platform", Some(&platform)),
+        ("digest", Some(&digest)),
+        ("index_digest", index_digest.as_ref()),
+        ("media_type", Some(&media_type)),
+        ("config_digest", Some(&config_digest)),
+        ("created", created.as_ref()),
+    ] {
+        if let Some(v) = value {
+            if v.len() > MAX_IMAGE_FIELD || v.chars().any(char::is_control) {
+                return Err(format!(
+                    "{field} must be at most {MAX_IMAGE_FIELD} bytes without control characters"
+                ));
+            }
+        }
+    }
+    let is_digest = |d: &str| {
+        d.split_once(':').is_some_and(|(algorithm, hex)| {
+            !algorithm.is_empty() && !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())
+        })
+    };
+    if !is_digest(&digest) {
+        return Err(format!("digest {digest:?} is not ALGORITHM:HEX"));
+    }
+    Ok(NewImage {
+        repository,
+        tag,
+        platform,
+        digest,
+        index_digest,
+        media_type,
+        config_digest,
+        layers: serde_json::Value::Array(layers).to_string(),
+        size: size.min(i64::MAX as u64),
+        created,
+    })
 }
 
 impl Ingest<'_> {
@@ -248,6 +322,38 @@ impl Ingest<'_> {
                     fingerprint,
                 });
             }
+            ReportLine::Image {
+                repository,
+                tag,
+                platform,
+                digest,
+                index_digest,
+                media_type,
+                config_digest,
+                layers,
+                size,
+                created,
+            } => {
+                if self.discovery.is_none() {
+                    self.reject(n, "image lines come only from a registry discovery");
+                    return Ok(());
+                }
+                match image_record(
+                    repository,
+                    tag,
+                    platform,
+                    digest,
+                    index_digest,
+                    media_type,
+                    config_digest,
+                    layers,
+                    size,
+                    created,
+                ) {
+                    Ok(image) => self.images.push(image),
+                    Err(problem) => self.reject(n, problem),
+                }
+            }
             ReportLine::Final {
                 mut scan_run_id,
                 mut status,
@@ -257,6 +363,7 @@ impl Ingest<'_> {
                 mut error,
                 findings_rejected,
                 mut rejections,
+                stats,
             } => {
                 sanitize(&mut scan_run_id);
                 sanitize(&mut status);
@@ -280,6 +387,7 @@ impl Ingest<'_> {
                     error,
                     findings_rejected,
                     rejections,
+                    stats,
                 });
             }
         }
@@ -316,6 +424,72 @@ async fn store_batch(
     Ok(n)
 }
 
+/// Records a discovery's images; the count is reported as `inserted`.
+async fn store_images(
+    state: &AppState,
+    scan: &Scan,
+    discovery: Option<&DiscoveryOptions>,
+    images: &mut Vec<NewImage>,
+) -> Result<u64, ApiError> {
+    let taken = std::mem::take(images);
+    let Some(options) = discovery else {
+        return Ok(0);
+    };
+    Ok(state
+        .store
+        .record_images(scan, &options.registry_id, &taken, state.clock.now())
+        .await?)
+}
+
+/// The SBOM generation a discovery queues for a digest it found with none.
+fn sbom_scan(scan: &Scan, options: &DiscoveryOptions, repository: &str, digest: &str) -> NewScan {
+    // The discovery's target is `registry://HOST[:PORT]`; the SBOM unit pulls HOST/REPO@DIGEST.
+    let host = scan
+        .targets
+        .first()
+        .and_then(|t| t.strip_prefix("registry://"))
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    let targets = vec![format!("image://{host}/{repository}@{digest}")];
+    NewScan {
+        tenant_id: scan.tenant_id.clone(),
+        project_id: scan.project_id.clone(),
+        schedule_id: None,
+        fire_time: None,
+        trigger: Trigger::Pipeline,
+        scanner: SBOM_SCANNER.to_string(),
+        // Pulls count against the registry's rate limit, like its discoveries.
+        provider: pipeline_provider(SBOM_SCANNER, &targets),
+        targets,
+        billing: false,
+        options: serde_json::json!({"registry_id": options.registry_id, "digest": digest})
+            .to_string(),
+        scope_options: "{}".to_string(),
+        on_maintenance: scanplane_core::maintenance::WindowAction::Hold,
+    }
+}
+
+/// The scan whose live report token authorizes this request: every endpoint a unit of work
+/// calls authenticates this way.
+pub(crate) async fn scan_of_report_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Scan, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("Authorization: expected Bearer <report token>"))?;
+    state
+        .store
+        .scan_for_report_token(&hash_token(token.trim()))
+        .await?
+        .filter(|s| s.id == id)
+        .ok_or_else(|| ApiError::unauthorized(format!("Authorization: not a live report token of scan {id} (it expires when the scan ends)")))
+}
+
 /// Accepts a chunk of a scan's report, authenticated by the scan's own token.
 #[utoipa::path(post, path = "/api/v1/scans/{id}/report", tag = "scans",
     params(("id" = String, Path, description = "Scan id"),
@@ -336,17 +510,7 @@ pub async fn report(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ReportAccepted>, ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("Authorization: expected Bearer <report token>"))?;
-    let scan = state
-        .store
-        .scan_for_report_token(&hash_token(token.trim()))
-        .await?
-        .filter(|s| s.id == id)
-        .ok_or_else(|| ApiError::unauthorized(format!("Authorization: not a live report token of scan {id} (it expires when the scan ends)")))?;
+    let scan = scan_of_report_token(&state, &headers, &id).await?;
 
     let chunk = match headers.get(CHUNK_HEADER) {
         None => None,
@@ -366,6 +530,11 @@ pub async fn report(
         }
     };
 
+    let discovery = (scan.scanner == DISCOVERY_SCANNER)
+        .then(|| serde_json::from_str::<DiscoveryOptions>(&scan.options))
+        .transpose()
+        // Only the registry endpoints create discoveries: their options always parse.
+        .map_err(|e| ApiError::internal(format!("discovery {} options: {e}", scan.id)))?;
     let mut stream = body.into_data_stream();
     let mut splitter = LineSplitter::default();
     let mut ingest = Ingest {
@@ -375,6 +544,8 @@ pub async fn report(
         rejections: Vec::new(),
         sanitized: 0,
         batch: Vec::with_capacity(BATCH),
+        discovery: discovery.as_ref(),
+        images: Vec::new(),
         final_line: None,
     };
     let mut inserted = 0u64;
@@ -390,10 +561,16 @@ pub async fn report(
         if ingest.batch.len() >= BATCH {
             inserted += store_batch(&state, &scan, &mut ingest.batch).await?;
         }
+        if ingest.images.len() >= BATCH {
+            inserted += store_images(&state, &scan, ingest.discovery, &mut ingest.images).await?;
+        }
     }
     splitter.finish(&mut |ev| ingest.on(ev))?;
     if !ingest.batch.is_empty() {
         inserted += store_batch(&state, &scan, &mut ingest.batch).await?;
+    }
+    if !ingest.images.is_empty() {
+        inserted += store_images(&state, &scan, ingest.discovery, &mut ingest.images).await?;
     }
     if ingest.rejected > 0 {
         tracing::warn!(scan_run_id = %scan.id, rejected = ingest.rejected, first = ?ingest.rejections.first(), "report lines rejected");
@@ -432,6 +609,7 @@ pub async fn report(
         accounts_scanned,
         duration_seconds,
         error,
+        stats,
         ..
     }) = ingest.final_line
     {
@@ -458,11 +636,38 @@ pub async fn report(
                     targets_scanned: Some(scanned),
                     ..Default::default()
                 };
-                // Success folds the run into the tenant's finding identities in one transaction.
-                let done = state
-                    .store
-                    .complete_scan(&scan.id, &change, state.clock.now())
-                    .await?;
+                let done = match &discovery {
+                    // A discovery ends by marking what it did not see removed and queueing
+                    // an SBOM for every new digest, in the transaction that ends it.
+                    Some(options) => {
+                        let stats = stats.map(|s| s.to_string());
+                        let sbom_scan = |digest: &str, repository: &str| {
+                            sbom_scan(&scan, options, repository, digest)
+                        };
+                        let (done, outcome) = state
+                            .store
+                            .complete_discovery(
+                                &scan,
+                                &options.registry_id,
+                                &options.repositories,
+                                stats.as_deref(),
+                                &change,
+                                &sbom_scan,
+                                state.clock.now(),
+                            )
+                            .await?;
+                        tracing::info!(scan_run_id = %scan.id, registry_id = %options.registry_id, seen = outcome.images_seen, removed = outcome.images_removed, sboms_queued = outcome.sboms_queued.len(), "discovery completed");
+                        done
+                    }
+                    // Success folds the run into the tenant's finding identities in one
+                    // transaction.
+                    None => {
+                        state
+                            .store
+                            .complete_scan(&scan.id, &change, state.clock.now())
+                            .await?
+                    }
+                };
                 state.metrics.scan_ended(
                     done.duration()
                         .map(|d| d.num_milliseconds() as f64 / 1000.0),

@@ -144,9 +144,17 @@ fn check_names(config: &ConfigFile, registry: &Registry) -> anyhow::Result<()> {
     providers.dedup();
     let mut named: Vec<&String> = config.rate_limits.keys().collect();
     named.sort();
-    if let Some(unknown) = named.into_iter().find(|p| !providers.contains(&p.as_str())) {
+    // `registry/HOST[:PORT]` limits a registry's discoveries and SBOM pulls together.
+    let is_registry = |p: &str| {
+        p.strip_prefix("registry/")
+            .is_some_and(|host| !host.is_empty() && !host.contains('/'))
+    };
+    if let Some(unknown) = named
+        .into_iter()
+        .find(|p| !providers.contains(&p.as_str()) && !is_registry(p))
+    {
         return Err(anyhow!(
-            "config file: rate_limits.{unknown}: no scanner counts against provider {unknown:?}; providers: {}",
+            "config file: rate_limits.{unknown}: no scanner counts against provider {unknown:?}; providers: {} (and registry/HOST for a registry)",
             if providers.is_empty() { "none".to_string() } else { providers.join(", ") }
         ));
     }
@@ -348,10 +356,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock: clock.clone(),
         wake: wake_scheduler.clone(),
         wake_dispatcher: wake_dispatcher.clone(),
-        provider_of: Arc::new(move |name: &str| {
-            providers
-                .get(name)
-                .and_then(|s| s.definition().provider.clone())
+        provider_of: Arc::new(move |name: &str, targets: &[String]| {
+            scanplane_protocol::registry::pipeline_provider(name, targets).or_else(|| {
+                providers
+                    .get(name)
+                    .and_then(|s| s.definition().provider.clone())
+            })
         }),
         scope_of: Arc::new(move |name: &str, options: &str| {
             let options = serde_json::from_str(options).unwrap_or(serde_json::Value::Null);

@@ -11,6 +11,9 @@
 //! long, is dropped. Both are counted, together with the records the scanner itself dropped,
 //! in the final line's `findings_rejected`, with the first [`MAX_REJECTIONS`] reasons.
 
+mod discovery;
+mod sbom;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,7 +119,29 @@ struct Reporter {
     next_chunk: u64,
 }
 
+fn http_client() -> Result<reqwest::Client, JobError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| JobError::Config(format!("HTTP client: {e}")))
+}
+
 impl Reporter {
+    /// The reporter of the unit `config` describes, started at `started`.
+    fn new(config: &JobConfig, client: reqwest::Client, started: Instant) -> Reporter {
+        Reporter {
+            client,
+            url: format!(
+                "{}/api/v1/scans/{}/report",
+                config.server_url, config.scan_id
+            ),
+            token: config.report_token.clone(),
+            deadline: started + config.timeout + REPORT_SLACK,
+            final_sent_once: false,
+            next_chunk: 0,
+        }
+    }
+
     async fn send(&mut self, body: Vec<u8>, is_final: bool) -> Result<(), JobError> {
         let mut backoff = Duration::from_millis(200);
         let body = bytes::Bytes::from(body);
@@ -318,6 +343,17 @@ fn final_rejections(
 /// Runs the scan and reports it. Returns the number of findings reported.
 pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobError> {
     let started = Instant::now();
+    if config.scanner == scanplane_protocol::registry::DISCOVERY_SCANNER {
+        // A pipeline step, not a scanner of the registry: only registries create these.
+        let client = http_client()?;
+        let reporter = Reporter::new(&config, client.clone(), started);
+        return discovery::run(config, client, reporter).await;
+    }
+    if config.scanner == scanplane_protocol::registry::SBOM_SCANNER {
+        let client = http_client()?;
+        let reporter = Reporter::new(&config, client.clone(), started);
+        return sbom::run(config, client, reporter).await;
+    }
     let scanner = registry
         .lookup(&config.scanner)
         .map_err(|e| JobError::Config(e.to_string()))?;
@@ -327,21 +363,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
         .map(|t| Target::parse(t).map_err(|e| JobError::Config(format!("target {t:?}: {e}"))))
         .collect::<Result<_, _>>()?;
     tracing::info!(scan_run_id = %config.scan_id, scanner = %config.scanner, targets = targets.len(), timeout = ?config.timeout, "scan starting");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| JobError::Config(format!("HTTP client: {e}")))?;
-    let mut reporter = Reporter {
-        client,
-        url: format!(
-            "{}/api/v1/scans/{}/report",
-            config.server_url, config.scan_id
-        ),
-        token: config.report_token.clone(),
-        deadline: started + config.timeout + REPORT_SLACK,
-        final_sent_once: false,
-        next_chunk: 0,
-    };
+    let mut reporter = Reporter::new(&config, http_client()?, started);
 
     let (tx, mut rx) = mpsc::channel::<Finding>(CHUNK * 2);
     let request = RunRequest {
@@ -427,6 +449,7 @@ pub async fn run(config: JobConfig, registry: Arc<Registry>) -> Result<u64, JobE
         error: error.clone(),
         findings_rejected,
         rejections,
+        stats: None,
     };
     let mut body = Vec::new();
     final_line

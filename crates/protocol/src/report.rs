@@ -1,5 +1,5 @@
 //! The report a unit of work streams to `POST /api/v1/scans/:id/report`: NDJSON, one
-//! [`ReportLine`] per line, findings first and one `final` summary last (status, targets
+//! [`ReportLine`] per line, findings (or, from a discovery, images) first and one `final` summary last (status, targets
 //! and accounts scanned, duration, `scan_run_id`). Chunks may be retried: the server ignores
 //! findings it already has for the scan (same fingerprint).
 
@@ -33,6 +33,29 @@ pub enum ReportLine {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
     },
+    /// An image a registry discovery found (only discovery units send these): one
+    /// (repository, tag, platform) pointing at the manifest digest to pull.
+    Image {
+        repository: String,
+        tag: String,
+        /// `os/arch[/variant]`; empty when the manifest names none.
+        #[serde(default)]
+        platform: String,
+        digest: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        index_digest: Option<String>,
+        media_type: String,
+        config_digest: String,
+        /// The layers: `[{digest, media_type, size, diff_id}]`.
+        #[schema(value_type = Vec<Object>)]
+        #[serde(default)]
+        layers: Vec<serde_json::Value>,
+        #[serde(default)]
+        size: u64,
+        /// The image config's `created`, RFC 3339.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created: Option<String>,
+    },
     /// The final summary of the attempt.
     Final {
         scan_run_id: String,
@@ -52,6 +75,11 @@ pub enum ReportLine {
         /// The first reasons for those rejections (at most [`MAX_REJECTIONS`]).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         rejections: Vec<String>,
+        /// What a pipeline step counted (a discovery: repositories, tags listed and
+        /// selected, tag-filter errors, manifests fetched, images, skipped), kept with its run.
+        #[schema(value_type = Option<Object>)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stats: Option<serde_json::Value>,
     },
 }
 
@@ -118,6 +146,19 @@ mod tests {
                 error: None,
                 findings_rejected: 2,
                 rejections: vec!["finding 3: detail longer than 1048576 bytes".into()],
+                stats: Some(serde_json::json!({"images": 3})),
+            },
+            ReportLine::Image {
+                repository: "app".into(),
+                tag: "1".into(),
+                platform: "linux/amd64".into(),
+                digest: "sha256:aa".into(),
+                index_digest: None,
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                config_digest: "sha256:cc".into(),
+                layers: vec![serde_json::json!({"digest": "sha256:11", "size": 3})],
+                size: 3,
+                created: Some("2024-01-01T00:00:00Z".into()),
             },
         ];
         let mut out = Vec::new();

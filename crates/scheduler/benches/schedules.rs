@@ -91,7 +91,7 @@ async fn main() {
         clock: clock.clone(),
         wake: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
-        provider_of: Arc::new(|_: &str| None),
+        provider_of: Arc::new(|_: &str, _: &[String]| None),
         scope_of: Arc::new(|_: &str, options: &str| options.to_string()),
         config: SchedulerConfig::default(),
     });

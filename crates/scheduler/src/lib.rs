@@ -15,7 +15,7 @@ use scanplane_store::{NewScan, StoreError, TickOutcome, TickStore};
 use tokio::sync::{watch, Notify};
 
 /// Resolves a scanner's provider (for rate limiting) when a scan is created.
-pub type ProviderOf = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub type ProviderOf = Arc<dyn Fn(&str, &[String]) -> Option<String> + Send + Sync>;
 /// The scope options (canonical JSON) of a scan of a scanner with these options (JSON).
 pub type ScopeOf = Arc<dyn Fn(&str, &str) -> String + Send + Sync>;
 
@@ -100,7 +100,7 @@ impl Scheduler {
             fire_time: Some(tick),
             trigger: Trigger::Schedule,
             scanner: s.scanner.clone(),
-            provider: (self.provider_of)(&s.scanner),
+            provider: (self.provider_of)(&s.scanner, &s.targets),
             targets: s.targets.clone(),
             billing: s.billing,
             options: s.options.clone(),

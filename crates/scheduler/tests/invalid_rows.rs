@@ -50,7 +50,7 @@ async fn invalid_schedule_stops_and_others_fire(backend: Backend) {
         clock,
         wake: Arc::new(Notify::new()),
         wake_dispatcher: Arc::new(Notify::new()),
-        provider_of: Arc::new(|_: &str| None),
+        provider_of: Arc::new(|_: &str, _: &[String]| None),
         scope_of: Arc::new(|_: &str, options: &str| options.to_string()),
         config: SchedulerConfig {
             batch: 1,
