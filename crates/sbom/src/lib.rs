@@ -2,6 +2,7 @@
 //! spdx-json` writes it) and its CycloneDX 1.5 JSON rendering. Pure: no I/O, no runtime.
 
 mod cyclonedx;
+mod cyclonedx_in;
 mod error;
 mod packages;
 mod purl;
@@ -57,6 +58,22 @@ pub struct Index {
 pub fn index(spdx_json: &[u8]) -> Result<Index, SbomError> {
     let parsed = spdx::parse(spdx_json)?;
     Ok(packages::build(&parsed))
+}
+
+/// Parses an SPDX 2.3 or a CycloneDX 1.4-1.6 JSON document (told apart by `bomFormat`) into
+/// its package index: what the offline matcher takes.
+pub fn index_any(json: &[u8]) -> Result<Index, SbomError> {
+    if json.len() > MAX_DOCUMENT_BYTES {
+        return Err(SbomError::TooLarge {
+            size: json.len(),
+            limit: MAX_DOCUMENT_BYTES,
+        });
+    }
+    if cyclonedx_in::is_cyclonedx(json) {
+        cyclonedx_in::index(json)
+    } else {
+        index(json)
+    }
 }
 
 /// Renders the SPDX document as CycloneDX 1.5 JSON: bomFormat, specVersion "1.5", a

@@ -9,7 +9,7 @@ use crate::{Index, Os, Package};
 
 /// purl types of operating-system package managers: their packages belong to the detected OS
 /// even where the purl has no `distro` qualifier.
-const OS_PURL_TYPES: &[&str] = &["apk", "deb", "rpm", "alpm", "opkg", "ebuild", "qpkg"];
+pub(crate) const OS_PURL_TYPES: &[&str] = &["apk", "deb", "rpm", "alpm", "opkg", "ebuild", "qpkg"];
 
 /// trivy's `sourceInfo` for OS packages; for language packages it writes
 /// "package found in: <file>", which names no source package.
@@ -100,7 +100,7 @@ pub(crate) fn package(p: &spdx::Package, os: Option<&Os>, in_os: bool) -> Packag
 /// trivy writes `distro=debian-12.4` for deb and rpm but only `distro=3.19.1` for apk; both
 /// become `<name>-<release>` (the purl namespace is the distribution), so that one form can be
 /// matched against advisories.
-fn normalize_distro(distro: &str, namespace: Option<&str>) -> String {
+pub(crate) fn normalize_distro(distro: &str, namespace: Option<&str>) -> String {
     let distro = distro.trim();
     match namespace {
         Some(ns) if distro.starts_with(|c: char| c.is_ascii_digit()) && !ns.is_empty() => {
@@ -124,7 +124,7 @@ fn parse_source_info(info: &str) -> Option<(String, Option<String>)> {
 }
 
 /// The purl `upstream` qualifier: "openssl" or "openssl@3.1.4-r5".
-fn parse_upstream(upstream: &str) -> Option<(String, Option<String>)> {
+pub(crate) fn parse_upstream(upstream: &str) -> Option<(String, Option<String>)> {
     let upstream = upstream.trim();
     let (name, version) = match upstream.split_once('@') {
         Some((n, v)) => (n.trim(), non_empty(Some(v))),

@@ -8,7 +8,7 @@ mod common;
 
 use common::{fixture, json, schema_errors, ALL};
 use proptest::prelude::*;
-use scanplane_sbom::{index, to_cyclonedx, SbomError};
+use scanplane_sbom::{index, index_any, to_cyclonedx, SbomError};
 use serde_json::Value;
 
 /// Both entry points parse the same way, so they accept and refuse the same documents; an
@@ -17,10 +17,18 @@ fn check(doc: &[u8]) -> Result<(), TestCaseError> {
     let idx = index(doc);
     let cdx = to_cyclonedx(doc);
     prop_assert_eq!(idx.is_ok(), cdx.is_ok(), "index: {:?}", idx.as_ref().err());
+    // The format-detecting reader never panics, on anything.
+    let _ = index_any(doc);
     if let Ok(out) = cdx {
         let bom = json(&out);
         let errors = schema_errors(&bom);
         prop_assert!(errors.is_empty(), "{:#?}", errors);
+        // What was rendered reads back as CycloneDX with the same number of packages.
+        let back = index_any(&out);
+        prop_assert!(back.is_ok(), "{:?}", back.as_ref().err());
+        if let (Ok(a), Ok(b)) = (&idx, &back) {
+            prop_assert_eq!(a.packages.len(), b.packages.len());
+        }
     }
     Ok(())
 }
