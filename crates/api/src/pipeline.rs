@@ -185,6 +185,17 @@ pub async fn upload_sbom(
         .packages
         .into_iter()
         .map(|p| SbomPackage {
+            // What advisories are looked up by: the ecosystem without its release, and the
+            // package name as the ecosystem writes it (the source package for OS packages).
+            match_key: p.purl.as_deref().and_then(|purl| {
+                let (ecosystem, name) = scanplane_osv::package_key(
+                    purl,
+                    p.source_name.as_deref(),
+                    p.distro.as_deref(),
+                )?;
+                let base = ecosystem.split(':').next().unwrap_or(&ecosystem).to_string();
+                Some((base, name))
+            }),
             name: p.name,
             version: p.version,
             purl: p.purl,

@@ -833,6 +833,7 @@ fn new_sbom(digest: &str, document: &[u8]) -> NewSbom {
                 source_name: p.source_name,
                 source_version: p.source_version,
                 layer_diff_id: p.layer_diff_id,
+                match_key: None,
             })
             .collect(),
     }

@@ -24,14 +24,16 @@ mod text;
 use scanplane_core::scan::IllegalTransition;
 
 pub use model::{
-    DiffList, DiffSummary, DiscoveryOutcome, DiscoveryRecord, FindingFilter, FindingIdentity,
-    IdentityFilter, ImageFilter, ImageRecord, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
-    RegistryRecord, ReportChunk, RunDiff, SbomInfo, SbomPackage, ScanChange, ScanFilter,
-    StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo, TokenOwner,
+    AdvisoryImport, AffectedSbom, DiffList, DiffSummary, DiscoveryOutcome, DiscoveryRecord,
+    FindingFilter, FindingIdentity, IdentityFilter, ImageFilter, ImageRecord, ImportCounts,
+    NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery, RegistryRecord, ReportChunk,
+    RunDiff, SbomInfo, SbomPackage, ScanChange, ScanFilter, StoredAdvisory, StoredFinding,
+    TenantInfo, TerminalCount, TickOutcome, TokenInfo, TokenOwner,
 };
 pub use roles::{
-    DispatchStore, FindingStore, HealthStore, ImageStore, PipelineStore, RegistryStore,
-    ReplicaStore, RetentionStore, ScanStore, ScheduleStore, TenantStore, TickStore, WindowStore,
+    AdvisoryStore, DispatchStore, FindingStore, HealthStore, ImageStore, PipelineStore,
+    RegistryStore, ReplicaStore, RetentionStore, ScanStore, ScheduleStore, TenantStore, TickStore,
+    WindowStore,
 };
 pub use sql::SqlStore;
 
@@ -114,6 +116,7 @@ umbrella!(
     RegistryStore,
     ImageStore,
     PipelineStore,
+    AdvisoryStore,
 );
 
 /// Opens the store named by a URL (`sqlite://path`, a bare file path, or `postgres://...`),

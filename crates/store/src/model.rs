@@ -303,6 +303,9 @@ pub struct SbomPackage {
     pub source_name: Option<String>,
     pub source_version: Option<String>,
     pub layer_diff_id: Option<String>,
+    /// The advisory key of the package (ecosystem without release suffix, name as the
+    /// ecosystem normalises it; the source package for OS packages), when it has one.
+    pub match_key: Option<(String, String)>,
 }
 
 /// A stored SBOM's metadata (the document is read on its own).
@@ -361,4 +364,63 @@ pub struct DiscoveryRecord {
     pub images_removed: u64,
     pub sboms_queued: u64,
     pub finished_at: Option<Timestamp>,
+}
+
+/// One advisory to import (an OSV record, parsed by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAdvisory {
+    pub id: String,
+    pub modified: String,
+    pub withdrawn: Option<String>,
+    pub aliases: Vec<String>,
+    /// The record as imported (the store compresses it and keys "modified" on its SHA-256).
+    pub document: Vec<u8>,
+    /// The (ecosystem without release suffix, package name) keys it affects.
+    pub keys: Vec<(String, String)>,
+}
+
+/// What importing one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub added: u64,
+    pub modified: u64,
+    /// Advisories whose `withdrawn` was newly set (also counted as modified).
+    pub withdrawn: u64,
+    pub unchanged: u64,
+}
+
+/// An import of advisories, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdvisoryImport {
+    pub id: String,
+    pub source: String,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub records: u64,
+    pub counts: ImportCounts,
+    pub rejected: u64,
+    pub rejections: Vec<String>,
+    /// How many (ecosystem, package) keys the import changed.
+    pub changed_keys: u64,
+}
+
+/// A stored advisory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAdvisory {
+    pub id: String,
+    pub modified: String,
+    pub withdrawn: Option<String>,
+    pub aliases: Vec<String>,
+    /// The record, decompressed.
+    pub document: Vec<u8>,
+    pub import_id: String,
+    pub updated_at: Timestamp,
+}
+
+/// A stored SBOM that has a package with one of the keys asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffectedSbom {
+    pub sbom_id: String,
+    pub tenant_id: String,
+    pub digest: String,
 }

@@ -18,11 +18,11 @@ use scanplane_core::tenant::Tenant;
 use scanplane_core::Timestamp;
 
 use crate::{
-    Backend, DiffList, DiffSummary, DiscoveryOutcome, DiscoveryRecord, FindingFilter,
-    FindingIdentity, IdentityFilter, ImageFilter, ImageRecord, NewImage, NewSbom, NewScan,
-    PackageHit, PackageQuery, RegistryRecord, ReportChunk, RunDiff, SbomInfo, ScanChange,
-    ScanFilter, StoreError, StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo,
-    TokenOwner,
+    AdvisoryImport, AffectedSbom, Backend, DiffList, DiffSummary, DiscoveryOutcome,
+    DiscoveryRecord, FindingFilter, FindingIdentity, IdentityFilter, ImageFilter, ImageRecord,
+    ImportCounts, NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
+    RegistryRecord, ReportChunk, RunDiff, SbomInfo, ScanChange, ScanFilter, StoreError,
+    StoredAdvisory, StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo, TokenOwner,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -454,4 +454,56 @@ pub trait PipelineStore: Send + Sync {
         sbom: &NewSbom,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+}
+
+/// Vulnerability advisories and their versioned imports; what the matcher reads.
+#[async_trait]
+pub trait AdvisoryStore: Send + Sync {
+    /// Starts recording an import from `source` (a file, a feed URL, an upload).
+    async fn begin_import(&self, source: &str, now: Timestamp) -> Result<String, StoreError>;
+    /// Imports one batch into the import `import_id`, in one transaction: a new id is added,
+    /// a known id whose document changed is replaced (keys and aliases with it), an unchanged
+    /// one is counted only. The keys of what changed, before and after, join the import's
+    /// changed keys.
+    async fn import_advisories(
+        &self,
+        import_id: &str,
+        batch: &[NewAdvisory],
+        now: Timestamp,
+    ) -> Result<ImportCounts, StoreError>;
+    /// Ends an import with the records the caller refused (count and first reasons).
+    async fn finish_import(
+        &self,
+        import_id: &str,
+        rejected: u64,
+        rejections: &[String],
+        now: Timestamp,
+    ) -> Result<AdvisoryImport, StoreError>;
+    async fn advisory_import(&self, id: &str) -> Result<Option<AdvisoryImport>, StoreError>;
+    /// The latest imports, newest first.
+    async fn advisory_imports(&self, limit: u32) -> Result<Vec<AdvisoryImport>, StoreError>;
+    /// An advisory by its id or one of its aliases (a CVE id), the id first.
+    async fn advisory(&self, id_or_alias: &str) -> Result<Vec<StoredAdvisory>, StoreError>;
+    /// Every advisory affecting one of `keys`, in id order after `after`.
+    async fn advisories_for(
+        &self,
+        keys: &[(String, String)],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAdvisory>, StoreError>;
+    /// The keys an import changed, in order after `after`.
+    async fn import_keys(
+        &self,
+        import_id: &str,
+        after: Option<&(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Stored SBOMs (every tenant's) with a package of one of `keys`, in SBOM id order after
+    /// `after`.
+    async fn sboms_with_keys(
+        &self,
+        keys: &[(String, String)],
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AffectedSbom>, StoreError>;
 }

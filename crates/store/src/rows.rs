@@ -582,6 +582,7 @@ impl PackageRow {
                 source_name: self.source_name,
                 source_version: self.source_version,
                 layer_diff_id: self.layer_diff_id,
+                match_key: None,
             },
         }
     }

@@ -1352,6 +1352,7 @@ both!(
     long_error_text_is_truncated,
     rejections_accumulate_and_keep_the_first_reasons,
     registry_pipeline,
+    advisory_imports_are_versioned,
 );
 
 fn image(repository: &str, tag: &str, digest: &str) -> scanplane_store::NewImage {
@@ -1611,4 +1612,206 @@ async fn outcome_first_sbom(store: &Arc<dyn Store>, tenant: &str) -> String {
     assert_eq!(scans.len(), 10);
     assert!(scans.iter().all(|s| s.trigger == Trigger::Pipeline));
     scans[0].id.clone()
+}
+
+fn advisory(
+    id: &str,
+    modified: &str,
+    keys: &[(&str, &str)],
+    aliases: &[&str],
+) -> scanplane_store::NewAdvisory {
+    scanplane_store::NewAdvisory {
+        id: id.into(),
+        modified: modified.into(),
+        withdrawn: None,
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        document: format!(r#"{{"id":"{id}","modified":"{modified}"}}"#).into_bytes(),
+        keys: keys
+            .iter()
+            .map(|(e, n)| (e.to_string(), n.to_string()))
+            .collect(),
+    }
+}
+
+/// Imports record what they changed; re-importing the same records changes nothing; a
+/// modified advisory's old and new keys both count as changed; lookups by id and alias; the
+/// SBOMs with a package of a changed key are found by index.
+async fn advisory_imports_are_versioned(store: Arc<dyn Store>) {
+    use scanplane_store::{NewSbom, SbomPackage, StoreError};
+    let first = store.begin_import("test://feed", t(1, 0, 0)).await.unwrap();
+    let batch = vec![
+        advisory(
+            "ALPINE-1",
+            "2024-01-01T00:00:00Z",
+            &[("Alpine", "openssl")],
+            &["CVE-2024-1"],
+        ),
+        advisory(
+            "DEBIAN-1",
+            "2024-01-01T00:00:00Z",
+            &[("Debian", "openssl"), ("Debian", "openssl3")],
+            &["CVE-2024-1"],
+        ),
+        advisory(
+            "GHSA-1",
+            "2024-01-01T00:00:00Z",
+            &[("npm", "left-pad")],
+            &[],
+        ),
+    ];
+    let counts = store
+        .import_advisories(&first, &batch, t(1, 0, 1))
+        .await
+        .unwrap();
+    assert_eq!((counts.added, counts.modified, counts.unchanged), (3, 0, 0));
+    let done = store
+        .finish_import(&first, 1, &["bad.json: not JSON".into()], t(1, 0, 2))
+        .await
+        .unwrap();
+    assert_eq!((done.records, done.rejected, done.changed_keys), (3, 1, 4));
+    assert_eq!(done.rejections, ["bad.json: not JSON"]);
+    assert!(done.finished_at.is_some());
+    // A finished import takes no more records, and the refused batch leaves nothing behind.
+    let late = store
+        .import_advisories(
+            &first,
+            &[advisory("LATE-1", "x", &[("npm", "x")], &[])],
+            t(1, 0, 3),
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert!(store.advisory("LATE-1").await.unwrap().is_empty());
+
+    // The same feed again: unchanged, no key changed.
+    let second = store.begin_import("test://feed", t(2, 0, 0)).await.unwrap();
+    let counts = store
+        .import_advisories(&second, &batch, t(2, 0, 1))
+        .await
+        .unwrap();
+    assert_eq!((counts.added, counts.modified, counts.unchanged), (0, 0, 3));
+    assert_eq!(
+        store
+            .finish_import(&second, 0, &[], t(2, 0, 2))
+            .await
+            .unwrap()
+            .changed_keys,
+        0
+    );
+
+    // A corrected advisory moves from openssl3 to libssl; another is withdrawn.
+    let third = store.begin_import("upload", t(3, 0, 0)).await.unwrap();
+    let mut withdrawn = advisory(
+        "GHSA-1",
+        "2024-02-01T00:00:00Z",
+        &[("npm", "left-pad")],
+        &[],
+    );
+    withdrawn.withdrawn = Some("2024-02-01T00:00:00Z".into());
+    let changed = vec![
+        advisory(
+            "DEBIAN-1",
+            "2024-02-01T00:00:00Z",
+            &[("Debian", "openssl"), ("Debian", "libssl")],
+            &["CVE-2024-1"],
+        ),
+        withdrawn,
+    ];
+    let counts = store
+        .import_advisories(&third, &changed, t(3, 0, 1))
+        .await
+        .unwrap();
+    assert_eq!((counts.added, counts.modified, counts.withdrawn), (0, 2, 1));
+    store
+        .finish_import(&third, 0, &[], t(3, 0, 2))
+        .await
+        .unwrap();
+    let keys = store.import_keys(&third, None, 100).await.unwrap();
+    let want: Vec<(String, String)> = [
+        ("Debian", "libssl"),
+        ("Debian", "openssl"),
+        ("Debian", "openssl3"),
+        ("npm", "left-pad"),
+    ]
+    .iter()
+    .map(|(e, n)| (e.to_string(), n.to_string()))
+    .collect();
+    assert_eq!(keys, want, "old and new keys of what changed");
+    let paged = store
+        .import_keys(&third, Some(&want[1]), 100)
+        .await
+        .unwrap();
+    assert_eq!(paged, want[2..].to_vec());
+
+    // Lookup by id and by alias.
+    let by_alias = store.advisory("CVE-2024-1").await.unwrap();
+    let ids: Vec<&str> = by_alias.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["ALPINE-1", "DEBIAN-1"]);
+    let one = store.advisory("GHSA-1").await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].withdrawn.as_deref(), Some("2024-02-01T00:00:00Z"));
+    assert!(String::from_utf8(one[0].document.clone())
+        .unwrap()
+        .contains("2024-02-01"));
+    let for_keys = store
+        .advisories_for(
+            &[
+                ("Debian".into(), "libssl".into()),
+                ("Alpine".into(), "openssl".into()),
+            ],
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = for_keys.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["ALPINE-1", "DEBIAN-1"]);
+
+    // SBOMs by the keys of their packages.
+    let tenant = store.ensure_tenant("vulns").await.unwrap();
+    let scan_id = running_scan(&store, &tenant.id, t(4, 0, 0)).await;
+    let scan = store.scan(None, &scan_id).await.unwrap().unwrap();
+    for (digest, key) in [
+        ("sha256:a1", ("Alpine", "openssl")),
+        ("sha256:b2", ("npm", "lodash")),
+    ] {
+        let sbom = NewSbom {
+            digest: digest.into(),
+            format: "spdx-json".into(),
+            generator: "trivy".into(),
+            document: b"{}".to_vec(),
+            os: None,
+            packages: vec![SbomPackage {
+                name: key.1.into(),
+                match_key: Some((key.0.into(), key.1.into())),
+                ..Default::default()
+            }],
+        };
+        assert!(store.store_sbom(&scan, &sbom, t(4, 0, 1)).await.unwrap());
+    }
+    let affected = store
+        .sboms_with_keys(
+            &[
+                ("Alpine".into(), "openssl".into()),
+                ("Debian".into(), "openssl".into()),
+            ],
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let digests: Vec<&str> = affected.iter().map(|a| a.digest.as_str()).collect();
+    assert_eq!(digests, ["sha256:a1"]);
+    assert_eq!(affected[0].tenant_id, tenant.id);
+    let after = store
+        .sboms_with_keys(
+            &[("Alpine".into(), "openssl".into())],
+            Some(&affected[0].sbom_id),
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(after.is_empty());
+    let imports = store.advisory_imports(10).await.unwrap();
+    assert_eq!(imports.len(), 3);
+    assert_eq!(imports[0].id, third, "newest first");
 }

@@ -72,6 +72,7 @@ macro_rules! in_tx {
 }
 
 mod admission;
+mod advisories;
 mod errors;
 mod findings;
 mod health;

@@ -96,8 +96,8 @@ const INSERT_SBOM: &str = "INSERT INTO sboms (id, tenant_id, digest, format, gen
 
 const INSERT_PACKAGE: &str = "INSERT INTO sbom_packages (sbom_id, seq, tenant_id, name,
        version, purl, purl_base, purl_name, ecosystem, distro, source_name, source_version,
-       layer_diff_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+       layer_diff_id, match_ecosystem, match_name)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 /// Live digests of a registry with no SBOM and no SBOM generation pending, with one
 /// repository each to pull them from. `$2`: the statuses of a pending scan.
@@ -131,14 +131,14 @@ fn purl_keys(purl: &str) -> (String, String) {
     (base, name)
 }
 
-fn gzip(data: &[u8]) -> Result<Vec<u8>, StoreError> {
+pub(super) fn gzip(data: &[u8]) -> Result<Vec<u8>, StoreError> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(data)
         .and_then(|()| enc.finish())
         .map_err(|e| StoreError::Corrupt(format!("compressing an SBOM: {e}")))
 }
 
-fn gunzip(data: &[u8]) -> Result<Vec<u8>, StoreError> {
+pub(super) fn gunzip(data: &[u8]) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(data)
         .take(MAX_DOCUMENT)
@@ -637,6 +637,8 @@ impl PipelineStore for SqlStore {
                     .bind(&p.source_name)
                     .bind(&p.source_version)
                     .bind(&p.layer_diff_id)
+                    .bind(p.match_key.as_ref().map(|k| stored_text(&k.0)))
+                    .bind(p.match_key.as_ref().map(|k| stored_text(&k.1)))
                     .execute(&mut *tx)
                     .await?;
             }
