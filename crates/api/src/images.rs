@@ -376,11 +376,52 @@ pub async fn find_packages(
     }))
 }
 
+/// The vulnerability report of an image's digest: the findings of its latest report (kept
+/// current as SBOMs are stored and advisories imported), as a page, or exported as SARIF
+/// 2.1.0 or CSV. Each finding's `detail` is a JSON object: `aliases`, `package`,
+/// `installed_version`, `fixed_versions`, `cvss_score`, `ecosystem`, `matched_name`,
+/// `layer_diff_id`.
+#[utoipa::path(get, path = "/api/v1/images/{id}/vulnerabilities", tag = "registries",
+    params(("id" = String, Path, description = "Image id"), crate::findings::FormatQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "A page (`format=json`), a SARIF 2.1.0 log or CSV",
+            content((crate::Page<crate::findings::FindingView> = "application/json"), (Object = "application/sarif+json"), (String = "text/csv"))),
+        (status = 404, body = error::ErrorBody, description = "No such image, or its digest has no report yet (no SBOM stored, or not matched yet)"),
+        (status = 409, body = error::ErrorBody, description = "`format=csv` of a report that did not succeed"),
+        error::Auth, error::PathId, error::QueryParams, error::Common))]
+pub async fn get_vulnerabilities(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(id): AppPath<String>,
+    query: AppQuery<crate::findings::FormatQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let image = image_of(&state, &caller, &id).await?;
+    let report = state
+        .store
+        .latest_report(
+            &image.tenant_id,
+            scanplane_rematch::SCANNER,
+            &scanplane_rematch::target_of(&image.image.digest),
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "image {id:?} has no vulnerability report yet: its digest has no SBOM, or it was not matched yet"
+                ),
+            )
+        })?;
+    crate::findings::scan_findings(State(state), caller, AppPath(report.id), query).await
+}
+
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list_images))
         .routes(routes!(get_image))
         .routes(routes!(get_sbom))
+        .routes(routes!(get_vulnerabilities))
         .routes(routes!(find_packages))
 }
 

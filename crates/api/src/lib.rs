@@ -9,6 +9,7 @@
 //! and connection limit.
 
 pub mod admin;
+pub mod advisories;
 pub mod audit;
 pub mod auth;
 pub mod error;
@@ -147,6 +148,7 @@ pub fn parse_ts(field: &str, value: &str) -> Result<Timestamp, ApiError> {
         (name = "scanners", description = "The scanners this server runs"),
         (name = "replicas", description = "The serve replicas sharing this database (admin only)"),
         (name = "registries", description = "Registries, their discoveries, and the images and SBOMs found in them"),
+        (name = "advisories", description = "Vulnerability advisories (OSV) and their imports"),
     )
 )]
 struct ApiDoc;
@@ -197,6 +199,7 @@ pub fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(registries::routes())
         .merge(images::routes())
         .merge(pipeline::routes())
+        .merge(advisories::routes())
 }
 
 /// The OpenAPI document of [`api`].

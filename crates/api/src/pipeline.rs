@@ -193,7 +193,11 @@ pub async fn upload_sbom(
                     p.source_name.as_deref(),
                     p.distro.as_deref(),
                 )?;
-                let base = ecosystem.split(':').next().unwrap_or(&ecosystem).to_string();
+                let base = ecosystem
+                    .split(':')
+                    .next()
+                    .unwrap_or(&ecosystem)
+                    .to_string();
                 Some((base, name))
             }),
             name: p.name,

@@ -5,6 +5,7 @@
 mod config;
 mod isolate;
 mod serve;
+mod vuln;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +42,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Scanner mode: run one scan configured by env vars and report it (started by executors).
     Job,
+    /// Vulnerability matching with the built-in matcher, offline.
+    #[command(subcommand)]
+    Vuln(vuln::VulnCommand),
 }
 
 /// Which executor runs scans.
@@ -228,10 +232,15 @@ fn main() {
     let cli = Cli::parse_from(std::env::args_os());
     // Scanner mode's stderr becomes the failure reason of its scan: keep it to warnings.
     let default_filter = match cli.command {
-        Command::Job => "warn",
+        Command::Job | Command::Vuln(_) => "warn",
         Command::Serve(_) => "info,sqlx=warn",
     };
     init_logging(cli.log_format, default_filter);
+    // Offline and synchronous: no runtime, no TLS.
+    let cli = match cli.command {
+        Command::Vuln(command) => std::process::exit(vuln::run(command)),
+        command => Cli { command, ..cli },
+    };
     // Before the runtime starts threads: scanner mode first moves into a PID namespace.
     let mut isolated = false;
     if matches!(cli.command, Command::Job) {
@@ -262,6 +271,8 @@ fn main() {
                 }
             },
             Command::Job => serve::job(isolated).await,
+            // Handled before the runtime starts.
+            Command::Vuln(_) => 2,
         }
     });
     std::process::exit(code);

@@ -411,6 +411,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )),
         ),
     ];
+    // Vulnerability reports: new SBOMs matched once, imports rematching what they affect.
+    loops.push((
+        "vulnerability matcher",
+        tokio::spawn(
+            scanplane_rematch::Rematcher {
+                store: store.clone(),
+                clock: Arc::new(SystemClock),
+                every: Duration::from_secs(2),
+            }
+            .run(stop_rx.clone()),
+        ),
+    ));
     loops.push((
         "lease keeper",
         tokio::spawn(scanplane_dispatch::fence::run(

@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -70,6 +71,81 @@ async fn wait_sboms(s: &Server, registry_id: &str, expected_images: usize) -> Ve
             let (_, scans) = s.get("/api/v1/scans?limit=50", ADMIN).await;
             panic!(
                 "SBOMs not all generated: {list:?}\nscans: {scans}\nlog:\n{}",
+                s.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A zip of the `.json` files of `dir` (plus `extra` entries), as osv.dev exports them.
+fn zip_of(work: &Path, name: &str, dir: &Path, extra: &[(&str, &str)]) -> Vec<u8> {
+    let zip = work.join(name);
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args([
+        "-c",
+        "import sys, zipfile, pathlib\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n  [z.write(p, p.name) for p in sorted(pathlib.Path(sys.argv[2]).glob('*.json'))]\n  [z.writestr(n, c) for n, c in zip(sys.argv[3::2], sys.argv[4::2])]",
+    ])
+    .arg(&zip)
+    .arg(dir);
+    for (n, c) in extra {
+        cmd.arg(n).arg(c);
+    }
+    assert!(cmd.status().expect("python3 builds the zip").success());
+    std::fs::read(zip).unwrap()
+}
+
+async fn import_advisories(s: &Server, zip: &[u8]) -> Value {
+    let resp = s
+        .client
+        .post(format!("{}/api/v1/advisories/import", s.url))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/zip")
+        .body(zip.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// Polls an image's vulnerability report until `done` holds for its findings.
+async fn wait_report(s: &Server, image: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, page) = s
+            .get(
+                &format!("/api/v1/images/{image}/vulnerabilities?limit=100"),
+                ADMIN,
+            )
+            .await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if code == 200 && done(&items) {
+            return items;
+        }
+        if Instant::now() > deadline {
+            panic!("report of {image}: {code} {page}\nlog:\n{}", s.log_text());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls the imports until `id`'s rematch finished; returns its counts.
+async fn wait_rematch(s: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, list) = s.get("/api/v1/advisories/imports", ADMIN).await;
+        if let Some(i) = list
+            .as_array()
+            .and_then(|l| l.iter().find(|i| i["id"] == id))
+        {
+            if i["rematch"]["finished_at"].is_string() {
+                return i["rematch"].clone();
+            }
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "rematch of {id} not finished: {list}\nlog:\n{}",
                 s.log_text()
             );
         }
@@ -173,6 +249,109 @@ async fn pipeline_end_to_end(backend: Backend) {
     let mut want = vec![app.as_str(), edge.as_str(), web.as_str()];
     want.sort_unstable();
     assert_eq!(digests, want, "libssl3 is in all three images: {hits}");
+
+    // Vulnerabilities: advisories imported after the SBOMs were stored rematch only the
+    // SBOMs they affect; the reports name the affected packages of each image.
+    let dir = tempfile::tempdir().unwrap();
+    let advisories = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vuln/tests/data/advisories");
+    let import = import_advisories(&s, &zip_of(dir.path(), "all.zip", &advisories, &[])).await;
+    assert_eq!(import["added"], 9, "{import}");
+    let app_id = app1["id"].as_str().unwrap().to_string();
+    // The fixture's libcrypto3 and libssl3 are 3.1.4-r2 (origin openssl): below both fixes.
+    let report = wait_report(&s, &app_id, |r| r.len() == 4).await;
+    let mut found: Vec<String> = report
+        .iter()
+        .map(|f| {
+            let purl = f["location"].as_str().unwrap();
+            format!(
+                "{} {}",
+                f["rule_id"].as_str().unwrap(),
+                purl.split('@').next().unwrap()
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "TEST-ALPINE-openssl-r5 pkg:apk/alpine/libcrypto3",
+            "TEST-ALPINE-openssl-r5 pkg:apk/alpine/libssl3",
+            "TEST-ALPINE-openssl-r6 pkg:apk/alpine/libcrypto3",
+            "TEST-ALPINE-openssl-r6 pkg:apk/alpine/libssl3",
+        ]
+    );
+    let report: Vec<Value> = report
+        .into_iter()
+        .filter(|f| f["rule_id"] == "TEST-ALPINE-openssl-r6")
+        .collect();
+    let detail: Value = serde_json::from_str(report[0]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["fixed_versions"][0], "3.1.4-r6");
+    assert!(
+        detail["layer_diff_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{detail}"
+    );
+    let web_id = list.iter().find(|i| i["repository"] == "web").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let web_report = wait_report(&s, &web_id, |r| !r.is_empty()).await;
+    assert_eq!(web_report[0]["rule_id"], "TEST-DEBIAN-openssl");
+    let sarif = s
+        .client
+        .get(format!(
+            "{}/api/v1/images/{app_id}/vulnerabilities?format=sarif",
+            s.url
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sarif.status(), 200);
+    let sarif: Value = sarif.json().await.unwrap();
+    assert_eq!(sarif["runs"][0]["results"].as_array().unwrap().len(), 4);
+
+    // A correction (the r6 record now says r2 fixed it) marks those findings fixed, and
+    // the import's rematch says what it did.
+    let corrected = dir.path().join("corrected");
+    std::fs::create_dir(&corrected).unwrap();
+    std::fs::write(
+        corrected.join("TEST-ALPINE-openssl-r6.json"),
+        r#"{"schema_version": "1.6.0", "id": "TEST-ALPINE-openssl-r6", "modified": "2024-06-01T00:00:00Z",
+            "aliases": ["CVE-2024-0727"],
+            "affected": [{"package": {"ecosystem": "Alpine:v3.19", "name": "openssl"},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.1.4-r2"}]}]}]}"#,
+    )
+    .unwrap();
+    let second = import_advisories(&s, &zip_of(dir.path(), "corrected.zip", &corrected, &[])).await;
+    assert_eq!(
+        (second["modified"].as_u64(), second["changed_keys"].as_u64()),
+        (Some(1), Some(1)),
+        "{second}"
+    );
+    let left = wait_report(&s, &app_id, |r| r.len() == 2).await;
+    assert!(
+        left.iter()
+            .all(|f| f["rule_id"] == "TEST-ALPINE-openssl-r5"),
+        "{left:?}"
+    );
+    let rematch = wait_rematch(&s, second["id"].as_str().unwrap()).await;
+    assert_eq!(
+        rematch["sboms_considered"], 2,
+        "app and edge have openssl, web does not: {rematch}"
+    );
+    assert_eq!(rematch["findings_fixed"], 4, "{rematch}");
+    assert_eq!(rematch["findings_new"], 0, "{rematch}");
+    let (code, fixed) = s
+        .get(
+            "/api/v1/findings?status=fixed&scanner=vulnerabilities&limit=100",
+            ADMIN,
+        )
+        .await;
+    assert_eq!(code, 200, "{fixed}");
+    assert_eq!(fixed["items"].as_array().unwrap().len(), 4, "{fixed}");
 
     // A narrower discovery sees only its repository: nothing else is marked removed.
     registry.delete_tag("edge", "1");

@@ -13,8 +13,10 @@ mod purl;
 mod severity;
 
 pub use error::OsvError;
-pub use load::{load_dir, load_zip, load_zip_with_limits, LoadReport, Rejected, ZipLimits};
-pub use matching::{affected_by, Match, PackageRef, VersionOrder};
+pub use load::{
+    load_dir, load_zip, load_zip_with_limits, visit_zip, LoadReport, Rejected, ZipLimits,
+};
+pub use matching::{advisory_severity, affected_by, Match, PackageRef, VersionOrder};
 pub use model::{
     parse, Advisory, Affected, Event, Package, Range, RangeType, SeverityEntry, SeverityType,
     MAX_DETAILS_BYTES, MAX_DOCUMENT_BYTES, MAX_ITEMS, MAX_STRING_BYTES,

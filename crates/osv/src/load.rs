@@ -126,6 +126,26 @@ pub fn load_zip_with_limits<R: Read + Seek>(
     reader: R,
     limits: ZipLimits,
 ) -> Result<LoadReport, OsvError> {
+    let mut advisories = Vec::new();
+    let rejected = visit_zip(reader, limits, &mut |_, advisory| {
+        advisories.push(advisory);
+        true
+    })?;
+    Ok(LoadReport {
+        advisories,
+        rejected,
+    })
+}
+
+/// Reads an osv.dev `all.zip` one record at a time, handing each parsed advisory to `on`
+/// with the bytes it was parsed from, so that an importer holds one record at a time (the
+/// largest exports hold ~100k records). `on` returns false to stop early. Returns the
+/// records that were skipped.
+pub fn visit_zip<R: Read + Seek>(
+    reader: R,
+    limits: ZipLimits,
+    on: &mut dyn FnMut(Vec<u8>, Advisory) -> bool,
+) -> Result<Vec<Rejected>, OsvError> {
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| OsvError::Zip(e.to_string()))?;
     if archive.len() > limits.max_entries {
         return Err(OsvError::ZipBomb(format!(
@@ -134,13 +154,13 @@ pub fn load_zip_with_limits<R: Read + Seek>(
             limits.max_entries
         )));
     }
-    let mut report = LoadReport::default();
+    let mut rejected = Vec::new();
     let mut total: u64 = 0;
     for index in 0..archive.len() {
         let mut file = match archive.by_index(index) {
             Ok(f) => f,
             Err(e) => {
-                report.rejected.push(Rejected {
+                rejected.push(Rejected {
                     source: format!("entry #{index}"),
                     id: None,
                     reason: e.to_string(),
@@ -160,7 +180,7 @@ pub fn load_zip_with_limits<R: Read + Seek>(
         // The declared size is checked first so an oversized entry is not even inflated; the
         // bounded read below still guards against a header that lies.
         if file.size() > limits.max_entry_bytes {
-            report.rejected.push(reject(format!(
+            rejected.push(reject(format!(
                 "{} bytes uncompressed, over the {}-byte limit",
                 file.size(),
                 limits.max_entry_bytes
@@ -179,20 +199,24 @@ pub fn load_zip_with_limits<R: Read + Seek>(
             )));
         }
         if let Err(e) = read {
-            report.rejected.push(reject(e.to_string()));
+            rejected.push(reject(e.to_string()));
             continue;
         }
         if bytes.len() as u64 > limits.max_entry_bytes {
-            report.rejected.push(reject(format!(
+            rejected.push(reject(format!(
                 "inflates past the {}-byte limit",
                 limits.max_entry_bytes
             )));
             continue;
         }
         match parse(&bytes) {
-            Ok(a) => report.advisories.push(a),
-            Err(e) => report.rejected.push(reject(e.to_string())),
+            Ok(a) => {
+                if !on(bytes, a) {
+                    break;
+                }
+            }
+            Err(e) => rejected.push(reject(e.to_string())),
         }
     }
-    Ok(report)
+    Ok(rejected)
 }

@@ -243,6 +243,13 @@ fn event_order(order: &dyn VersionOrder, eco: &str, a: &Event, b: &Event) -> Opt
     }
 }
 
+/// The severity and CVSS score of an advisory as a whole (all its affected entries), as a
+/// match would report them: what an advisory's own page shows.
+pub fn advisory_severity(advisory: &Advisory) -> (Severity, Option<f64>) {
+    let all: Vec<&Affected> = advisory.affected.iter().collect();
+    severity_of(advisory, &all)
+}
+
 /// CVSS first (advisory-level vectors, then those of the matched entries); without a parsable
 /// vector, the sources' own words: a matched entry's `ecosystem_specific`, its
 /// `database_specific`, a non-CVSS `severity[]` score (Ubuntu's type), then the advisory's

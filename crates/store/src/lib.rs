@@ -26,14 +26,15 @@ use scanplane_core::scan::IllegalTransition;
 pub use model::{
     AdvisoryImport, AffectedSbom, DiffList, DiffSummary, DiscoveryOutcome, DiscoveryRecord,
     FindingFilter, FindingIdentity, IdentityFilter, ImageFilter, ImageRecord, ImportCounts,
-    NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery, RegistryRecord, ReportChunk,
-    RunDiff, SbomInfo, SbomPackage, ScanChange, ScanFilter, StoredAdvisory, StoredFinding,
-    TenantInfo, TerminalCount, TickOutcome, TokenInfo, TokenOwner,
+    NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery, RegistryRecord,
+    RematchCounts, ReportChunk, ReportOutcome, RunDiff, SbomInfo, SbomPackage, ScanChange,
+    ScanFilter, StoredAdvisory, StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo,
+    TokenOwner, VulnerabilityReport,
 };
 pub use roles::{
     AdvisoryStore, DispatchStore, FindingStore, HealthStore, ImageStore, PipelineStore,
     RegistryStore, ReplicaStore, RetentionStore, ScanStore, ScheduleStore, TenantStore, TickStore,
-    WindowStore,
+    VulnerabilityStore, WindowStore,
 };
 pub use sql::SqlStore;
 
@@ -117,6 +118,7 @@ umbrella!(
     ImageStore,
     PipelineStore,
     AdvisoryStore,
+    VulnerabilityStore,
 );
 
 /// Opens the store named by a URL (`sqlite://path`, a bare file path, or `postgres://...`),

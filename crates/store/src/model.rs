@@ -402,6 +402,40 @@ pub struct AdvisoryImport {
     pub rejections: Vec<String>,
     /// How many (ecosystem, package) keys the import changed.
     pub changed_keys: u64,
+    /// The rematch of the stored SBOMs the import affects.
+    pub rematch: RematchCounts,
+}
+
+/// What an import's rematch did so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RematchCounts {
+    /// SBOMs with a package of a changed key, examined.
+    pub considered: u64,
+    /// Of those, SBOMs whose report changed (a finding new or fixed).
+    pub rematched: u64,
+    pub findings_new: u64,
+    pub findings_fixed: u64,
+    /// Null until every affected SBOM was examined.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A vulnerability report to record for one stored SBOM: a succeeded run of `scan` with
+/// `findings`, created and completed in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VulnerabilityReport {
+    pub sbom_id: String,
+    pub scan: NewScan,
+    pub findings: Vec<Finding>,
+    pub reason: String,
+}
+
+/// What recording a report did: the run, and the findings new and fixed against the last
+/// report of the same SBOM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOutcome {
+    pub scan: Scan,
+    pub new: u64,
+    pub fixed: u64,
 }
 
 /// A stored advisory.

@@ -21,8 +21,9 @@ use crate::{
     AdvisoryImport, AffectedSbom, Backend, DiffList, DiffSummary, DiscoveryOutcome,
     DiscoveryRecord, FindingFilter, FindingIdentity, IdentityFilter, ImageFilter, ImageRecord,
     ImportCounts, NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
-    RegistryRecord, ReportChunk, RunDiff, SbomInfo, ScanChange, ScanFilter, StoreError,
-    StoredAdvisory, StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo, TokenOwner,
+    RegistryRecord, ReportChunk, ReportOutcome, RunDiff, SbomInfo, ScanChange, ScanFilter,
+    StoreError, StoredAdvisory, StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo,
+    TokenOwner, VulnerabilityReport,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -506,4 +507,37 @@ pub trait AdvisoryStore: Send + Sync {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AffectedSbom>, StoreError>;
+}
+
+/// Vulnerability reports of stored SBOMs and the rematches imports need.
+#[async_trait]
+pub trait VulnerabilityStore: Send + Sync {
+    /// Stored SBOMs never matched yet, oldest first.
+    async fn unmatched_sboms(&self, limit: u32) -> Result<Vec<AffectedSbom>, StoreError>;
+    /// Records a report in one transaction: the run is created and completed with its
+    /// findings (identities new, reopened and fixed as for any run), the SBOM marked matched,
+    /// and, for a rematch, the import's cursor and counts advanced.
+    async fn record_vulnerability_report(
+        &self,
+        report: &VulnerabilityReport,
+        rematch_of: Option<&str>,
+        now: Timestamp,
+    ) -> Result<ReportOutcome, StoreError>;
+    /// Marks a new SBOM matched without a report: its document cannot be read (logged).
+    async fn mark_unmatchable(&self, sbom_id: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// Advances a rematch past an SBOM that could not be matched (its document unreadable).
+    async fn skip_rematch_sbom(&self, import_id: &str, sbom_id: &str) -> Result<(), StoreError>;
+    /// Finished imports whose rematch has not finished, oldest first, with their cursors.
+    async fn pending_rematches(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError>;
+    async fn finish_rematch(&self, import_id: &str, now: Timestamp) -> Result<(), StoreError>;
+    /// The latest succeeded run of `scanner` on `target` in `tenant_id`: an SBOM's report.
+    async fn latest_report(
+        &self,
+        tenant_id: &str,
+        scanner: &str,
+        target: &str,
+    ) -> Result<Option<Scan>, StoreError>;
 }

@@ -1353,6 +1353,7 @@ both!(
     rejections_accumulate_and_keep_the_first_reasons,
     registry_pipeline,
     advisory_imports_are_versioned,
+    vulnerability_reports_fold_identities_and_resume_rematches,
 );
 
 fn image(repository: &str, tag: &str, digest: &str) -> scanplane_store::NewImage {
@@ -1814,4 +1815,154 @@ async fn advisory_imports_are_versioned(store: Arc<dyn Store>) {
     let imports = store.advisory_imports(10).await.unwrap();
     assert_eq!(imports.len(), 3);
     assert_eq!(imports[0].id, third, "newest first");
+}
+
+fn vuln_finding(digest: &str, id: &str) -> scanplane_core::finding::Finding {
+    scanplane_core::finding::Finding {
+        target: format!("image://{digest}"),
+        rule_id: id.into(),
+        severity: scanplane_core::finding::Severity::High,
+        title: format!("{id} in openssl"),
+        location: "pkg:apk/alpine/libssl3@3.1.4-r5".into(),
+        detail: String::new(),
+        fingerprint: format!("{digest}|libssl3|{id}"),
+    }
+}
+
+/// A report is one succeeded run recorded in one transaction; successive reports of one
+/// SBOM are comparable (new and fixed counted); a rematch's cursor and counts advance with
+/// each report it records.
+async fn vulnerability_reports_fold_identities_and_resume_rematches(store: Arc<dyn Store>) {
+    use scanplane_core::identity::FindingStatus;
+    use scanplane_store::{IdentityFilter, NewSbom, VulnerabilityReport};
+    let tenant = store.ensure_tenant("vuln-reports").await.unwrap();
+    let scan_id = running_scan(&store, &tenant.id, t(1, 0, 0)).await;
+    let gen = store.scan(None, &scan_id).await.unwrap().unwrap();
+    let sbom = NewSbom {
+        digest: "sha256:ee".into(),
+        format: "spdx-json".into(),
+        generator: "trivy".into(),
+        document: b"{}".to_vec(),
+        os: None,
+        packages: vec![],
+    };
+    assert!(store.store_sbom(&gen, &sbom, t(1, 0, 1)).await.unwrap());
+    let unmatched = store.unmatched_sboms(10).await.unwrap();
+    assert_eq!(unmatched.len(), 1);
+    let sbom_id = unmatched[0].sbom_id.clone();
+
+    let report = |findings: Vec<scanplane_core::finding::Finding>| VulnerabilityReport {
+        sbom_id: sbom_id.clone(),
+        scan: NewScan {
+            scanner: "vulnerabilities".into(),
+            trigger: Trigger::Pipeline,
+            targets: vec!["image://sha256:ee".into()],
+            billing: false,
+            ..new_scan(&tenant.id, Trigger::Pipeline)
+        },
+        findings,
+        reason: "succeeded: 2 vulnerabilities".into(),
+    };
+    let first = store
+        .record_vulnerability_report(
+            &report(vec![
+                vuln_finding("sha256:ee", "CVE-1"),
+                vuln_finding("sha256:ee", "CVE-2"),
+            ]),
+            None,
+            t(2, 0, 0),
+        )
+        .await
+        .unwrap();
+    assert_eq!((first.new, first.fixed), (2, 0));
+    assert_eq!(first.scan.status, ScanStatus::Succeeded);
+    assert_eq!(first.scan.findings_count, 2);
+    assert!(
+        store.unmatched_sboms(10).await.unwrap().is_empty(),
+        "matched in the same transaction"
+    );
+    let latest = store
+        .latest_report(&tenant.id, "vulnerabilities", "image://sha256:ee")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.id, first.scan.id);
+
+    // An import corrects CVE-2 away: its rematch records one fix and advances.
+    let import = store.begin_import("upload", t(3, 0, 0)).await.unwrap();
+    store
+        .finish_import(&import, 0, &[], t(3, 0, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pending_rematches(10).await.unwrap(),
+        vec![(import.clone(), None)]
+    );
+    let second = store
+        .record_vulnerability_report(
+            &report(vec![vuln_finding("sha256:ee", "CVE-1")]),
+            Some(&import),
+            t(3, 0, 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!((second.new, second.fixed), (0, 1));
+    assert_eq!(
+        store.pending_rematches(10).await.unwrap(),
+        vec![(import.clone(), Some(sbom_id.clone()))],
+        "the cursor moved"
+    );
+    // The same report again (a rematch resumed after a crash): nothing new, nothing fixed.
+    let third = store
+        .record_vulnerability_report(
+            &report(vec![vuln_finding("sha256:ee", "CVE-1")]),
+            Some(&import),
+            t(3, 0, 3),
+        )
+        .await
+        .unwrap();
+    assert_eq!((third.new, third.fixed), (0, 0));
+    store.finish_rematch(&import, t(3, 0, 4)).await.unwrap();
+    assert!(store.pending_rematches(10).await.unwrap().is_empty());
+    let counts = store
+        .advisory_import(&import)
+        .await
+        .unwrap()
+        .unwrap()
+        .rematch;
+    assert_eq!(
+        (
+            counts.considered,
+            counts.rematched,
+            counts.findings_new,
+            counts.findings_fixed
+        ),
+        (2, 1, 0, 1)
+    );
+    assert!(counts.finished_at.is_some());
+
+    let fixed = store
+        .list_identities(
+            Some(&tenant.id),
+            &IdentityFilter {
+                status: Some(FindingStatus::Fixed),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(fixed.len(), 1);
+    assert_eq!(fixed[0].finding.rule_id, "CVE-2");
+    let latest = store
+        .latest_report(&tenant.id, "vulnerabilities", "image://sha256:ee")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.id, third.scan.id, "the latest report");
+    assert!(store
+        .latest_report(&tenant.id, "vulnerabilities", "image://sha256:ff")
+        .await
+        .unwrap()
+        .is_none());
 }

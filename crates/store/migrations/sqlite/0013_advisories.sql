@@ -62,3 +62,16 @@ CREATE TABLE advisory_import_keys (
 ALTER TABLE sbom_packages ADD COLUMN match_ecosystem TEXT;
 ALTER TABLE sbom_packages ADD COLUMN match_name TEXT;
 CREATE INDEX sbom_packages_by_match ON sbom_packages (match_ecosystem, match_name);
+
+-- Vulnerability reports: an SBOM is matched once when it is stored (matched_at set in the
+-- transaction that records its report), and again for every finished import that changed
+-- one of its keys. An import's rematch resumes from its cursor (the last SBOM id done) after
+-- a crash, and counts what it did.
+ALTER TABLE sboms ADD COLUMN matched_at BIGINT;
+CREATE INDEX sboms_unmatched ON sboms (matched_at, id);
+ALTER TABLE advisory_imports ADD COLUMN rematch_cursor TEXT;
+ALTER TABLE advisory_imports ADD COLUMN rematched_at BIGINT;
+ALTER TABLE advisory_imports ADD COLUMN sboms_considered BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE advisory_imports ADD COLUMN sboms_rematched BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE advisory_imports ADD COLUMN findings_new BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE advisory_imports ADD COLUMN findings_fixed BIGINT NOT NULL DEFAULT 0;

@@ -15,8 +15,8 @@ use super::{new_id, SqlStore};
 use crate::rows::{json_list, ms, opt_ts, ts};
 use crate::text::stored_text;
 use crate::{
-    AdvisoryImport, AdvisoryStore, AffectedSbom, ImportCounts, NewAdvisory, StoreError,
-    StoredAdvisory,
+    AdvisoryImport, AdvisoryStore, AffectedSbom, ImportCounts, NewAdvisory, RematchCounts,
+    StoreError, StoredAdvisory,
 };
 
 /// Keys per query when a list of keys is matched: two parameters each, far below SQLite's
@@ -61,7 +61,8 @@ const FINISH_IMPORT: &str = "UPDATE advisory_imports SET finished_at = $2, rejec
 
 const IMPORT_COLUMNS: &str = "i.id, i.source, i.started_at, i.finished_at, i.records, i.added,
        i.modified, i.withdrawn, i.unchanged, i.rejected, i.rejections,
-       (SELECT COUNT(*) FROM advisory_import_keys k WHERE k.import_id = i.id) AS changed_keys";
+       (SELECT COUNT(*) FROM advisory_import_keys k WHERE k.import_id = i.id) AS changed_keys,
+       i.sboms_considered, i.sboms_rematched, i.findings_new, i.findings_fixed, i.rematched_at";
 
 const ADVISORY_COLUMNS: &str =
     "a.id, a.modified, a.withdrawn, a.aliases, a.document, a.import_id, a.updated_at";
@@ -80,13 +81,18 @@ struct ImportRow {
     rejected: i64,
     rejections: String,
     changed_keys: i64,
+    sboms_considered: i64,
+    sboms_rematched: i64,
+    findings_new: i64,
+    findings_fixed: i64,
+    rematched_at: Option<i64>,
 }
 
-fn count(n: i64) -> u64 {
+pub(super) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-fn bounded(n: u64) -> i64 {
+pub(super) fn bounded(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -109,6 +115,13 @@ impl ImportRow {
             },
             rejected: count(self.rejected),
             changed_keys: count(self.changed_keys),
+            rematch: RematchCounts {
+                considered: count(self.sboms_considered),
+                rematched: count(self.sboms_rematched),
+                findings_new: count(self.findings_new),
+                findings_fixed: count(self.findings_fixed),
+                finished_at: opt_ts(self.rematched_at)?,
+            },
         })
     }
 }

@@ -46,7 +46,8 @@ const COUNT_FINDINGS: &str = "UPDATE scans SET findings_count = findings_count +
 
 /// Folds a completed scan's findings into its tenant's identities: new ones open, fixed
 /// ones reopened, the latest attributes kept. `$1` scan, `$2` scope, `$3` now.
-const UPSERT_IDENTITIES: &str = "INSERT INTO finding_identities (id, tenant_id, fingerprint,
+pub(super) const UPSERT_IDENTITIES: &str =
+    "INSERT INTO finding_identities (id, tenant_id, fingerprint,
        scope_key, scanner, target, rule_id, severity, title, location, detail, status,
        first_seen, last_seen, introduced_by, last_scan, triage)
      SELECT f.id, f.tenant_id, f.fingerprint,
@@ -67,7 +68,7 @@ const UPSERT_IDENTITIES: &str = "INSERT INTO finding_identities (id, tenant_id, 
 
 /// Marks fixed every live identity of the scope that the completed scan `$1` did not
 /// report. `$2` now, `$3` tenant, `$4` scope.
-const MARK_FIXED: &str = "UPDATE finding_identities
+pub(super) const MARK_FIXED: &str = "UPDATE finding_identities
      SET status = 'fixed', fixed_by = $1, fixed_at = $2
      WHERE tenant_id = $3 AND scope_key = $4 AND status IN ('open', 'reopened')
        AND last_scan <> $1";

@@ -83,6 +83,7 @@ mod scans;
 mod schedules;
 mod tenants;
 mod tx;
+mod vulnerabilities;
 mod windows;
 
 fn new_id() -> String {
