@@ -523,6 +523,12 @@ pub trait VulnerabilityStore: Send + Sync {
         rematch_of: Option<&str>,
         now: Timestamp,
     ) -> Result<ReportOutcome, StoreError>;
+    /// Every stored SBOM (every tenant's), in id order after `after`: a full rematch.
+    async fn sboms_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AffectedSbom>, StoreError>;
     /// Marks a new SBOM matched without a report: its document cannot be read (logged).
     async fn mark_unmatchable(&self, sbom_id: &str, now: Timestamp) -> Result<(), StoreError>;
     /// Advances a rematch past an SBOM that could not be matched (its document unreadable).

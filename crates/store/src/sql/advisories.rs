@@ -358,37 +358,29 @@ impl AdvisoryStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<StoredAdvisory>, StoreError> {
         let limit = limit_of(limit);
-        let mut ids: Vec<String> = Vec::new();
+        let mut rows: Vec<AdvisoryRow> = Vec::new();
+        // One query per chunk of keys, rows and all: the matcher calls this once per SBOM.
         for chunk in keys.chunks(KEYS_PER_QUERY) {
             let sql = format!(
-                "SELECT DISTINCT advisory_id FROM advisory_keys
-                 WHERE ($1 IS NULL OR advisory_id > $1) AND {}
-                 ORDER BY advisory_id LIMIT $2",
+                "SELECT {ADVISORY_COLUMNS} FROM advisories a
+                 WHERE ($1 IS NULL OR a.id > $1) AND a.id IN (
+                   SELECT advisory_id FROM advisory_keys WHERE {})
+                 ORDER BY a.id LIMIT $2",
                 keys_clause("ecosystem, name", chunk.len(), 3)
             );
-            let found: Vec<String> = on_pool!(self, |pool| {
-                let mut q = sqlx::query_scalar(&sql).bind(after).bind(limit);
+            let found: Vec<AdvisoryRow> = on_pool!(self, |pool| {
+                let mut q = sqlx::query_as(&sql).bind(after).bind(limit);
                 for (ecosystem, name) in chunk {
                     q = q.bind(ecosystem).bind(name);
                 }
                 q.fetch_all(pool).await?
             });
-            ids.extend(found);
+            rows.extend(found);
         }
-        ids.sort_unstable();
-        ids.dedup();
-        ids.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let mut out = Vec::with_capacity(ids.len());
-        let sql = format!("SELECT {ADVISORY_COLUMNS} FROM advisories a WHERE a.id = $1");
-        for id in ids {
-            let row: Option<AdvisoryRow> = on_pool!(self, |pool| {
-                sqlx::query_as(&sql).bind(&id).fetch_optional(pool).await?
-            });
-            if let Some(row) = row {
-                out.push(row.into_domain()?);
-            }
-        }
-        Ok(out)
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows.dedup_by(|a, b| a.id == b.id);
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        rows.into_iter().map(AdvisoryRow::into_domain).collect()
     }
 
     async fn import_keys(

@@ -177,6 +177,30 @@ impl VulnerabilityStore for SqlStore {
         })
     }
 
+    async fn sboms_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AffectedSbom>, StoreError> {
+        let rows: Vec<(String, String, String)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, tenant_id, digest FROM sboms WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit.clamp(1, 10_000)))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(sbom_id, tenant_id, digest)| AffectedSbom {
+                sbom_id,
+                tenant_id,
+                digest,
+            })
+            .collect())
+    }
+
     async fn mark_unmatchable(&self, sbom_id: &str, now: Timestamp) -> Result<(), StoreError> {
         in_tx!(self, |tx| {
             sqlx::query(MARK_MATCHED)
