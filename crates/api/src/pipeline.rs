@@ -188,17 +188,7 @@ pub async fn upload_sbom(
             // What advisories are looked up by: the ecosystem without its release, and the
             // package name as the ecosystem writes it (the source package for OS packages).
             match_key: p.purl.as_deref().and_then(|purl| {
-                let (ecosystem, name) = scanplane_osv::package_key(
-                    purl,
-                    p.source_name.as_deref(),
-                    p.distro.as_deref(),
-                )?;
-                let base = ecosystem
-                    .split(':')
-                    .next()
-                    .unwrap_or(&ecosystem)
-                    .to_string();
-                Some((base, name))
+                scanplane_vuln::match_key(purl, p.source_name.as_deref(), p.distro.as_deref())
             }),
             name: p.name,
             version: p.version,

@@ -10,9 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{Api, ADMIN};
-use scanplane_core::maintenance::WindowAction;
-use scanplane_core::scan::{Scan, ScanStatus, Trigger};
-use scanplane_store::{Backend, NewImage, NewScan, RegistryRecord, ScanChange, Store};
+use scanplane_store::{Backend, NewImage, RegistryRecord};
 use serde_json::{json, Value};
 
 fn data(rel: &str) -> PathBuf {
@@ -61,52 +59,6 @@ async fn get(api: &Api, path: &str, token: &str) -> (u16, Value) {
     (status, resp.json().await.unwrap())
 }
 
-async fn running(
-    store: &dyn Store,
-    tenant: &str,
-    scanner: &str,
-    target: &str,
-    options: Value,
-    token: &str,
-) -> Scan {
-    let now = chrono::Utc::now();
-    let scan = store
-        .create_scan(
-            NewScan {
-                tenant_id: tenant.into(),
-                project_id: None,
-                schedule_id: None,
-                fire_time: None,
-                trigger: Trigger::Pipeline,
-                scanner: scanner.into(),
-                provider: None,
-                targets: vec![target.into()],
-                billing: false,
-                options: options.to_string(),
-                scope_options: "{}".into(),
-                on_maintenance: WindowAction::Hold,
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    for status in [
-        ScanStatus::Admitted,
-        ScanStatus::Dispatched,
-        ScanStatus::Running,
-    ] {
-        let change = ScanChange {
-            report_token_hash: Some(scanplane_api::auth::hash_token(token)),
-            ..Default::default()
-        };
-        store
-            .transition(&scan.id, status, &change, now)
-            .await
-            .unwrap();
-    }
-    store.scan(None, &scan.id).await.unwrap().unwrap()
-}
-
 /// Tenant `tenant` has image app:1 (digest sha256:aa) whose SBOM is the captured Alpine one,
 /// uploaded through the SBOM endpoint.
 async fn image_with_sbom(api: &Api, tenant: &str) {
@@ -129,11 +81,11 @@ async fn image_with_sbom(api: &Api, tenant: &str) {
         )
         .await
         .unwrap();
-    let discovery = running(
+    let discovery = common::running_step(
         store,
         tenant,
         "registry-discovery",
-        "registry://127.0.0.1:5000",
+        &["registry://127.0.0.1:5000"],
         json!({"registry_id": format!("reg-{tenant}")}),
         &format!("d-{tenant}"),
     )
@@ -155,11 +107,11 @@ async fn image_with_sbom(api: &Api, tenant: &str) {
         .await
         .unwrap();
     let token = format!("s-{tenant}");
-    let sbom = running(
+    let sbom = common::running_step(
         store,
         tenant,
         "sbom",
-        "image://127.0.0.1:5000/app@sha256:aa",
+        &["image://127.0.0.1:5000/app@sha256:aa"],
         json!({"registry_id": format!("reg-{tenant}"), "digest": "sha256:aa"}),
         &token,
     )

@@ -9,59 +9,11 @@
 mod common;
 
 use common::{Api, ADMIN};
-use scanplane_core::maintenance::WindowAction;
-use scanplane_core::scan::{Scan, ScanStatus, Trigger};
-use scanplane_store::{Backend, ImageFilter, NewScan, RegistryRecord, ScanChange, Store};
+use scanplane_core::scan::Trigger;
+use scanplane_store::{Backend, ImageFilter, RegistryRecord, Store};
 use serde_json::{json, Value};
 
 const SPDX: &[u8] = include_bytes!("../../sbom/tests/data/trivy/alpine-image.spdx.json");
-
-/// A running scan of `scanner` with `options`, authenticated by `token`.
-async fn running(
-    store: &dyn Store,
-    tenant: &str,
-    scanner: &str,
-    targets: &[&str],
-    options: Value,
-    token: &str,
-) -> Scan {
-    let now = chrono::Utc::now();
-    let scan = store
-        .create_scan(
-            NewScan {
-                tenant_id: tenant.into(),
-                project_id: None,
-                schedule_id: None,
-                fire_time: None,
-                trigger: Trigger::OnDemand,
-                scanner: scanner.into(),
-                provider: None,
-                targets: targets.iter().map(|t| t.to_string()).collect(),
-                billing: false,
-                options: options.to_string(),
-                scope_options: "{}".into(),
-                on_maintenance: WindowAction::Hold,
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    for status in [
-        ScanStatus::Admitted,
-        ScanStatus::Dispatched,
-        ScanStatus::Running,
-    ] {
-        let change = ScanChange {
-            report_token_hash: Some(scanplane_api::auth::hash_token(token)),
-            ..Default::default()
-        };
-        store
-            .transition(&scan.id, status, &change, now)
-            .await
-            .unwrap();
-    }
-    store.scan(None, &scan.id).await.unwrap().unwrap()
-}
 
 async fn registry(store: &dyn Store, tenant: &str) -> String {
     let now = chrono::Utc::now();
@@ -117,7 +69,7 @@ async fn a_discoverys_report_records_images_and_queues_sboms(backend: Backend) {
     let api = Api::start(backend, Default::default()).await;
     let tenant = api.state.default_tenant.id.clone();
     let registry_id = registry(api.store.as_ref(), &tenant).await;
-    let scan = running(
+    let scan = common::running_step(
         api.store.as_ref(),
         &tenant,
         "registry-discovery",
@@ -273,7 +225,7 @@ async fn sbom_upload_indexes_once_and_refuses_bad_documents(backend: Backend) {
     let api = Api::start(backend, Default::default()).await;
     let tenant = api.state.default_tenant.id.clone();
     let registry_id = registry(api.store.as_ref(), &tenant).await;
-    let scan = running(
+    let scan = common::running_step(
         api.store.as_ref(),
         &tenant,
         "sbom",

@@ -38,12 +38,7 @@ fn packages(document: &[u8]) -> Vec<SbomPackage> {
         .into_iter()
         .map(|p| SbomPackage {
             match_key: p.purl.as_deref().and_then(|purl| {
-                let (eco, name) = scanplane_osv::package_key(
-                    purl,
-                    p.source_name.as_deref(),
-                    p.distro.as_deref(),
-                )?;
-                Some((eco.split(':').next().unwrap().to_string(), name))
+                scanplane_vuln::match_key(purl, p.source_name.as_deref(), p.distro.as_deref())
             }),
             name: p.name,
             version: p.version,

@@ -67,6 +67,17 @@ pub fn key_of(ecosystem: &str, name: &str) -> (String, String) {
     (base.to_string(), name)
 }
 
+/// The advisory key a package is stored and looked up under (ecosystem without release,
+/// name as the ecosystem normalises it), from what the SBOM says of it.
+pub fn match_key(
+    purl: &str,
+    source_name: Option<&str>,
+    distro: Option<&str>,
+) -> Option<(String, String)> {
+    let (ecosystem, name) = scanplane_osv::package_key(purl, source_name, distro)?;
+    Some(key_of(&ecosystem, &name))
+}
+
 /// The OSV key of an indexed package and the version to compare: the source package's
 /// version when it is matched by its source package and the SBOM knows that version.
 pub fn package_ref(p: &Package) -> Option<PackageRef> {

@@ -219,3 +219,54 @@ pub fn parse_raw(resp: &[u8]) -> (u16, serde_json::Value) {
         serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}"));
     (status, body)
 }
+
+/// A running scan of `scanner` on `targets` with `options` (a pipeline step, as the
+/// registry endpoints create them), whose report token is `token`.
+pub async fn running_step(
+    store: &dyn Store,
+    tenant: &str,
+    scanner: &str,
+    targets: &[&str],
+    options: serde_json::Value,
+    token: &str,
+) -> scanplane_core::scan::Scan {
+    use scanplane_core::maintenance::WindowAction;
+    use scanplane_core::scan::{ScanStatus, Trigger};
+    use scanplane_store::{NewScan, ScanChange};
+    let now = chrono::Utc::now();
+    let scan = store
+        .create_scan(
+            NewScan {
+                tenant_id: tenant.into(),
+                project_id: None,
+                schedule_id: None,
+                fire_time: None,
+                trigger: Trigger::Pipeline,
+                scanner: scanner.into(),
+                provider: None,
+                targets: targets.iter().map(|t| t.to_string()).collect(),
+                billing: false,
+                options: options.to_string(),
+                scope_options: "{}".into(),
+                on_maintenance: WindowAction::Hold,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    for status in [
+        ScanStatus::Admitted,
+        ScanStatus::Dispatched,
+        ScanStatus::Running,
+    ] {
+        let change = ScanChange {
+            report_token_hash: Some(scanplane_api::auth::hash_token(token)),
+            ..Default::default()
+        };
+        store
+            .transition(&scan.id, status, &change, now)
+            .await
+            .unwrap();
+    }
+    store.scan(None, &scan.id).await.unwrap().unwrap()
+}
