@@ -184,21 +184,14 @@ pub async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportView>, ApiError> {
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if !matches!(
-        content_type.as_deref(),
-        Some("application/zip" | "application/x-zip-compressed" | "application/octet-stream")
-    ) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "request body: expected Content-Type: application/zip",
-        ));
-    }
+    ApiError::require_content_type(
+        &headers,
+        &[
+            "application/zip",
+            "application/x-zip-compressed",
+            "application/octet-stream",
+        ],
+    )?;
     // The upload goes to disk as it arrives: a zip is read from its end (the central
     // directory), so it cannot be parsed as a stream, and it must not sit in memory.
     let mut file = tempfile::tempfile()
@@ -206,13 +199,7 @@ pub async fn import(
     let mut size: u64 = 0;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            use std::error::Error as _;
-            match e.source() {
-                Some(source) => ApiError::from_body_error(source),
-                None => ApiError::malformed(format!("request body: {e}")),
-            }
-        })?;
+        let chunk = chunk.map_err(|e| ApiError::from_stream_error(&e))?;
         size += chunk.len() as u64;
         if size > MAX_UPLOAD {
             return Err(too_large());

@@ -110,6 +110,38 @@ impl ApiError {
             format!("request body: {e}"),
         )
     }
+    /// An error of a streamed request body (`Body::into_data_stream`): as
+    /// [`ApiError::from_body_error`] of its cause.
+    pub fn from_stream_error(e: &axum::Error) -> Self {
+        use std::error::Error as _;
+        match e.source() {
+            Some(source) => Self::from_body_error(source),
+            None => Self::malformed(format!("request body: {e}")),
+        }
+    }
+    /// Refuses a body not declared as one of `allowed` (media types without parameters):
+    /// a 415 saying which one is expected.
+    pub fn require_content_type(
+        headers: &axum::http::HeaderMap,
+        allowed: &[&str],
+    ) -> Result<(), Self> {
+        let declared = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        if declared.as_deref().is_some_and(|d| allowed.contains(&d)) {
+            return Ok(());
+        }
+        Err(Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "request body: expected Content-Type: {}",
+                allowed.first().copied().unwrap_or("application/json")
+            ),
+        ))
+    }
     /// An error reading the request body: a timeout is a 408, anything else a 400.
     pub fn from_body_error(e: &(dyn std::error::Error + 'static)) -> Self {
         match crate::server::BodyTimeout::find(e) {

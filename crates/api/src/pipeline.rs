@@ -138,21 +138,7 @@ pub async fn upload_sbom(
             scan.scanner
         )));
     }
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    if !matches!(
-        content_type.as_deref(),
-        Some("application/spdx+json" | "application/json")
-    ) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "request body: expected Content-Type: application/spdx+json",
-        ));
-    }
+    ApiError::require_content_type(&headers, &["application/spdx+json", "application/json"])?;
     let options: SbomOptions = serde_json::from_str(&scan.options)
         .map_err(|e| ApiError::internal(format!("scan {id} options: {e}")))?;
     // Read with a running count so that an oversized upload is refused as it arrives, never
@@ -160,13 +146,7 @@ pub async fn upload_sbom(
     let mut document: Vec<u8> = Vec::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            use std::error::Error as _;
-            match e.source() {
-                Some(source) => ApiError::from_body_error(source),
-                None => ApiError::malformed(format!("request body: {e}")),
-            }
-        })?;
+        let chunk = chunk.map_err(|e| ApiError::from_stream_error(&e))?;
         if document.len() + chunk.len() > scanplane_sbom::MAX_DOCUMENT_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -550,13 +550,7 @@ pub async fn report(
     };
     let mut inserted = 0u64;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            use std::error::Error as _;
-            match e.source() {
-                Some(source) => ApiError::from_body_error(source),
-                None => ApiError::malformed(format!("request body: {e}")),
-            }
-        })?;
+        let chunk = chunk.map_err(|e| ApiError::from_stream_error(&e))?;
         splitter.feed(&chunk, &mut |ev| ingest.on(ev))?;
         if ingest.batch.len() >= BATCH {
             inserted += store_batch(&state, &scan, &mut ingest.batch).await?;
