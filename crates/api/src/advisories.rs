@@ -3,9 +3,9 @@
 //! `GET /api/v1/advisories/:id` (an OSV id or an alias such as a CVE id) with the caller's
 //! images it affects, matched against their stored SBOMs, never by pulling an image again.
 //!
-//! An import streams the upload to a temporary file (at most [`MAX_UPLOAD`]), reads it one
-//! record at a time on a blocking thread and stores batches of [`BATCH`]; the answer comes
-//! after the last batch committed, so a 2xx means every counted record is durable. A crash
+//! An import streams the upload to a temporary file (at most [`MAX_UPLOAD`]) and imports it
+//! as the feed sync does (`scanplane_rematch::import`); the answer comes after the last
+//! batch committed, so a 2xx means every counted record is durable. A crash
 //! mid-import leaves an unfinished import with the batches stored so far; importing the same
 //! file again stores the rest and counts the others unchanged.
 
@@ -17,9 +17,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures::StreamExt;
-use scanplane_store::{AdvisoryImport, ImageFilter, NewAdvisory, StoredAdvisory};
+use scanplane_rematch::import::ImportError;
+use scanplane_store::{AdvisoryImport, ImageFilter, StoredAdvisory};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,8 +32,6 @@ use crate::{fmt_ts, AppState};
 
 /// Largest upload: osv.dev's largest ecosystem exports are a few hundred MB.
 pub const MAX_UPLOAD: u64 = 1024 * 1024 * 1024;
-/// Advisories stored per transaction.
-const BATCH: usize = 500;
 /// Stored SBOMs examined for one advisory's affected images; more are reported as truncated.
 const MAX_SBOMS: u32 = 200;
 /// Images listed per affected digest.
@@ -136,25 +134,6 @@ pub struct AdvisoryView {
     pub images_truncated: bool,
 }
 
-fn new_advisory(bytes: Vec<u8>, a: &scanplane_osv::Advisory) -> NewAdvisory {
-    let mut keys: Vec<(String, String)> = a
-        .affected
-        .iter()
-        .filter_map(|af| af.package.as_ref())
-        .map(|p| scanplane_vuln::key_of(&p.ecosystem, &p.name))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    NewAdvisory {
-        id: a.id.clone(),
-        modified: a.modified.clone(),
-        withdrawn: a.withdrawn.clone(),
-        aliases: a.aliases.clone(),
-        document: bytes,
-        keys,
-    }
-}
-
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -207,69 +186,18 @@ pub async fn import(
         file.write_all(&chunk)
             .map_err(|e| ApiError::internal(format!("writing an advisory upload: {e}")))?;
     }
-    let import_id = state
-        .store
-        .begin_import(&format!("upload ({size} bytes)"), state.clock.now())
-        .await?;
-    tracing::info!(import_id = %import_id, bytes = size, "advisory import started");
-
-    let (tx, mut rx) = mpsc::channel::<NewAdvisory>(BATCH * 2);
-    let reader = tokio::task::spawn_blocking(move || {
-        use std::io::Seek;
-        file.rewind()?;
-        scanplane_osv::visit_zip(
-            std::io::BufReader::new(file),
-            scanplane_osv::ZipLimits::default(),
-            &mut |bytes, advisory| tx.blocking_send(new_advisory(bytes, &advisory)).is_ok(),
-        )
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
-    });
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut stored: u64 = 0;
-    while let Some(a) = rx.recv().await {
-        batch.push(a);
-        if batch.len() >= BATCH {
-            state
-                .store
-                .import_advisories(&import_id, &batch, state.clock.now())
-                .await?;
-            stored += batch.len() as u64;
-            batch.clear();
-            tracing::info!(import_id = %import_id, stored, "advisory import progress");
-        }
-    }
-    if !batch.is_empty() {
-        state
-            .store
-            .import_advisories(&import_id, &batch, state.clock.now())
-            .await?;
-    }
-    let rejected = match reader.await {
-        Ok(Ok(rejected)) => rejected,
-        Ok(Err(e)) => {
-            let reasons = [e.to_string()];
-            state
-                .store
-                .finish_import(&import_id, 1, &reasons, state.clock.now())
-                .await?;
-            return Err(ApiError::invalid("body", e));
-        }
-        Err(e) => return Err(ApiError::internal(format!("advisory reader: {e}"))),
-    };
-    let reasons: Vec<String> = rejected
-        .iter()
-        .map(|r| format!("{}: {}", r.source, r.reason))
-        .collect();
-    let done = state
-        .store
-        .finish_import(
-            &import_id,
-            rejected.len() as u64,
-            &reasons,
-            state.clock.now(),
-        )
-        .await?;
-    tracing::info!(import_id = %import_id, added = done.counts.added, modified = done.counts.modified, unchanged = done.counts.unchanged, rejected = done.rejected, changed_keys = done.changed_keys, "advisory import finished");
+    let done = scanplane_rematch::import::import(
+        &state.store,
+        &state.clock,
+        scanplane_rematch::import::Records::Zip(file),
+        &format!("upload ({size} bytes)"),
+    )
+    .await
+    .map_err(|e| match e {
+        ImportError::Store(e) => ApiError::from(e),
+        ImportError::Unreadable(why) => ApiError::invalid("body", why),
+        ImportError::Reader(why) => ApiError::internal(format!("advisory reader: {why}")),
+    })?;
     Ok(Json(done.into()))
 }
 
@@ -303,6 +231,46 @@ pub async fn imports(
     };
     let list = state.store.advisory_imports(limit).await?;
     Ok(Json(list.into_iter().map(ImportView::from).collect()))
+}
+
+/// An advisory feed of the configuration, as its last check left it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeedView {
+    /// The URL or local path, as configured.
+    pub source: String,
+    /// Null until it was first checked.
+    pub checked_at: Option<String>,
+    /// "imported: ...", "not modified" or "failed: <reason>".
+    pub status: Option<String>,
+    /// The import of its last change.
+    pub import_id: Option<String>,
+    /// The validator sent back on the next check (`If-None-Match`).
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// The advisory feeds (`advisories.sources` of the configuration) and their last checks.
+#[utoipa::path(get, path = "/api/v1/advisories/feeds", tag = "advisories",
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<FeedView>), error::AdminOnly, error::Common))]
+pub async fn feeds(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<Json<Vec<FeedView>>, ApiError> {
+    let feeds = state.store.feeds().await?;
+    Ok(Json(
+        feeds
+            .into_iter()
+            .map(|f| FeedView {
+                source: f.source,
+                checked_at: f.checked_at.map(fmt_ts),
+                status: f.status,
+                import_id: f.import_id,
+                etag: f.etag,
+                last_modified: f.last_modified,
+            })
+            .collect(),
+    ))
 }
 
 /// The caller's images `advisory` affects: the stored SBOMs with a package of its keys,
@@ -418,6 +386,7 @@ pub async fn advisory(
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(imports))
+        .routes(routes!(feeds))
         .routes(routes!(advisory))
         // The upload is read with its own limit, to a file; the JSON body limit does not apply.
         .merge(

@@ -21,6 +21,61 @@ pub struct ConfigFile {
     /// Custom scanners (YAML key `scanners`), passed to the scanner registry.
     #[serde(default)]
     pub scanners: Vec<serde_yaml::Value>,
+    /// OSV advisory feeds synced on a schedule.
+    #[serde(default)]
+    pub advisories: AdvisoriesEntry,
+}
+
+/// `advisories: {sources: [...], every: 6h}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvisoriesEntry {
+    /// URLs serving an OSV `all.zip`, local zips, or directories of `.json` records.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// How often each source is checked (default 6h).
+    pub every: Option<String>,
+}
+
+/// The default period of an advisory feed check.
+pub const DEFAULT_FEED_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+/// The shortest accepted period: a feed is a download, not a poll.
+pub const MIN_FEED_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl AdvisoriesEntry {
+    /// The check period, validated.
+    pub fn every(&self) -> Result<std::time::Duration, String> {
+        let Some(text) = &self.every else {
+            return Ok(DEFAULT_FEED_EVERY);
+        };
+        let every = DurationLimit::Interval
+            .parse(text)
+            .map_err(|e| format!("advisories.every: {e}"))?;
+        if every < MIN_FEED_EVERY {
+            return Err(format!("advisories.every: {text}: at least 1s"));
+        }
+        Ok(every)
+    }
+
+    /// The sources, validated: each an http(s) URL or a path, none repeated.
+    pub fn sources(&self) -> Result<Vec<String>, String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let s = source.trim();
+            if s.is_empty() {
+                return Err(format!("advisories.sources[{i}]: empty"));
+            }
+            if s.contains("://") && !(s.starts_with("http://") || s.starts_with("https://")) {
+                return Err(format!(
+                    "advisories.sources[{i}]: {s}: expected an http(s) URL or a local path"
+                ));
+            }
+            if !seen.insert(s.to_string()) {
+                return Err(format!("advisories.sources[{i}]: {s} is listed twice"));
+            }
+        }
+        Ok(seen.into_iter().collect())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,10 +116,13 @@ impl ConfigFile {
             path: shown.clone(),
             message: e.to_string(),
         })?;
-        file.policies().map_err(|message| ConfigError::Invalid {
-            path: shown,
-            message,
-        })?;
+        file.policies()
+            .and_then(|_| file.advisories.every())
+            .and_then(|_| file.advisories.sources())
+            .map_err(|message| ConfigError::Invalid {
+                path: shown,
+                message,
+            })?;
         Ok(file)
     }
 
@@ -96,6 +154,36 @@ impl ConfigFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advisory_feeds_default_to_six_hours_and_refuse_bad_entries() {
+        let file: ConfigFile =
+            serde_yaml::from_str("advisories:\n  sources: [https://x/all.zip, /srv/osv]\n")
+                .unwrap();
+        assert_eq!(file.advisories.every().unwrap(), DEFAULT_FEED_EVERY);
+        assert_eq!(file.advisories.sources().unwrap().len(), 2);
+        let fast: ConfigFile = serde_yaml::from_str("advisories: {every: 90m}").unwrap();
+        assert_eq!(fast.advisories.every().unwrap().as_secs(), 5400);
+        for (yaml, named) in [
+            ("advisories: {every: soon}", "advisories.every"),
+            ("advisories: {every: 0s}", "advisories.every"),
+            (
+                "advisories: {sources: [ftp://x/all.zip]}",
+                "advisories.sources[0]",
+            ),
+            ("advisories: {sources: ['']}", "advisories.sources[0]"),
+            ("advisories: {sources: [/a, /a]}", "advisories.sources[1]"),
+        ] {
+            let file: ConfigFile = serde_yaml::from_str(yaml).unwrap();
+            let err = file
+                .advisories
+                .every()
+                .and_then(|_| file.advisories.sources())
+                .unwrap_err();
+            assert!(err.contains(named), "{yaml}: {err}");
+        }
+        assert!(serde_yaml::from_str::<ConfigFile>("advisories: {feeds: []}").is_err());
+    }
 
     #[test]
     fn parses_rate_limits() {

@@ -423,6 +423,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .run(stop_rx.clone()),
         ),
     ));
+    // Advisory feeds of the configuration, checked every `advisories.every`.
+    let feed_sources = config
+        .advisories
+        .sources()
+        .map_err(|e| anyhow!("config file: {e}"))?;
+    if !feed_sources.is_empty() {
+        let every = config
+            .advisories
+            .every()
+            .map_err(|e| anyhow!("config file: {e}"))?;
+        tracing::info!(sources = feed_sources.len(), every = ?every, "advisory feeds configured");
+        loops.push((
+            "advisory feeds",
+            tokio::spawn(
+                scanplane_rematch::feeds::FeedSync {
+                    store: store.clone(),
+                    clock: Arc::new(SystemClock),
+                    sources: feed_sources,
+                    every,
+                    client: scanplane_rematch::feeds::client()
+                        .map_err(|e| anyhow!("advisory feed client: {e}"))?,
+                }
+                .run(stop_rx.clone()),
+            ),
+        ));
+    }
     loops.push((
         "lease keeper",
         tokio::spawn(scanplane_dispatch::fence::run(

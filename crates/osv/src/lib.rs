@@ -14,7 +14,7 @@ mod severity;
 
 pub use error::OsvError;
 pub use load::{
-    load_dir, load_zip, load_zip_with_limits, visit_zip, LoadReport, Rejected, ZipLimits,
+    load_dir, load_zip, load_zip_with_limits, visit_dir, visit_zip, LoadReport, Rejected, ZipLimits,
 };
 pub use matching::{advisory_severity, affected_by, Match, PackageRef, VersionOrder};
 pub use model::{

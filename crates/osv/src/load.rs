@@ -66,6 +66,24 @@ fn io_err(path: &Path, source: std::io::Error) -> OsvError {
 /// Loads every `*.json` file directly inside `dir` (not recursive: osv.dev exports are flat),
 /// in file-name order so that reports are reproducible.
 pub fn load_dir(dir: &Path) -> Result<LoadReport, OsvError> {
+    let mut advisories = Vec::new();
+    let rejected = visit_dir(dir, &mut |_, advisory| {
+        advisories.push(advisory);
+        true
+    })?;
+    Ok(LoadReport {
+        advisories,
+        rejected,
+    })
+}
+
+/// Reads every `*.json` file directly inside `dir` one record at a time, in file-name order,
+/// handing each parsed advisory to `on` with its bytes, as [`visit_zip`] does; `on` returns
+/// false to stop early. Returns the records that were skipped.
+pub fn visit_dir(
+    dir: &Path,
+    on: &mut dyn FnMut(Vec<u8>, Advisory) -> bool,
+) -> Result<Vec<Rejected>, OsvError> {
     let limits = ZipLimits::default();
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
@@ -82,7 +100,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, OsvError> {
         }
     }
     paths.sort();
-    let mut report = LoadReport::default();
+    let mut rejected = Vec::new();
     for path in paths {
         let source = path.display().to_string();
         let id = path.file_name().and_then(|n| n.to_str()).and_then(id_of);
@@ -94,7 +112,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, OsvError> {
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) => {
-                report.rejected.push(reject(e.to_string()));
+                rejected.push(reject(e.to_string()));
                 continue;
             }
         };
@@ -105,15 +123,19 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, OsvError> {
             .take(limits.max_entry_bytes + 1)
             .read_to_end(&mut bytes)
         {
-            report.rejected.push(reject(e.to_string()));
+            rejected.push(reject(e.to_string()));
             continue;
         }
         match parse(&bytes) {
-            Ok(a) => report.advisories.push(a),
-            Err(e) => report.rejected.push(reject(e.to_string())),
+            Ok(a) => {
+                if !on(bytes, a) {
+                    break;
+                }
+            }
+            Err(e) => rejected.push(reject(e.to_string())),
         }
     }
-    Ok(report)
+    Ok(rejected)
 }
 
 /// Loads an osv.dev `all.zip` with the default [`ZipLimits`].

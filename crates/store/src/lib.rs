@@ -25,11 +25,11 @@ use scanplane_core::scan::IllegalTransition;
 
 pub use model::{
     AdvisoryImport, AffectedSbom, DiffList, DiffSummary, DiscoveryOutcome, DiscoveryRecord,
-    FindingFilter, FindingIdentity, IdentityFilter, ImageFilter, ImageRecord, ImportCounts,
-    NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery, RegistryRecord,
-    RematchCounts, ReportChunk, ReportOutcome, RunDiff, SbomInfo, SbomPackage, ScanChange,
-    ScanFilter, StoredAdvisory, StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo,
-    TokenOwner, VulnerabilityReport,
+    FeedState, FindingFilter, FindingIdentity, IdentityFilter, ImageFilter, ImageRecord,
+    ImportCounts, NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
+    RegistryRecord, RematchCounts, RematchStep, ReportChunk, ReportOutcome, RunDiff, SbomInfo,
+    SbomPackage, ScanChange, ScanFilter, StoredAdvisory, StoredFinding, TenantInfo, TerminalCount,
+    TickOutcome, TokenInfo, TokenOwner, VulnerabilityReport,
 };
 pub use roles::{
     AdvisoryStore, DispatchStore, FindingStore, HealthStore, ImageStore, PipelineStore,

@@ -429,6 +429,33 @@ pub struct VulnerabilityReport {
     pub reason: String,
 }
 
+/// An advisory feed's state, as its last check left it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FeedState {
+    pub source: String,
+    /// Validators of the last full response, sent back as `If-None-Match` and
+    /// `If-Modified-Since` (for a local file: its size and modification time).
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub checked_at: Option<Timestamp>,
+    /// "imported", "not modified", or "failed: ..." (the reason).
+    pub status: Option<String>,
+    /// The import of its last change.
+    pub import_id: Option<String>,
+}
+
+/// How far a rematch got with one batch of the SBOMs it considers: recorded with the
+/// batch's reports, so that a rematch killed halfway resumes after the last batch it
+/// recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RematchStep {
+    pub import_id: String,
+    /// The last SBOM id of the batch.
+    pub cursor: String,
+    /// SBOMs of the batch, reported or found unchanged.
+    pub considered: u64,
+}
+
 /// What recording a report did: the run, and the findings new and fixed against the last
 /// report of the same SBOM.
 #[derive(Debug, Clone, PartialEq)]
@@ -447,6 +474,8 @@ pub struct StoredAdvisory {
     pub aliases: Vec<String>,
     /// The record, decompressed.
     pub document: Vec<u8>,
+    /// SHA-256 of the document (hex): changes whenever the record does.
+    pub sha256: String,
     pub import_id: String,
     pub updated_at: Timestamp,
 }

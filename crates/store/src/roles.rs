@@ -19,11 +19,11 @@ use scanplane_core::Timestamp;
 
 use crate::{
     AdvisoryImport, AffectedSbom, Backend, DiffList, DiffSummary, DiscoveryOutcome,
-    DiscoveryRecord, FindingFilter, FindingIdentity, IdentityFilter, ImageFilter, ImageRecord,
-    ImportCounts, NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
-    RegistryRecord, ReportChunk, ReportOutcome, RunDiff, SbomInfo, ScanChange, ScanFilter,
-    StoreError, StoredAdvisory, StoredFinding, TenantInfo, TerminalCount, TickOutcome, TokenInfo,
-    TokenOwner, VulnerabilityReport,
+    DiscoveryRecord, FeedState, FindingFilter, FindingIdentity, IdentityFilter, ImageFilter,
+    ImageRecord, ImportCounts, NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
+    RegistryRecord, RematchStep, ReportChunk, ReportOutcome, RunDiff, SbomInfo, ScanChange,
+    ScanFilter, StoreError, StoredAdvisory, StoredFinding, TenantInfo, TerminalCount, TickOutcome,
+    TokenInfo, TokenOwner, VulnerabilityReport,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -485,13 +485,14 @@ pub trait AdvisoryStore: Send + Sync {
     async fn advisory_imports(&self, limit: u32) -> Result<Vec<AdvisoryImport>, StoreError>;
     /// An advisory by its id or one of its aliases (a CVE id), the id first.
     async fn advisory(&self, id_or_alias: &str) -> Result<Vec<StoredAdvisory>, StoreError>;
-    /// Every advisory affecting one of `keys`, in id order after `after`.
-    async fn advisories_for(
+    /// The id and document SHA-256 of every advisory affecting one of `keys`, in id order:
+    /// what a matcher checks its cache of parsed advisories against.
+    async fn advisory_versions_for(
         &self,
         keys: &[(String, String)],
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<StoredAdvisory>, StoreError>;
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// The advisories of `ids` (those still stored), in id order.
+    async fn advisories_by_id(&self, ids: &[String]) -> Result<Vec<StoredAdvisory>, StoreError>;
     /// The keys an import changed, in order after `after`.
     async fn import_keys(
         &self,
@@ -499,6 +500,23 @@ pub trait AdvisoryStore: Send + Sync {
         after: Option<&(String, String)>,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Claims the next check of an advisory feed when it is due (`next_check_at` ≤ now, or a
+    /// feed never seen), moving its next check to `next_check_at`: of replicas asking at
+    /// once, one gets the feed's state and the others `None`.
+    async fn claim_feed_check(
+        &self,
+        source: &str,
+        next_check_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<FeedState>, StoreError>;
+    /// Records what a check did (validators, status, import) and when to check next.
+    async fn record_feed_check(
+        &self,
+        state: &FeedState,
+        next_check_at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Every feed's state, by source.
+    async fn feeds(&self) -> Result<Vec<FeedState>, StoreError>;
     /// Stored SBOMs (every tenant's) with a package of one of `keys`, in SBOM id order after
     /// `after`.
     async fn sboms_with_keys(
@@ -514,25 +532,37 @@ pub trait AdvisoryStore: Send + Sync {
 pub trait VulnerabilityStore: Send + Sync {
     /// Stored SBOMs never matched yet, oldest first.
     async fn unmatched_sboms(&self, limit: u32) -> Result<Vec<AffectedSbom>, StoreError>;
-    /// Records a report in one transaction: the run is created and completed with its
-    /// findings (identities new, reopened and fixed as for any run), the SBOM marked matched,
-    /// and, for a rematch, the import's cursor and counts advanced.
-    async fn record_vulnerability_report(
+    /// Records reports in one transaction: each run is created and completed with its
+    /// findings (identities new, reopened and fixed as for any run) and its SBOM marked
+    /// matched; for a rematch, the import's cursor moves to `step.cursor` and its counts
+    /// advance by the batch (`step.considered` SBOMs, of which those reported here changed).
+    async fn record_vulnerability_reports(
         &self,
-        report: &VulnerabilityReport,
-        rematch_of: Option<&str>,
+        reports: &[VulnerabilityReport],
+        step: Option<&RematchStep>,
         now: Timestamp,
-    ) -> Result<ReportOutcome, StoreError>;
+    ) -> Result<Vec<ReportOutcome>, StoreError>;
+    /// The indexed packages of the SBOMs `sbom_ids` (only those of a key in `keys`, when
+    /// given), in `(sbom, seq)` order.
+    async fn sbom_packages(
+        &self,
+        sbom_ids: &[String],
+        keys: Option<&[(String, String)]>,
+    ) -> Result<Vec<PackageHit>, StoreError>;
+    /// The live (open or reopened) findings of each scope of `scope_keys` (only those at
+    /// `locations`, when given): what an SBOM's vulnerability report currently says, as
+    /// `(scope key, finding)`.
+    async fn live_findings(
+        &self,
+        scope_keys: &[String],
+        locations: Option<&[String]>,
+    ) -> Result<Vec<(String, Finding)>, StoreError>;
     /// Every stored SBOM (every tenant's), in id order after `after`: a full rematch.
     async fn sboms_page(
         &self,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AffectedSbom>, StoreError>;
-    /// Marks a new SBOM matched without a report: its document cannot be read (logged).
-    async fn mark_unmatchable(&self, sbom_id: &str, now: Timestamp) -> Result<(), StoreError>;
-    /// Advances a rematch past an SBOM that could not be matched (its document unreadable).
-    async fn skip_rematch_sbom(&self, import_id: &str, sbom_id: &str) -> Result<(), StoreError>;
     /// Finished imports whose rematch has not finished, oldest first, with their cursors.
     async fn pending_rematches(
         &self,

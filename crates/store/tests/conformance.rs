@@ -1753,19 +1753,29 @@ async fn advisory_imports_are_versioned(store: Arc<dyn Store>) {
     assert!(String::from_utf8(one[0].document.clone())
         .unwrap()
         .contains("2024-02-01"));
-    let for_keys = store
-        .advisories_for(
-            &[
-                ("Debian".into(), "libssl".into()),
-                ("Alpine".into(), "openssl".into()),
-            ],
-            None,
-            10,
-        )
-        .await
-        .unwrap();
-    let ids: Vec<&str> = for_keys.iter().map(|a| a.id.as_str()).collect();
+    let keys = [
+        ("Debian".to_string(), "libssl".to_string()),
+        ("Alpine".to_string(), "openssl".to_string()),
+    ];
+    let versions = store.advisory_versions_for(&keys).await.unwrap();
+    let ids: Vec<&str> = versions.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["ALPINE-1", "DEBIAN-1"]);
+    let wanted: Vec<String> = versions.iter().map(|(id, _)| id.clone()).collect();
+    let fetched = store.advisories_by_id(&wanted).await.unwrap();
+    let fetched: Vec<(&str, &str)> = fetched
+        .iter()
+        .map(|a| (a.id.as_str(), a.sha256.as_str()))
+        .collect();
+    let versions: Vec<(&str, &str)> = versions
+        .iter()
+        .map(|(id, sha)| (id.as_str(), sha.as_str()))
+        .collect();
+    assert_eq!(fetched, versions, "the same documents, by id");
+    assert!(store
+        .advisories_by_id(&["NOT-STORED".to_string()])
+        .await
+        .unwrap()
+        .is_empty());
 
     // SBOMs by the keys of their packages.
     let tenant = store.ensure_tenant("vulns").await.unwrap();
@@ -1812,9 +1822,62 @@ async fn advisory_imports_are_versioned(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(after.is_empty());
+    // The matcher reads packages from the index: all of them, or those of some keys.
+    let ids = [affected[0].sbom_id.clone()];
+    let all = store.sbom_packages(&ids, None).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].digest, "sha256:a1");
+    assert_eq!(all[0].package.name, "openssl");
+    let of_key = store
+        .sbom_packages(&ids, Some(&[("Alpine".into(), "openssl".into())]))
+        .await
+        .unwrap();
+    assert_eq!(of_key, all);
+    assert!(store
+        .sbom_packages(&ids, Some(&[("npm".into(), "lodash".into())]))
+        .await
+        .unwrap()
+        .is_empty());
     let imports = store.advisory_imports(10).await.unwrap();
     assert_eq!(imports.len(), 3);
     assert_eq!(imports[0].id, third, "newest first");
+
+    // Feed checks: one claim per due time, whoever asks; validators kept between checks.
+    let feed = "https://feeds.example/osv/all.zip";
+    let first = store
+        .claim_feed_check(feed, t(6, 0, 0), t(5, 0, 0))
+        .await
+        .unwrap()
+        .expect("a new feed is due");
+    assert_eq!((first.source.as_str(), first.etag.as_deref()), (feed, None));
+    assert!(
+        store
+            .claim_feed_check(feed, t(6, 0, 0), t(5, 0, 0))
+            .await
+            .unwrap()
+            .is_none(),
+        "a second replica asking at the same time gets nothing"
+    );
+    let checked = scanplane_store::FeedState {
+        etag: Some("\"v1\"".into()),
+        checked_at: Some(t(5, 0, 0)),
+        status: Some("imported".into()),
+        import_id: Some(third.clone()),
+        ..first
+    };
+    store.record_feed_check(&checked, t(6, 0, 0)).await.unwrap();
+    assert!(store
+        .claim_feed_check(feed, t(7, 0, 0), t(5, 30, 0))
+        .await
+        .unwrap()
+        .is_none());
+    let again = store
+        .claim_feed_check(feed, t(7, 0, 0), t(6, 0, 0))
+        .await
+        .unwrap()
+        .expect("due again");
+    assert_eq!(again, checked);
+    assert_eq!(store.feeds().await.unwrap(), vec![checked]);
 }
 
 fn vuln_finding(digest: &str, id: &str) -> scanplane_core::finding::Finding {
@@ -1864,16 +1927,17 @@ async fn vulnerability_reports_fold_identities_and_resume_rematches(store: Arc<d
         reason: "succeeded: 2 vulnerabilities".into(),
     };
     let first = store
-        .record_vulnerability_report(
-            &report(vec![
+        .record_vulnerability_reports(
+            &[report(vec![
                 vuln_finding("sha256:ee", "CVE-1"),
                 vuln_finding("sha256:ee", "CVE-2"),
-            ]),
+            ])],
             None,
             t(2, 0, 0),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     assert_eq!((first.new, first.fixed), (2, 0));
     assert_eq!(first.scan.status, ScanStatus::Succeeded);
     assert_eq!(first.scan.findings_count, 2);
@@ -1898,14 +1962,20 @@ async fn vulnerability_reports_fold_identities_and_resume_rematches(store: Arc<d
         store.pending_rematches(10).await.unwrap(),
         vec![(import.clone(), None)]
     );
+    let step = scanplane_store::RematchStep {
+        import_id: import.clone(),
+        cursor: sbom_id.clone(),
+        considered: 1,
+    };
     let second = store
-        .record_vulnerability_report(
-            &report(vec![vuln_finding("sha256:ee", "CVE-1")]),
-            Some(&import),
+        .record_vulnerability_reports(
+            &[report(vec![vuln_finding("sha256:ee", "CVE-1")])],
+            Some(&step),
             t(3, 0, 2),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .remove(0);
     assert_eq!((second.new, second.fixed), (0, 1));
     assert_eq!(
         store.pending_rematches(10).await.unwrap(),
@@ -1914,14 +1984,66 @@ async fn vulnerability_reports_fold_identities_and_resume_rematches(store: Arc<d
     );
     // The same report again (a rematch resumed after a crash): nothing new, nothing fixed.
     let third = store
-        .record_vulnerability_report(
-            &report(vec![vuln_finding("sha256:ee", "CVE-1")]),
-            Some(&import),
+        .record_vulnerability_reports(
+            &[report(vec![vuln_finding("sha256:ee", "CVE-1")])],
+            Some(&step),
+            t(3, 0, 3),
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((third.new, third.fixed), (0, 0));
+    // What the matcher compares a fresh match with: the live findings of the SBOM's scope.
+    let scope = scanplane_core::scan::scope_key(
+        &tenant.id,
+        "vulnerabilities",
+        &["image://sha256:ee".to_string()],
+        "{}",
+    );
+    let at = ["pkg:apk/alpine/libssl3@3.1.4-r5".to_string()];
+    assert_eq!(
+        store
+            .live_findings(std::slice::from_ref(&scope), Some(&at))
+            .await
+            .unwrap(),
+        store
+            .live_findings(std::slice::from_ref(&scope), None)
+            .await
+            .unwrap()
+    );
+    assert!(store
+        .live_findings(
+            std::slice::from_ref(&scope),
+            Some(&["pkg:npm/other@1".to_string()])
+        )
+        .await
+        .unwrap()
+        .is_empty());
+    let live = store
+        .live_findings(std::slice::from_ref(&scope), None)
+        .await
+        .unwrap();
+    let live: Vec<(&str, &str)> = live
+        .iter()
+        .map(|(s, f)| (s.as_str(), f.rule_id.as_str()))
+        .collect();
+    assert_eq!(
+        live,
+        [(scope.as_str(), "CVE-1")],
+        "CVE-2 is fixed, not live"
+    );
+    // A batch with no report (every SBOM unchanged) still moves the cursor and counts.
+    store
+        .record_vulnerability_reports(
+            &[],
+            Some(&scanplane_store::RematchStep {
+                considered: 3,
+                ..step.clone()
+            }),
             t(3, 0, 3),
         )
         .await
         .unwrap();
-    assert_eq!((third.new, third.fixed), (0, 0));
     store.finish_rematch(&import, t(3, 0, 4)).await.unwrap();
     assert!(store.pending_rematches(10).await.unwrap().is_empty());
     let counts = store
@@ -1937,7 +2059,7 @@ async fn vulnerability_reports_fold_identities_and_resume_rematches(store: Arc<d
             counts.findings_new,
             counts.findings_fixed
         ),
-        (2, 1, 0, 1)
+        (5, 1, 0, 1)
     );
     assert!(counts.finished_at.is_some());
 

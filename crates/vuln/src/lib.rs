@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use scanplane_osv::{affected_by, Advisory, PackageRef, Severity, VersionOrder};
 use scanplane_sbom::{Index, Package};
@@ -100,12 +101,17 @@ pub fn package_ref(p: &Package) -> Option<PackageRef> {
 /// Advisories indexed for matching.
 #[derive(Debug, Default)]
 pub struct Matcher {
-    advisories: Vec<Advisory>,
+    advisories: Vec<Arc<Advisory>>,
     by_key: HashMap<(String, String), Vec<usize>>,
 }
 
 impl Matcher {
     pub fn new(advisories: Vec<Advisory>) -> Matcher {
+        Matcher::shared(advisories.into_iter().map(Arc::new).collect())
+    }
+
+    /// A matcher over advisories parsed once and shared (a cache of them, across SBOMs).
+    pub fn shared(advisories: Vec<Arc<Advisory>>) -> Matcher {
         let mut by_key: HashMap<(String, String), Vec<usize>> = HashMap::new();
         for (i, a) in advisories.iter().enumerate() {
             let mut keys: Vec<(String, String)> = a
@@ -139,8 +145,13 @@ impl Matcher {
 
     /// Every match of every package of `index`, sorted by package then advisory id.
     pub fn match_index(&self, index: &Index, order: &dyn VersionOrder) -> Vec<VulnMatch> {
+        self.match_packages(&index.packages, order)
+    }
+
+    /// Every match of every package of `packages`, sorted by package then advisory id.
+    pub fn match_packages(&self, packages: &[Package], order: &dyn VersionOrder) -> Vec<VulnMatch> {
         let mut out = Vec::new();
-        for p in &index.packages {
+        for p in packages {
             let Some(package) = package_ref(p) else {
                 continue;
             };

@@ -15,13 +15,15 @@ use super::{new_id, SqlStore};
 use crate::rows::{json_list, ms, opt_ts, ts};
 use crate::text::stored_text;
 use crate::{
-    AdvisoryImport, AdvisoryStore, AffectedSbom, ImportCounts, NewAdvisory, RematchCounts,
-    StoreError, StoredAdvisory,
+    AdvisoryImport, AdvisoryStore, AffectedSbom, FeedState, ImportCounts, NewAdvisory,
+    RematchCounts, StoreError, StoredAdvisory,
 };
 
 /// Keys per query when a list of keys is matched: two parameters each, far below SQLite's
 /// limit of 32,766.
-const KEYS_PER_QUERY: usize = 500;
+pub(super) const KEYS_PER_QUERY: usize = 500;
+/// Ids per `IN (...)` list.
+pub(super) const IDS_PER_QUERY: usize = 500;
 /// Most rejection reasons an import keeps.
 const MAX_REJECTIONS: usize = 20;
 /// Longest list read in one call.
@@ -65,7 +67,7 @@ const IMPORT_COLUMNS: &str = "i.id, i.source, i.started_at, i.finished_at, i.rec
        i.sboms_considered, i.sboms_rematched, i.findings_new, i.findings_fixed, i.rematched_at";
 
 const ADVISORY_COLUMNS: &str =
-    "a.id, a.modified, a.withdrawn, a.aliases, a.document, a.import_id, a.updated_at";
+    "a.id, a.modified, a.withdrawn, a.aliases, a.document, a.sha256, a.import_id, a.updated_at";
 
 #[derive(sqlx::FromRow)]
 struct ImportRow {
@@ -126,6 +128,32 @@ impl ImportRow {
     }
 }
 
+const FEED_SELECT: &str = "SELECT source, etag, last_modified, checked_at, status, import_id
+     FROM advisory_feeds WHERE source = $1";
+
+#[derive(sqlx::FromRow)]
+struct FeedRow {
+    source: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    checked_at: Option<i64>,
+    status: Option<String>,
+    import_id: Option<String>,
+}
+
+impl FeedRow {
+    fn into_domain(self) -> Result<FeedState, StoreError> {
+        Ok(FeedState {
+            source: self.source,
+            etag: self.etag,
+            last_modified: self.last_modified,
+            checked_at: opt_ts(self.checked_at)?,
+            status: self.status,
+            import_id: self.import_id,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct AdvisoryRow {
     id: String,
@@ -133,6 +161,7 @@ struct AdvisoryRow {
     withdrawn: Option<String>,
     aliases: String,
     document: Vec<u8>,
+    sha256: String,
     import_id: String,
     updated_at: i64,
 }
@@ -146,6 +175,7 @@ impl AdvisoryRow {
             id: self.id,
             modified: self.modified,
             withdrawn: self.withdrawn,
+            sha256: self.sha256,
             import_id: self.import_id,
             updated_at: ts(self.updated_at)?,
         })
@@ -157,7 +187,7 @@ fn limit_of(limit: u32) -> i64 {
 }
 
 /// `(ecosystem, name) IN (VALUES ($o, $o+1), ...)` for `n` keys, parameters from `$first`.
-fn keys_clause(columns: &str, n: usize, first: usize) -> String {
+pub(super) fn keys_clause(columns: &str, n: usize, first: usize) -> String {
     let values: Vec<String> = (0..n)
         .map(|i| format!("(${}, ${})", first + 2 * i, first + 2 * i + 1))
         .collect();
@@ -351,25 +381,19 @@ impl AdvisoryStore for SqlStore {
         Ok(out)
     }
 
-    async fn advisories_for(
+    async fn advisory_versions_for(
         &self,
         keys: &[(String, String)],
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<StoredAdvisory>, StoreError> {
-        let limit = limit_of(limit);
-        let mut rows: Vec<AdvisoryRow> = Vec::new();
-        // One query per chunk of keys, rows and all: the matcher calls this once per SBOM.
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut rows: Vec<(String, String)> = Vec::new();
         for chunk in keys.chunks(KEYS_PER_QUERY) {
             let sql = format!(
-                "SELECT {ADVISORY_COLUMNS} FROM advisories a
-                 WHERE ($1 IS NULL OR a.id > $1) AND a.id IN (
-                   SELECT advisory_id FROM advisory_keys WHERE {})
-                 ORDER BY a.id LIMIT $2",
-                keys_clause("ecosystem, name", chunk.len(), 3)
+                "SELECT a.id, a.sha256 FROM advisories a WHERE a.id IN (
+                   SELECT advisory_id FROM advisory_keys WHERE {})",
+                keys_clause("ecosystem, name", chunk.len(), 1)
             );
-            let found: Vec<AdvisoryRow> = on_pool!(self, |pool| {
-                let mut q = sqlx::query_as(&sql).bind(after).bind(limit);
+            let found: Vec<(String, String)> = on_pool!(self, |pool| {
+                let mut q = sqlx::query_as(&sql);
                 for (ecosystem, name) in chunk {
                     q = q.bind(ecosystem).bind(name);
                 }
@@ -377,9 +401,30 @@ impl AdvisoryStore for SqlStore {
             });
             rows.extend(found);
         }
+        rows.sort_unstable();
+        rows.dedup();
+        Ok(rows)
+    }
+
+    async fn advisories_by_id(&self, ids: &[String]) -> Result<Vec<StoredAdvisory>, StoreError> {
+        let mut rows: Vec<AdvisoryRow> = Vec::new();
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {ADVISORY_COLUMNS} FROM advisories a WHERE a.id IN ({})",
+                placeholders.join(", ")
+            );
+            let found: Vec<AdvisoryRow> = on_pool!(self, |pool| {
+                let mut q = sqlx::query_as(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(pool).await?
+            });
+            rows.extend(found);
+        }
         rows.sort_by(|a, b| a.id.cmp(&b.id));
         rows.dedup_by(|a, b| a.id == b.id);
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         rows.into_iter().map(AdvisoryRow::into_domain).collect()
     }
 
@@ -406,6 +451,79 @@ impl AdvisoryStore for SqlStore {
         Ok(rows)
     }
 
+    async fn claim_feed_check(
+        &self,
+        source: &str,
+        next_check_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Option<FeedState>, StoreError> {
+        let source = stored_text(source);
+        in_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO advisory_feeds (source, next_check_at) VALUES ($1, $2)
+                 ON CONFLICT (source) DO NOTHING",
+            )
+            .bind(&source)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+            let claimed = sqlx::query(
+                "UPDATE advisory_feeds SET next_check_at = $2
+                 WHERE source = $1 AND next_check_at <= $3",
+            )
+            .bind(&source)
+            .bind(ms(next_check_at))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == 0 {
+                return Ok(None);
+            }
+            let row: FeedRow = sqlx::query_as(FEED_SELECT)
+                .bind(&source)
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok(Some(row.into_domain()?))
+        })
+    }
+
+    async fn record_feed_check(
+        &self,
+        state: &FeedState,
+        next_check_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        in_tx!(self, |tx| {
+            sqlx::query(
+                "UPDATE advisory_feeds SET etag = $2, last_modified = $3, checked_at = $4,
+                   status = $5, import_id = $6, next_check_at = $7
+                 WHERE source = $1",
+            )
+            .bind(stored_text(&state.source))
+            .bind(state.etag.as_deref().map(stored_text))
+            .bind(state.last_modified.as_deref().map(stored_text))
+            .bind(state.checked_at.map(ms))
+            .bind(state.status.as_deref().map(stored_text))
+            .bind(&state.import_id)
+            .bind(ms(next_check_at))
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn feeds(&self) -> Result<Vec<FeedState>, StoreError> {
+        let rows: Vec<FeedRow> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT source, etag, last_modified, checked_at, status, import_id
+                 FROM advisory_feeds ORDER BY source LIMIT 1000",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(FeedRow::into_domain).collect()
+    }
+
     async fn sboms_with_keys(
         &self,
         keys: &[(String, String)],
@@ -415,10 +533,12 @@ impl AdvisoryStore for SqlStore {
         let limit = limit_of(limit);
         let mut out: Vec<AffectedSbom> = Vec::new();
         for chunk in keys.chunks(KEYS_PER_QUERY) {
+            // From the package index by key (covering index on key and SBOM id), not SBOM by
+            // SBOM: the SBOMs an import affects are usually few of those stored.
             let sql = format!(
-                "SELECT s.id, s.tenant_id, s.digest FROM sboms s
-                 WHERE ($1 IS NULL OR s.id > $1) AND EXISTS (
-                   SELECT 1 FROM sbom_packages p WHERE p.sbom_id = s.id AND {})
+                "SELECT s.id, s.tenant_id, s.digest FROM sboms s WHERE s.id IN (
+                   SELECT p.sbom_id FROM sbom_packages p
+                   WHERE ($1 IS NULL OR p.sbom_id > $1) AND {})
                  ORDER BY s.id LIMIT $2",
                 keys_clause("p.match_ecosystem, p.match_name", chunk.len(), 3)
             );

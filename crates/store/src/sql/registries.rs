@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus};
 use scanplane_core::schedule::Schedule;
 use scanplane_core::Timestamp;
+use sqlx::QueryBuilder;
 
 use super::findings::complete_sql;
 use super::scans::{bind_new_scan, insert_scan_sql};
@@ -29,7 +30,7 @@ use crate::text::stored_text;
 use crate::{
     Backend, DiscoveryOutcome, DiscoveryRecord, ImageFilter, ImageRecord, ImageStore, NewImage,
     NewSbom, NewScan, PackageHit, PackageQuery, PipelineStore, RegistryRecord, RegistryStore,
-    SbomInfo, ScanChange, StoreError,
+    SbomInfo, SbomPackage, ScanChange, StoreError,
 };
 
 /// Serializes SBOM queueing across replicas on PostgreSQL ("sbom" in ASCII).
@@ -94,10 +95,11 @@ const INSERT_SBOM: &str = "INSERT INTO sboms (id, tenant_id, digest, format, gen
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
      ON CONFLICT (tenant_id, digest) DO NOTHING";
 
-const INSERT_PACKAGE: &str = "INSERT INTO sbom_packages (sbom_id, seq, tenant_id, name,
+const INSERT_PACKAGES: &str = "INSERT INTO sbom_packages (sbom_id, seq, tenant_id, name,
        version, purl, purl_base, purl_name, ecosystem, distro, source_name, source_version,
-       layer_diff_id, match_ecosystem, match_name)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+       layer_diff_id, match_ecosystem, match_name) ";
+/// Packages per insert statement: 15 parameters each, under both backends' limits.
+const PACKAGES_PER_INSERT: usize = 1000;
 
 /// Live digests of a registry with no SBOM and no SBOM generation pending, with one
 /// repository each to pull them from. `$2`: the statuses of a pending scan.
@@ -615,32 +617,40 @@ impl PipelineStore for SqlStore {
             if inserted == 0 {
                 return Ok(false);
             }
-            for (seq, p) in s.packages.iter().enumerate() {
-                let (base, name) = match p.purl.as_deref() {
-                    Some(purl) => {
-                        let (b, n) = purl_keys(purl);
-                        (Some(b), Some(n))
-                    }
-                    None => (None, None),
-                };
-                sqlx::query(INSERT_PACKAGE)
-                    .bind(&id)
-                    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                    .bind(&scan.tenant_id)
-                    .bind(stored_text(&p.name))
-                    .bind(&p.version)
-                    .bind(&p.purl)
-                    .bind(base)
-                    .bind(name)
-                    .bind(&p.ecosystem)
-                    .bind(&p.distro)
-                    .bind(&p.source_name)
-                    .bind(&p.source_version)
-                    .bind(&p.layer_diff_id)
-                    .bind(p.match_key.as_ref().map(|k| stored_text(&k.0)))
-                    .bind(p.match_key.as_ref().map(|k| stored_text(&k.1)))
-                    .execute(&mut *tx)
-                    .await?;
+            // Multi-row inserts: one statement per package made storing an SBOM of a few
+            // hundred packages cost a round trip (and, on SQLite, a statement step) each.
+            let rows: Vec<(i64, &SbomPackage, Option<(String, String)>)> = s
+                .packages
+                .iter()
+                .enumerate()
+                .map(|(seq, p)| {
+                    (
+                        i64::try_from(seq).unwrap_or(i64::MAX),
+                        p,
+                        p.purl.as_deref().map(purl_keys),
+                    )
+                })
+                .collect();
+            for chunk in rows.chunks(PACKAGES_PER_INSERT) {
+                let mut qb = QueryBuilder::new(INSERT_PACKAGES);
+                qb.push_values(chunk, |mut b, (seq, p, keys)| {
+                    b.push_bind(&id)
+                        .push_bind(*seq)
+                        .push_bind(&scan.tenant_id)
+                        .push_bind(stored_text(&p.name))
+                        .push_bind(&p.version)
+                        .push_bind(&p.purl)
+                        .push_bind(keys.as_ref().map(|k| k.0.clone()))
+                        .push_bind(keys.as_ref().map(|k| k.1.clone()))
+                        .push_bind(&p.ecosystem)
+                        .push_bind(&p.distro)
+                        .push_bind(&p.source_name)
+                        .push_bind(&p.source_version)
+                        .push_bind(&p.layer_diff_id)
+                        .push_bind(p.match_key.as_ref().map(|k| stored_text(&k.0)))
+                        .push_bind(p.match_key.as_ref().map(|k| stored_text(&k.1)));
+                });
+                qb.build().execute(&mut *tx).await?;
             }
             Ok(true)
         })
