@@ -351,14 +351,7 @@ pub async fn advisory(
     };
     let parsed = scanplane_osv::parse(&stored.document)
         .map_err(|e| ApiError::internal(format!("stored advisory {}: {e}", stored.id)))?;
-    let mut keys: Vec<(String, String)> = parsed
-        .affected
-        .iter()
-        .filter_map(|a| a.package.as_ref())
-        .map(|p| scanplane_vuln::key_of(&p.ecosystem, &p.name))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
+    let keys = scanplane_rematch::import::new_advisory(Vec::new(), &parsed).keys;
     let (images, images_truncated) =
         affected_images(&state, &caller, &stored, &parsed, &keys).await?;
     let (severity, cvss_score) = scanplane_osv::advisory_severity(&parsed);

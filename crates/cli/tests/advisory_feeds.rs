@@ -165,7 +165,10 @@ async fn feeds_sync_on_their_schedule(backend: Backend) {
         .iter()
         .find(|i| i["source"] == format!("feed {local}"))
         .expect("the directory's import");
-    assert_eq!(from_dir["records"], 4, "the four Debian records: {from_dir}");
+    assert_eq!(
+        from_dir["records"], 4,
+        "the four Debian records: {from_dir}"
+    );
     assert_eq!(from_dir["added"], 4, "{from_dir}");
     let listed = feeds(&s).await;
     assert_eq!(feed_of(&listed, &url)["etag"], "\"v1\"");

@@ -181,6 +181,15 @@ impl Eco {
 }
 
 const LANGUAGES: [Eco; 4] = [Eco::Npm, Eco::PyPi, Eco::Go, Eco::Maven];
+const ALL: [Eco; 7] = [
+    Eco::Alpine,
+    Eco::Debian,
+    Eco::Ubuntu,
+    Eco::Npm,
+    Eco::PyPi,
+    Eco::Go,
+    Eco::Maven,
+];
 
 struct Fleet {
     zipf: BTreeMap<Eco, Zipf>,
@@ -188,17 +197,8 @@ struct Fleet {
 
 impl Fleet {
     fn new() -> Fleet {
-        let all = [
-            Eco::Alpine,
-            Eco::Debian,
-            Eco::Ubuntu,
-            Eco::Npm,
-            Eco::PyPi,
-            Eco::Go,
-            Eco::Maven,
-        ];
         Fleet {
-            zipf: all.iter().map(|&e| (e, Zipf::new(e.pool()))).collect(),
+            zipf: ALL.iter().map(|&e| (e, Zipf::new(e.pool()))).collect(),
         }
     }
 
@@ -262,23 +262,9 @@ fn advisory(id: &str, eco: Eco, i: usize, fixed: usize, modified: &str) -> NewAd
         }],
         "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
     });
-    let parsed = scanplane_osv::parse(doc.to_string().as_bytes()).unwrap();
-    let mut keys: Vec<(String, String)> = parsed
-        .affected
-        .iter()
-        .filter_map(|a| a.package.as_ref())
-        .map(|p| scanplane_vuln::key_of(&p.ecosystem, &p.name))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    NewAdvisory {
-        id: parsed.id.clone(),
-        modified: parsed.modified.clone(),
-        withdrawn: None,
-        aliases: parsed.aliases.clone(),
-        document: doc.to_string().into_bytes(),
-        keys,
-    }
+    let bytes = doc.to_string().into_bytes();
+    let parsed = scanplane_osv::parse(&bytes).unwrap();
+    scanplane_rematch::import::new_advisory(bytes, &parsed)
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -344,24 +330,15 @@ async fn run(backend: Backend) {
 
     // Advisories on packages drawn uniformly over every ecosystem's pool together (an
     // ecosystem gets advisories in proportion to its packages): about a third of packages
-    // have one, and an image about 50 vulnerabilities, as real scans of such images show.
+    // have one, and an image gets a few dozen vulnerabilities.
     let mut by_key: BTreeMap<(Eco, usize), Vec<usize>> = BTreeMap::new();
-    let all = [
-        Eco::Alpine,
-        Eco::Debian,
-        Eco::Ubuntu,
-        Eco::Npm,
-        Eco::PyPi,
-        Eco::Go,
-        Eco::Maven,
-    ];
-    let pools: usize = all.iter().map(|e| e.pool()).sum();
+    let pools: usize = ALL.iter().map(|e| e.pool()).sum();
     let started = Instant::now();
     let mut base: Vec<NewAdvisory> = Vec::with_capacity(advisories);
     for n in 0..advisories {
         let mut i = rng.below(pools);
-        let mut eco = all[0];
-        for e in all {
+        let mut eco = ALL[0];
+        for e in ALL {
             if i < e.pool() {
                 eco = e;
                 break;
