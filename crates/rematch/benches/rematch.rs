@@ -11,7 +11,8 @@
 //!
 //! `cargo bench -p scanplane-rematch --bench rematch` runs SQLite and, when
 //! `SCANPLANE_TEST_POSTGRES_URL` is set, PostgreSQL. `BENCH_SBOMS` (default 10000),
-//! `BENCH_PACKAGES` (300), `BENCH_ADVISORIES` (20000) and `BENCH_UPDATE` (50) size it.
+//! `BENCH_PACKAGES` (300), `BENCH_ADVISORIES` (20000) and `BENCH_UPDATE` (50) size it;
+//! `BENCH_BACKEND=sqlite` or `postgres` measures one backend only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -574,7 +575,14 @@ async fn open_findings(store: &dyn Store) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    run(Backend::Sqlite).await;
+    // `BENCH_BACKEND=postgres` (or `sqlite`) measures one backend only.
+    let only = std::env::var("BENCH_BACKEND").ok();
+    if only.as_deref() != Some("postgres") {
+        run(Backend::Sqlite).await;
+    }
+    if only.as_deref() == Some("sqlite") {
+        return;
+    }
     if std::env::var(scanplane_store::testing::POSTGRES_URL_ENV).is_ok() {
         run(Backend::Postgres).await;
     } else {

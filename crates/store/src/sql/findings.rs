@@ -67,11 +67,13 @@ pub(super) const UPSERT_IDENTITIES: &str =
                        ELSE finding_identities.fixed_at END";
 
 /// Marks fixed every live identity of the scope that the completed scan `$1` did not
-/// report. `$2` now, `$3` tenant, `$4` scope.
+/// report. `$2` now, `$3` scope. No tenant condition: the scope key is derived from the
+/// tenant (and so selects one tenant's identities), and with one both planners could
+/// choose the index of the tenant's live identities over the scope's and visit every live
+/// identity of the tenant on every report, measured on PostgreSQL as 700 pages a call.
 pub(super) const MARK_FIXED: &str = "UPDATE finding_identities
      SET status = 'fixed', fixed_by = $1, fixed_at = $2
-     WHERE tenant_id = $3 AND scope_key = $4 AND status IN ('open', 'reopened')
-       AND last_scan <> $1";
+     WHERE scope_key = $3 AND status IN ('open', 'reopened') AND last_scan <> $1";
 
 /// The previous succeeded run of a scope.
 const PREVIOUS_RUN: &str = "SELECT id, created_at FROM scans
@@ -317,7 +319,6 @@ impl FindingStore for SqlStore {
             sqlx::query(MARK_FIXED)
                 .bind(id)
                 .bind(ms(now))
-                .bind(&current.tenant_id)
                 .bind(&scope)
                 .execute(&mut *tx)
                 .await?;

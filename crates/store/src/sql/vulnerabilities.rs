@@ -162,7 +162,6 @@ impl VulnerabilityStore for SqlStore {
                 let fixed = sqlx::query(MARK_FIXED)
                     .bind(&id)
                     .bind(now_ms)
-                    .bind(&new.tenant_id)
                     .bind(&scope)
                     .execute(&mut *tx)
                     .await?
