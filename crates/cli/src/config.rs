@@ -57,24 +57,29 @@ impl AdvisoriesEntry {
         Ok(every)
     }
 
-    /// The sources, validated: each an http(s) URL or a path, none repeated.
+    /// The sources, validated: each an http(s) URL or a path, none repeated. A feed is known
+    /// by its URL with credentials masked (what is stored and shown), so two sources that
+    /// differ only in credentials are one listed twice, and no message repeats a password.
     pub fn sources(&self) -> Result<Vec<String>, String> {
         let mut seen = std::collections::BTreeSet::new();
+        let mut sources = Vec::with_capacity(self.sources.len());
         for (i, source) in self.sources.iter().enumerate() {
             let s = source.trim();
+            let shown = scanplane_core::secret::mask(s);
             if s.is_empty() {
                 return Err(format!("advisories.sources[{i}]: empty"));
             }
             if s.contains("://") && !(s.starts_with("http://") || s.starts_with("https://")) {
                 return Err(format!(
-                    "advisories.sources[{i}]: {s}: expected an http(s) URL or a local path"
+                    "advisories.sources[{i}]: {shown}: expected an http(s) URL or a local path"
                 ));
             }
-            if !seen.insert(s.to_string()) {
-                return Err(format!("advisories.sources[{i}]: {s} is listed twice"));
+            if !seen.insert(shown.to_string()) {
+                return Err(format!("advisories.sources[{i}]: {shown} is listed twice"));
             }
+            sources.push(s.to_string());
         }
-        Ok(seen.into_iter().collect())
+        Ok(sources)
     }
 }
 
@@ -183,6 +188,21 @@ mod tests {
             assert!(err.contains(named), "{yaml}: {err}");
         }
         assert!(serde_yaml::from_str::<ConfigFile>("advisories: {feeds: []}").is_err());
+        let twice: ConfigFile = serde_yaml::from_str(
+            "advisories: {sources: ['https://m:first@x/all.zip', 'https://m:second@x/all.zip']}",
+        )
+        .unwrap();
+        let err = twice.advisories.sources().unwrap_err();
+        assert!(err.contains("advisories.sources[1]"), "{err}");
+        assert!(!err.contains("first") && !err.contains("second"), "{err}");
+        let kept: ConfigFile =
+            serde_yaml::from_str("advisories: {sources: ['https://m:pw@x/all.zip', /srv/osv]}")
+                .unwrap();
+        assert_eq!(
+            kept.advisories.sources().unwrap(),
+            ["https://m:pw@x/all.zip", "/srv/osv"],
+            "the credentials are kept for the request, the order is the file's"
+        );
     }
 
     #[test]

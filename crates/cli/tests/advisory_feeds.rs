@@ -4,7 +4,7 @@
 //! one conditional request answered `304 Not Modified` and imports nothing; a changed zip
 //! (new ETag) is imported again with its modification counted; the failing source is
 //! reported as failed without stopping the others. `GET /api/v1/advisories/feeds` shows it
-//! all.
+//! all. The mirror's URL carries credentials: sent to it, never shown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,12 +23,17 @@ use serde_json::Value;
 
 const ADVISORIES: &str = "../vuln/tests/data/advisories";
 
+/// The mirror's password.
+const SECRET: &str = "mirror-pw-7f3a";
+
 #[derive(Default)]
 struct Feed {
     zip: Vec<u8>,
     etag: String,
     /// The `If-None-Match` of every request, in order.
     requests: Vec<Option<String>>,
+    /// The `Authorization` of every request, in order.
+    auth: Vec<Option<String>>,
 }
 
 async fn serve_zip(State(feed): State<Arc<Mutex<Feed>>>, headers: HeaderMap) -> Response {
@@ -38,6 +43,11 @@ async fn serve_zip(State(feed): State<Arc<Mutex<Feed>>>, headers: HeaderMap) -> 
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     feed.requests.push(sent.clone());
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    feed.auth.push(auth);
     if sent.as_deref() == Some(feed.etag.as_str()) {
         return StatusCode::NOT_MODIFIED.into_response();
     }
@@ -121,6 +131,7 @@ async fn feeds_sync_on_their_schedule(backend: Backend) {
         zip: zip_of(&zip_dir, &work.path().join("v1.zip")),
         etag: "\"v1\"".into(),
         requests: Vec::new(),
+        auth: Vec::new(),
     }));
     let app = axum::Router::new()
         .route("/osv/all.zip", axum::routing::get(serve_zip))
@@ -128,14 +139,19 @@ async fn feeds_sync_on_their_schedule(backend: Backend) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let url = format!("{base}/osv/all.zip");
+    // The mirror wants credentials, written in the URL as users do; they go to the mirror
+    // and nowhere else: the feed is listed, its import named and the log written with them
+    // masked.
+    let authority = base.trim_start_matches("http://");
+    let real_url = format!("http://mirror:{SECRET}@{authority}/osv/all.zip");
+    let url = format!("http://mirror:*****@{authority}/osv/all.zip");
     let missing = format!("{base}/osv/missing.zip");
     let local = local_dir.display().to_string();
     let cfg = work.path().join("scanplane.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "advisories:\n  every: 1s\n  sources:\n    - {url}\n    - {local}\n    - {missing}\n"
+            "advisories:\n  every: 1s\n  sources:\n    - {local}\n    - {real_url}\n    - {missing}\n"
         ),
     )
     .unwrap();
@@ -153,7 +169,8 @@ async fn feeds_sync_on_their_schedule(backend: Backend) {
         .iter()
         .find(|i| i["source"] == format!("feed {url}"))
         .expect("the URL's import");
-    // The directory's records (checked first: sources go in order) are in the zip too.
+    // The directory's records (checked first: sources go in the file's order) are in the
+    // zip too.
     assert_eq!(from_url["records"], record_count, "{from_url}");
     assert_eq!(
         from_url["added"].as_u64().unwrap() + from_url["unchanged"].as_u64().unwrap(),
@@ -229,6 +246,25 @@ async fn feeds_sync_on_their_schedule(backend: Backend) {
         s.log_text().contains("advisory feed not modified"),
         "progress is in the log"
     );
+    // `mirror:{SECRET}` in base64, as RFC 7617 writes basic credentials.
+    let basic = "Basic bWlycm9yOm1pcnJvci1wdy03ZjNh";
+    let auth = feed.lock().unwrap().auth.clone();
+    assert!(
+        auth.iter().all(|a| a.as_deref() == Some(basic)),
+        "every request to the mirror carries its credentials: {auth:?}"
+    );
+    let (_, listed) = s.get("/api/v1/advisories/feeds", ADMIN).await;
+    let (_, imported) = s.get("/api/v1/advisories/imports", ADMIN).await;
+    for (what, text) in [
+        ("the log", s.log_text()),
+        ("the feeds", listed.to_string()),
+        ("the imports", imported.to_string()),
+    ] {
+        assert!(
+            !text.contains(SECRET),
+            "{what} show the mirror's password:\n{text}"
+        );
+    }
 }
 
 macro_rules! both {

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scanplane_core::clock::Clock;
+use scanplane_core::secret::mask;
 use scanplane_store::{FeedState, Store, StoreError};
 use tokio::sync::watch;
 
@@ -77,7 +78,7 @@ impl FeedSync {
             }
             for source in &self.sources {
                 if let Err(e) = self.check(source).await {
-                    tracing::warn!(source = %source, error = %e, "advisory feed check failed; retrying");
+                    tracing::warn!(source = %mask(source), error = %e, "advisory feed check failed; retrying");
                 }
             }
             tokio::select! {
@@ -89,8 +90,13 @@ impl FeedSync {
 
     /// Checks `source` when it is due. Returns its state after the check, or `None` when it
     /// was not due (checked lately, by this replica or another).
-    pub async fn check(&self, source: &str) -> Result<Option<FeedState>, StoreError> {
+    pub async fn check(&self, real: &str) -> Result<Option<FeedState>, StoreError> {
         let now = self.clock.now();
+        // A mirror's URL may carry its credentials (`https://user:password@host/...`,
+        // `?token=...`): they are used for the request only, and the feed is known, stored,
+        // listed and logged by its masked form.
+        let shown = mask(real).into_owned();
+        let source = &shown;
         let Some(mut state) = self
             .store
             .claim_feed_check(source, after(now, self.every), now)
@@ -100,9 +106,9 @@ impl FeedSync {
         };
         tracing::info!(source = %source, "checking advisory feed");
         let fetched = if is_url(source) {
-            self.fetch(source, &state).await
+            self.fetch(real, source, &state).await
         } else {
-            local(source, &state)
+            local(real, &state).map_err(|e| mask(&e).into_owned())
         };
         state.checked_at = Some(now);
         let next = match fetched {
@@ -148,9 +154,11 @@ impl FeedSync {
     }
 
     /// A conditional GET, the body spooled to a temporary file.
-    async fn fetch(&self, url: &str, state: &FeedState) -> Result<Fetched, String> {
+    /// `real` is the URL requested, `url` its masked form, the only one in messages (a
+    /// client error's text names the URL it was for, so it is masked as well).
+    async fn fetch(&self, real: &str, url: &str, state: &FeedState) -> Result<Fetched, String> {
         use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-        let mut request = self.client.get(url);
+        let mut request = self.client.get(real);
         if let Some(etag) = &state.etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
@@ -160,7 +168,7 @@ impl FeedSync {
         let mut response = request
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| format!("GET {url}: {}", mask(&e.to_string())))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
@@ -183,7 +191,7 @@ impl FeedSync {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| format!("GET {url}: body: {e}"))?
+            .map_err(|e| format!("GET {url}: body: {}", mask(&e.to_string())))?
         {
             size += chunk.len() as u64;
             if size > MAX_FEED_BYTES {
