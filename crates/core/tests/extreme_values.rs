@@ -233,6 +233,7 @@ proptest! {
             UnitState::TimedOut { message: message.clone() },
             UnitState::Failed { message: message.clone() },
             UnitState::Gone,
+            UnitState::Lost { message: message.clone() },
         ];
         for status in statuses {
             let scan = scan(status, attempts, created);

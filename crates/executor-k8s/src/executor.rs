@@ -509,6 +509,7 @@ fn describe(state: &UnitState) -> String {
         UnitState::Failed { message } => format!("could not run: {message}"),
         UnitState::Running { .. } => "running".into(),
         UnitState::Gone => "gone".into(),
+        UnitState::Lost { message } => format!("lost: {message}"),
     }
     // Events allow a note of at most 1 KiB.
     .chars()

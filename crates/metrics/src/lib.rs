@@ -30,6 +30,12 @@ pub struct SeverityLabel {
     pub severity: String,
 }
 
+/// The kind of unit of work a NATS work-queue consumer carries (`scan`, `discovery`, `sbom`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
 /// Every metric scanplane exports.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +53,17 @@ pub struct Metrics {
     pub scan_duration: Histogram,
     /// `scanplane_findings_total{severity}`: findings ingested.
     pub findings_total: Family<SeverityLabel, Counter<u64, AtomicU64>>,
+    /// `scanplane_nats_queue_depth{kind}`: units published and not yet delivered to a
+    /// worker (the NATS executor; the work-queue consumer's pending count).
+    pub nats_queue_depth: Family<KindLabel, Gauge>,
+    /// `scanplane_nats_in_flight{kind}`: units delivered to a worker and not yet acked.
+    pub nats_in_flight: Family<KindLabel, Gauge>,
+    /// `scanplane_nats_redelivered{kind}`: units the server delivered more than once
+    /// (a worker died or stopped acking).
+    pub nats_redelivered: Family<KindLabel, Gauge>,
+    /// `scanplane_nats_workers_lost_total`: attempts declared lost because their worker
+    /// stopped heartbeating.
+    pub nats_workers_lost: Counter,
 }
 
 impl Default for Metrics {
@@ -96,6 +113,30 @@ impl Metrics {
         );
         let findings_total = Family::<SeverityLabel, Counter<u64, AtomicU64>>::default();
         registry.register("findings", "Findings ingested", findings_total.clone());
+        let nats_queue_depth = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "nats_queue_depth",
+            "Units waiting in the NATS work queue, by kind",
+            nats_queue_depth.clone(),
+        );
+        let nats_in_flight = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "nats_in_flight",
+            "Units delivered to NATS workers and not yet acknowledged, by kind",
+            nats_in_flight.clone(),
+        );
+        let nats_redelivered = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "nats_redelivered",
+            "Units the NATS server delivered more than once, by kind",
+            nats_redelivered.clone(),
+        );
+        let nats_workers_lost = Counter::default();
+        registry.register(
+            "nats_workers_lost",
+            "Attempts declared lost because their NATS worker stopped heartbeating",
+            nats_workers_lost.clone(),
+        );
         Metrics {
             registry,
             jobs_created,
@@ -105,6 +146,10 @@ impl Metrics {
             queue_depth,
             scan_duration,
             findings_total,
+            nats_queue_depth,
+            nats_in_flight,
+            nats_redelivered,
+            nats_workers_lost,
         }
     }
 
