@@ -6,6 +6,7 @@ mod config;
 mod isolate;
 mod serve;
 mod vuln;
+mod worker;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +46,9 @@ enum Command {
     /// Vulnerability matching with the built-in matcher, offline.
     #[command(subcommand)]
     Vuln(vuln::VulnCommand),
+    /// Pull units of work from the NATS JetStream queue and run them (`serve --executor
+    /// nats` publishes them). Stateless: flags and env only, no database.
+    Worker(Box<worker::WorkerArgs>),
 }
 
 /// Which executor runs scans.
@@ -54,6 +58,8 @@ pub enum ExecutorKind {
     Local,
     /// One Kubernetes Job per scan attempt (in-cluster config or KUBECONFIG).
     Kubernetes,
+    /// A NATS JetStream work queue, run by `scanplane worker` processes (--nats-url).
+    Nats,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,7 +139,77 @@ pub struct ServeArgs {
     pub loop_failure_grace: Duration,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
+
+/// How to reach NATS (`serve --executor nats` and `worker`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server(s), `nats://host:4222` (comma-separated for a cluster; `tls://` requires TLS).
+    #[arg(long, env = "SCANPLANE_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Credentials file (user JWT and NKey seed, as `nsc` writes it).
+    #[arg(long, env = "SCANPLANE_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Token authentication.
+    #[arg(long, env = "SCANPLANE_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// User of user/password authentication.
+    #[arg(long, env = "SCANPLANE_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// Password of user/password authentication.
+    #[arg(long, env = "SCANPLANE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// CA bundle (PEM) the server's certificate is verified with.
+    #[arg(long, env = "SCANPLANE_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS; needs --nats-tls-key.
+    #[arg(long, env = "SCANPLANE_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mTLS.
+    #[arg(long, env = "SCANPLANE_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// The JetStream stream of units; its attempt bucket and subjects derive from it.
+    /// Control plane and workers must name the same one.
+    #[arg(long, env = "SCANPLANE_NATS_STREAM", default_value = scanplane_executor_nats::DEFAULT_STREAM)]
+    pub nats_stream: String,
+}
+
+impl NatsArgs {
+    /// The client settings; `client_name` shows in the server's connection list.
+    pub fn config(&self, client_name: &str) -> Result<scanplane_executor_nats::NatsConfig, String> {
+        let url = self
+            .nats_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or("--nats-url (SCANPLANE_NATS_URL) is required, e.g. nats://127.0.0.1:4222")?;
+        if self.nats_tls_cert.is_some() != self.nats_tls_key.is_some() {
+            return Err("--nats-tls-cert and --nats-tls-key go together".into());
+        }
+        if self.nats_user.is_some() != self.nats_password.is_some() {
+            return Err("--nats-user and --nats-password go together".into());
+        }
+        let mut cfg = scanplane_executor_nats::NatsConfig::new(url);
+        cfg.creds_file = self.nats_creds.clone();
+        cfg.token = self.nats_token.clone().filter(|t| !t.is_empty());
+        cfg.user = self.nats_user.clone();
+        cfg.password = self.nats_password.clone();
+        cfg.tls_ca = self.nats_tls_ca.clone();
+        cfg.tls_cert = self.nats_tls_cert.clone();
+        cfg.tls_key = self.nats_tls_key.clone();
+        cfg.stream = self.nats_stream.clone();
+        cfg.client_name = client_name.to_string();
+        Ok(cfg)
+    }
+}
+
+/// Env vars holding NATS secrets: never passed on to scanner processes.
+pub const NATS_SECRET_ENV: [&str; 3] = [
+    "SCANPLANE_NATS_TOKEN",
+    "SCANPLANE_NATS_PASSWORD",
+    "SCANPLANE_NATS_CREDS",
+];
 
 /// Settings of the Kubernetes executor (`--executor kubernetes`).
 #[derive(Debug, clap::Args)]
@@ -234,6 +310,7 @@ fn main() {
     let default_filter = match cli.command {
         Command::Job | Command::Vuln(_) => "warn",
         Command::Serve(_) => "info,sqlx=warn",
+        Command::Worker(_) => "info",
     };
     init_logging(cli.log_format, default_filter);
     // Offline and synchronous: no runtime, no TLS.
@@ -271,6 +348,13 @@ fn main() {
                 }
             },
             Command::Job => serve::job(isolated).await,
+            Command::Worker(args) => match worker::run(*args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    2
+                }
+            },
             // Handled before the runtime starts.
             Command::Vuln(_) => 2,
         }

@@ -200,7 +200,7 @@ fn kubernetes_config(
     Ok(cfg)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -284,10 +284,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     program,
                     work_root,
                     max_output: 16 * 1024 * 1024,
-                    withheld_env: vec![
-                        "SCANPLANE_ADMIN_TOKEN".into(),
-                        "SCANPLANE_DATABASE_URL".into(),
-                    ],
+                    withheld_env: ["SCANPLANE_ADMIN_TOKEN", "SCANPLANE_DATABASE_URL"]
+                        .into_iter()
+                        .chain(crate::NATS_SECRET_ENV)
+                        .map(String::from)
+                        .collect(),
                     installation: installation_id(&args.database_url),
                     replica: replica.id.clone(),
                 },
@@ -301,7 +302,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| {
                     anyhow!("kubernetes executor: {e} (set KUBECONFIG or run in a cluster)")
                 })?;
-            watcher = Some(exec.spawn_watcher());
+            watcher = Some(("kubernetes watcher", exec.spawn_watcher()));
+            Arc::new(exec)
+        }
+        ExecutorKind::Nats => {
+            let cfg = args
+                .nats
+                .config(&format!("scanplane serve {}", replica.id))
+                .map_err(|e| anyhow!(e))?;
+            let exec = scanplane_executor_nats::NatsExecutor::connect(cfg, obs_tx, metrics.clone())
+                .await
+                .map_err(|e| anyhow!("nats executor: {e}"))?;
+            watcher = Some(("nats watcher", exec.spawn_watcher()));
             Arc::new(exec)
         }
     };
@@ -464,7 +476,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )),
     ));
     if let Some(w) = watcher {
-        loops.push(("kubernetes watcher", w));
+        loops.push(w);
     }
     loops.push(("dispatcher", tokio::spawn(dispatcher.run(stop_rx.clone()))));
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<String>();
@@ -559,7 +571,7 @@ async fn supervise(
 
 /// This process as a replica: the hostname (the pod name in Kubernetes) plus a random
 /// suffix, so that a restarted process is a new replica and never mistaken for the old one.
-fn replica_identity() -> ReplicaIdentity {
+pub(crate) fn replica_identity() -> ReplicaIdentity {
     let hostname = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.trim().is_empty())

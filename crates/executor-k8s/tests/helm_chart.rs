@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde::de::DeserializeOwned;
@@ -36,15 +37,15 @@ fn on_path(bin: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Renders the chart with optional values (JSON is YAML, so both renderers take it).
-fn render(values: Option<&Value>) -> String {
+/// Runs the renderer on the chart with optional values (JSON is YAML, so both take it).
+fn run_renderer(values: Option<&Value>) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let values_file = values.map(|v| {
         let path = dir.path().join("values.json");
         std::fs::write(&path, serde_json::to_vec(v).unwrap()).unwrap();
         path
     });
-    let output = if on_path("helm") {
+    if on_path("helm") {
         let mut cmd = Command::new("helm");
         cmd.args(["template", RELEASE])
             .arg(chart())
@@ -69,7 +70,12 @@ fn render(values: Option<&Value>) -> String {
         cmd.output().unwrap_or_else(|e| {
             panic!("cannot run {python} to render the chart ({e}); install helm, or python3 and `pip install helm-python-sdk==0.2.2`")
         })
-    };
+    }
+}
+
+/// Renders the chart with optional values.
+fn render(values: Option<&Value>) -> String {
+    let output = run_renderer(values);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -77,6 +83,20 @@ fn render(values: Option<&Value>) -> String {
         output.status
     );
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// Renders the chart with values it must refuse; returns the renderer's message.
+fn render_error(values: &Value) -> String {
+    let output = run_renderer(Some(values));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "rendering with {values} should fail:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // Exit 3 is render_chart.py's missing SDK, not the chart's refusal.
+    assert_ne!(output.status.code(), Some(3), "{stderr}");
+    stderr
 }
 
 /// Every non-empty document, as JSON values.
@@ -101,7 +121,11 @@ fn strict<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
 }
 
 struct Rendered {
+    /// The server's (`serve`) Deployment.
     deployment: Deployment,
+    /// The workers' Deployment, with `worker.enabled`.
+    worker: Option<Deployment>,
+    hpa: Option<HorizontalPodAutoscaler>,
     service: Service,
     config: ConfigMap,
     secret: Option<Secret>,
@@ -112,6 +136,8 @@ struct Rendered {
 
 fn parse(stream: &str) -> Rendered {
     let mut deployment = None;
+    let mut worker = None;
+    let mut hpa = None;
     let mut service = None;
     let mut config = None;
     let mut secret = None;
@@ -125,7 +151,14 @@ fn parse(stream: &str) -> Rendered {
             "namespaced by the release, not the template"
         );
         match (doc["apiVersion"].as_str(), doc["kind"].as_str()) {
-            (Some("apps/v1"), Some("Deployment")) => deployment = Some(strict(&doc)),
+            (Some("apps/v1"), Some("Deployment")) => {
+                match doc["metadata"]["labels"]["app.kubernetes.io/component"].as_str() {
+                    Some("server") => deployment = Some(strict(&doc)),
+                    Some("worker") => worker = Some(strict(&doc)),
+                    other => panic!("a Deployment of component {other:?}"),
+                }
+            }
+            (Some("autoscaling/v2"), Some("HorizontalPodAutoscaler")) => hpa = Some(strict(&doc)),
             (Some("v1"), Some("Service")) => service = Some(strict(&doc)),
             (Some("v1"), Some("ConfigMap")) => config = Some(strict(&doc)),
             (Some("v1"), Some("Secret")) => secret = Some(strict(&doc)),
@@ -139,6 +172,8 @@ fn parse(stream: &str) -> Rendered {
     }
     Rendered {
         deployment: deployment.expect("no Deployment"),
+        worker,
+        hpa,
         service: service.expect("no Service"),
         config: config.expect("no ConfigMap"),
         secret,
@@ -364,4 +399,300 @@ fn the_containerfile_builds_one_non_root_image_for_both_modes() {
     assert!(lines.contains(&"USER 65532:65532"), "{text}");
     assert!(lines.contains(&r#"ENTRYPOINT ["/usr/local/bin/scanplane"]"#));
     assert_eq!(lines.last(), Some(&r#"CMD ["serve"]"#));
+}
+
+/// The pod spec of a Deployment.
+fn pod(d: &Deployment) -> &k8s_openapi::api::core::v1::PodSpec {
+    d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+}
+
+/// Whether the env var `name` of the first container is an optional secret reference.
+fn optional_secret(d: &Deployment, name: &str) -> Option<bool> {
+    pod(d).containers[0]
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value_from.as_ref()?.secret_key_ref.as_ref()?.optional)
+}
+
+const NATS_URL: &str = "nats://nats.nats.svc:4222";
+
+#[test]
+fn the_default_render_has_no_worker_objects() {
+    let r = parse(&render(None));
+    assert!(r.worker.is_none(), "no worker Deployment by default");
+    assert!(r.hpa.is_none(), "no HorizontalPodAutoscaler by default");
+    assert!(r
+        .accounts
+        .iter()
+        .all(|a| a.metadata.name.as_deref() != Some("demo-scanplane-worker")));
+    let env = env(&r.deployment);
+    assert_eq!(env["SCANPLANE_EXECUTOR"], "kubernetes");
+    assert!(
+        env.keys().all(|k| !k.starts_with("SCANPLANE_NATS_")),
+        "{env:?}"
+    );
+}
+
+#[test]
+fn enabled_workers_pull_from_nats_without_api_access() {
+    let values = json!({"worker": {"enabled": true}, "nats": {"url": NATS_URL}});
+    let r = parse(&render(Some(&values)));
+    assert!(r.hpa.is_none(), "autoscaling is off by default");
+    let worker = r.worker.expect("the worker Deployment");
+    assert_eq!(
+        worker.metadata.name.as_deref(),
+        Some("demo-scanplane-worker")
+    );
+    let spec = worker.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    // Its pods are not the server's: the server's Service and Deployment do not select them.
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    assert_eq!(labels["app.kubernetes.io/component"], "worker");
+    let server_selector = r.service.spec.as_ref().unwrap().selector.clone().unwrap();
+    assert!(server_selector
+        .iter()
+        .any(|(k, v)| labels.get(k) != Some(v)));
+    let annotations = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap();
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "8081");
+
+    let worker_env = env(&worker);
+    let want = BTreeMap::from(
+        [
+            ("SCANPLANE_NATS_URL", NATS_URL),
+            ("SCANPLANE_NATS_STREAM", "SCANPLANE_UNITS"),
+            ("SCANPLANE_WORKER_CONCURRENCY", "4"),
+            ("SCANPLANE_WORKER_LIMITS", "discovery=2,sbom=4"),
+            ("SCANPLANE_WORKER_LISTEN", "0.0.0.0:8081"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    assert_eq!(
+        worker_env, want,
+        "no credentials without nats.existingSecret"
+    );
+
+    let pod = pod(&worker);
+    // Not the server's account, and no API token at all.
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("demo-scanplane-worker")
+    );
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let account = r
+        .accounts
+        .iter()
+        .find(|a| a.metadata.name.as_deref() == Some("demo-scanplane-worker"))
+        .expect("the workers' ServiceAccount");
+    assert_eq!(account.automount_service_account_token, Some(false));
+    let subjects = r.binding.subjects.unwrap();
+    assert!(subjects.iter().all(|s| s.name != "demo-scanplane-worker"));
+    assert_eq!(pod.termination_grace_period_seconds, Some(60));
+    assert!(pod.volumes.is_none());
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.run_as_user, Some(65532));
+
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some("scanplane:0.1.0"),
+        "the server's image"
+    );
+    assert_eq!(c.args.as_deref(), Some(&["worker".to_string()][..]));
+    let ports = c.ports.as_ref().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].container_port, 8081);
+    assert_eq!(ports[0].name.as_deref(), Some("health"));
+    for probe in [&c.liveness_probe, &c.readiness_probe] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(get.path.as_deref(), Some("/healthz"));
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("health".into())
+        );
+    }
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
+    assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+
+    // The server keeps its executor: enabling workers alone does not switch it.
+    assert_eq!(env(&r.deployment)["SCANPLANE_EXECUTOR"], "kubernetes");
+}
+
+#[test]
+fn worker_autoscaling_renders_an_hpa_and_drops_replicas() {
+    let values = json!({
+        "worker": {"enabled": true, "autoscaling": {"enabled": true, "maxReplicas": 20}},
+        "nats": {"url": NATS_URL}
+    });
+    let r = parse(&render(Some(&values)));
+    let worker = r.worker.expect("the worker Deployment");
+    assert_eq!(
+        worker.spec.as_ref().unwrap().replicas,
+        None,
+        "the HPA owns the replica count"
+    );
+    let hpa = r.hpa.expect("the HorizontalPodAutoscaler");
+    let spec = hpa.spec.unwrap();
+    assert_eq!(
+        spec.scale_target_ref.api_version.as_deref(),
+        Some("apps/v1")
+    );
+    assert_eq!(spec.scale_target_ref.kind, "Deployment");
+    assert_eq!(Some(spec.scale_target_ref.name), worker.metadata.name);
+    assert_eq!(spec.min_replicas, Some(1));
+    assert_eq!(spec.max_replicas, 20);
+    let metrics = spec.metrics.unwrap();
+    assert_eq!(metrics.len(), 1, "CPU only unless queueDepth is enabled");
+    let cpu = metrics[0].resource.as_ref().unwrap();
+    assert_eq!(metrics[0].type_, "Resource");
+    assert_eq!(cpu.name, "cpu");
+    assert_eq!(cpu.target.type_, "Utilization");
+    assert_eq!(cpu.target.average_utilization, Some(70));
+
+    let values = json!({
+        "worker": {"enabled": true,
+                   "autoscaling": {"enabled": true, "queueDepth": {"enabled": true}}},
+        "nats": {"url": NATS_URL}
+    });
+    let metrics = parse(&render(Some(&values)))
+        .hpa
+        .unwrap()
+        .spec
+        .unwrap()
+        .metrics
+        .unwrap();
+    assert_eq!(metrics.len(), 2);
+    let external = metrics
+        .iter()
+        .find(|m| m.type_ == "External")
+        .expect("the queue-depth metric");
+    let external = external.external.as_ref().unwrap();
+    assert_eq!(external.metric.name, "scanplane_nats_queue_depth");
+    assert_eq!(external.target.type_, "AverageValue");
+    assert_eq!(
+        external.target.average_value.as_ref().map(|q| q.0.as_str()),
+        Some("5")
+    );
+
+    // Autoscaling without workers renders nothing.
+    let values = json!({"worker": {"autoscaling": {"enabled": true}}});
+    let r = parse(&render(Some(&values)));
+    assert!(r.worker.is_none() && r.hpa.is_none());
+}
+
+#[test]
+fn executor_nats_sets_the_server_env_and_credentials() {
+    let values = json!({"executor": "nats", "nats": {"url": NATS_URL}});
+    let r = parse(&render(Some(&values)));
+    let server = env(&r.deployment);
+    assert_eq!(server["SCANPLANE_EXECUTOR"], "nats");
+    assert_eq!(server["SCANPLANE_NATS_URL"], NATS_URL);
+    assert_eq!(server["SCANPLANE_NATS_STREAM"], "SCANPLANE_UNITS");
+    for k in [
+        "SCANPLANE_NATS_TOKEN",
+        "SCANPLANE_NATS_USER",
+        "SCANPLANE_NATS_PASSWORD",
+        "SCANPLANE_NATS_CREDS",
+    ] {
+        assert!(!server.contains_key(k), "{k} without nats.existingSecret");
+    }
+    // The Kubernetes executor's volumes only: no creds mount.
+    let volumes = pod(&r.deployment).volumes.as_ref().unwrap();
+    assert!(volumes.iter().all(|v| v.secret.is_none()));
+    assert!(r.worker.is_none(), "workers are enabled on their own");
+
+    // Credentials from a Secret of the user's, on the server and the workers alike.
+    let values = json!({
+        "executor": "nats",
+        "nats": {"url": NATS_URL, "existingSecret": "nats-auth", "credsFile": true,
+                 "stream": "SCANS"},
+        "worker": {"enabled": true}
+    });
+    let r = parse(&render(Some(&values)));
+    let worker = r.worker.expect("the worker Deployment");
+    for d in [&r.deployment, &worker] {
+        let env = env(d);
+        assert_eq!(env["SCANPLANE_NATS_URL"], NATS_URL);
+        assert_eq!(env["SCANPLANE_NATS_STREAM"], "SCANS");
+        assert_eq!(env["SCANPLANE_NATS_TOKEN"], "secret:nats-auth/token");
+        assert_eq!(env["SCANPLANE_NATS_USER"], "secret:nats-auth/user");
+        assert_eq!(env["SCANPLANE_NATS_PASSWORD"], "secret:nats-auth/password");
+        for k in [
+            "SCANPLANE_NATS_TOKEN",
+            "SCANPLANE_NATS_USER",
+            "SCANPLANE_NATS_PASSWORD",
+        ] {
+            // Whichever keys the Secret lacks stay unset.
+            assert_eq!(optional_secret(d, k), Some(true), "{k}");
+        }
+        assert_eq!(
+            env["SCANPLANE_NATS_CREDS"],
+            "/etc/scanplane/nats/nats.creds"
+        );
+        let pod = pod(d);
+        let mount = pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.mount_path == "/etc/scanplane/nats")
+            .expect("the creds mount");
+        assert_eq!(mount.read_only, Some(true));
+        let volume = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        let secret = volume.secret.as_ref().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("nats-auth"));
+        let items = secret.items.as_ref().unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            (items[0].key.as_str(), items[0].path.as_str()),
+            ("nats.creds", "nats.creds")
+        );
+    }
+}
+
+#[test]
+fn nats_settings_the_chart_cannot_use_fail_the_render() {
+    // Without nats.url, for the server's executor and for the workers alike.
+    for values in [
+        json!({"executor": "nats"}),
+        json!({"worker": {"enabled": true}}),
+    ] {
+        let msg = render_error(&values);
+        assert!(msg.contains("nats.url"), "{values}: {msg}");
+    }
+    let msg =
+        render_error(&json!({"executor": "nats", "nats": {"url": NATS_URL, "credsFile": true}}));
+    assert!(msg.contains("nats.existingSecret"), "{msg}");
+    let msg = render_error(&json!({"executor": "ssh"}));
+    assert!(msg.contains("executor"), "{msg}");
 }

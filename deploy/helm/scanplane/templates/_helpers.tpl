@@ -31,3 +31,59 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
+
+{{/* The workers' Deployment, and their service account, which has no RBAC at all. */}}
+{{- define "scanplane.workerName" -}}
+{{- printf "%s-worker" (include "scanplane.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "scanplane.natsUrl" -}}
+{{- required "nats.url is required when executor is nats or worker.enabled is true (the NATS server, e.g. nats://nats.nats.svc:4222)" .Values.nats.url -}}
+{{- end -}}
+
+{{/* Where the creds file of nats.existingSecret is mounted when nats.credsFile is true. */}}
+{{- define "scanplane.natsCredsDir" -}}
+/etc/scanplane/nats
+{{- end -}}
+
+{{/* The env of a NATS client (serve with executor nats, and the workers). */}}
+{{- define "scanplane.natsEnv" -}}
+{{- if and .Values.nats.credsFile (not .Values.nats.existingSecret) -}}
+{{- fail "nats.credsFile needs nats.existingSecret: the Secret holding nats.creds" -}}
+{{- end -}}
+- name: SCANPLANE_NATS_URL
+  value: {{ include "scanplane.natsUrl" . | quote }}
+- name: SCANPLANE_NATS_STREAM
+  value: {{ .Values.nats.stream | default "SCANPLANE_UNITS" | quote }}
+{{- with .Values.nats.existingSecret }}
+{{- /* Optional: a key the Secret lacks leaves its variable unset. */}}
+{{- range $var, $key := dict "SCANPLANE_NATS_TOKEN" "token" "SCANPLANE_NATS_USER" "user" "SCANPLANE_NATS_PASSWORD" "password" }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.nats.existingSecret }}
+      key: {{ $key }}
+      optional: true
+{{- end }}
+{{- end }}
+{{- if .Values.nats.credsFile }}
+- name: SCANPLANE_NATS_CREDS
+  value: {{ printf "%s/nats.creds" (include "scanplane.natsCredsDir" .) }}
+{{- end }}
+{{- end -}}
+
+{{/* The volumeMounts and volumes entries of the creds file: include when nats.credsFile is true. */}}
+{{- define "scanplane.natsVolumeMount" -}}
+- name: nats-creds
+  mountPath: {{ include "scanplane.natsCredsDir" . }}
+  readOnly: true
+{{- end -}}
+
+{{- define "scanplane.natsVolume" -}}
+- name: nats-creds
+  secret:
+    secretName: {{ .Values.nats.existingSecret }}
+    items:
+      - key: nats.creds
+        path: nats.creds
+{{- end -}}
