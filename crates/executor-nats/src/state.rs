@@ -527,7 +527,7 @@ mod tests {
         assert!(reason.starts_with("worker lost: w1"), "{reason}");
         assert_eq!(
             lost.observed(),
-            Some(UnitState::Failed {
+            Some(UnitState::Lost {
                 message: reason.clone()
             })
         );
