@@ -49,6 +49,9 @@ enum Command {
     /// Pull units of work from the NATS JetStream queue and run them (`serve --executor
     /// nats` publishes them). Stateless: flags and env only, no database.
     Worker(Box<worker::WorkerArgs>),
+    /// Print the CustomResourceDefinitions of group scanplane.io as YAML (the Helm chart
+    /// installs the same files), e.g. `scanplane crds | kubectl apply -f -`.
+    Crds,
 }
 
 /// Which executor runs scans.
@@ -304,11 +307,25 @@ fn init_logging(format: LogFormat, default_filter: &str) {
     }
 }
 
+/// Every CRD, as one multi-document YAML stream on stdout.
+fn print_crds() -> i32 {
+    for (file, crd) in scanplane_operator::crd::all() {
+        match scanplane_operator::crd::to_yaml(&crd) {
+            Ok(yaml) => print!("---\n{yaml}"),
+            Err(e) => {
+                eprintln!("scanplane crds: {file}: {e}");
+                return 1;
+            }
+        }
+    }
+    0
+}
+
 fn main() {
     let cli = Cli::parse_from(std::env::args_os());
     // Scanner mode's stderr becomes the failure reason of its scan: keep it to warnings.
     let default_filter = match cli.command {
-        Command::Job | Command::Vuln(_) => "warn",
+        Command::Job | Command::Vuln(_) | Command::Crds => "warn",
         Command::Serve(_) => "info,sqlx=warn",
         Command::Worker(_) => "info",
     };
@@ -316,6 +333,7 @@ fn main() {
     // Offline and synchronous: no runtime, no TLS.
     let cli = match cli.command {
         Command::Vuln(command) => std::process::exit(vuln::run(command)),
+        Command::Crds => std::process::exit(print_crds()),
         command => Cli { command, ..cli },
     };
     // Before the runtime starts threads: scanner mode first moves into a PID namespace.
@@ -356,7 +374,7 @@ fn main() {
                 }
             },
             // Handled before the runtime starts.
-            Command::Vuln(_) => 2,
+            Command::Vuln(_) | Command::Crds => 2,
         }
     });
     std::process::exit(code);

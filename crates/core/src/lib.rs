@@ -6,6 +6,7 @@
 //! Callers pass in "now" and the state they read; functions return decisions.
 
 pub mod admission;
+pub mod annotations;
 pub mod clock;
 pub mod duration;
 pub mod finding;

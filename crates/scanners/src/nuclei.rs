@@ -35,9 +35,22 @@ use crate::{adapter_def, check_target_kinds, RunRequest, ScanOutcome, Scanner};
 
 pub const NAME: &str = "nuclei";
 pub const PROGRAM: &str = "nuclei";
-const OPTIONS: &[&str] = &["tags", "severity", "rate_limit"];
+const OPTIONS: &[&str] = &[
+    "tags",
+    "severity",
+    "rate_limit",
+    "templates",
+    "exclude_templates",
+    "exclude_tags",
+];
 /// The options that change which templates run (the rest only how fast).
-const SCOPE_OPTIONS: &[&str] = &["tags", "severity"];
+const SCOPE_OPTIONS: &[&str] = &[
+    "tags",
+    "severity",
+    "templates",
+    "exclude_templates",
+    "exclude_tags",
+];
 const SEVERITIES: &[&str] = &["info", "low", "medium", "high", "critical", "unknown"];
 
 #[derive(Deserialize)]
@@ -211,6 +224,31 @@ fn args(target: &str, options: &serde_json::Value) -> Result<Vec<String>, Valida
         }
         args.extend(["-tags".to_string(), tags.to_string()]);
     }
+    // Template paths or ids and tags, comma-separated: never a flag, never shell syntax.
+    for (option, flag) in [
+        ("templates", "-t"),
+        ("exclude_templates", "-et"),
+        ("exclude_tags", "-etags"),
+    ] {
+        if let Some(list) = o.string(option)? {
+            let ok = !list.is_empty()
+                && list.split(',').all(|item| {
+                    !item.is_empty()
+                        && !item.starts_with(['-', '/'])
+                        && item
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
+                })
+                && !list.contains("..");
+            if !ok {
+                return Err(o.error(
+                    option,
+                    "expected comma-separated entries of letters, digits and -_./: (relative to the templates directory: not starting with '-' or '/', no '..')",
+                ));
+            }
+            args.extend([flag.to_string(), list.to_string()]);
+        }
+    }
     if let Some(sev) = o.word_list("severity", SEVERITIES)? {
         args.extend(["-severity".to_string(), sev.join(",")]);
     }
@@ -376,5 +414,20 @@ mod tests {
         assert_eq!(a.join(" "), "-jsonl -silent -tags cve,exposure -severity high,critical -rl 50 -u https://x.example/");
         assert!(args("x", &serde_json::json!({"tags": "a b"})).is_err());
         assert!(args("x", &serde_json::json!({"templates": "/etc"})).is_err());
+        let a = args(
+            "https://x.example/",
+            &serde_json::json!({"templates": "cves/,exposures/git.yaml", "exclude_templates": "dos/", "exclude_tags": "intrusive"}),
+        )
+        .unwrap();
+        assert_eq!(
+            a.join(" "),
+            "-jsonl -silent -t cves/,exposures/git.yaml -et dos/ -etags intrusive -u https://x.example/"
+        );
+        for bad in ["../x", "a,,b", "-t", "a b", "$(id)", ""] {
+            for option in ["templates", "exclude_templates", "exclude_tags"] {
+                let e = args("x", &serde_json::json!({ option: bad })).unwrap_err();
+                assert!(e.to_string().contains(option), "{option}={bad}: {e}");
+            }
+        }
     }
 }

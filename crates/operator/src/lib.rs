@@ -1,0 +1,5 @@
+//! scanplane's Kubernetes operator: custom resources and annotated Ingresses, reconciled into
+//! scanplane's own schedules and scans (the database stays the record; etcd holds summaries).
+
+pub mod crd;
+pub mod lease;
