@@ -2,4 +2,5 @@
 //! scanplane's own schedules and scans (the database stays the record; etcd holds summaries).
 
 pub mod crd;
+pub mod ingress;
 pub mod lease;
