@@ -12,6 +12,7 @@ pub mod admin;
 pub mod advisories;
 pub mod audit;
 pub mod auth;
+pub mod declared;
 pub mod error;
 pub mod export;
 pub mod extract;

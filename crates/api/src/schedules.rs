@@ -166,11 +166,15 @@ impl From<Schedule> for ScheduleView {
     }
 }
 
-fn duration_field(field: &str, limit: DurationLimit, v: &str) -> Result<Duration, ApiError> {
+pub(crate) fn duration_field(
+    field: &str,
+    limit: DurationLimit,
+    v: &str,
+) -> Result<Duration, ApiError> {
     limit.parse(v).map_err(|e| ApiError::invalid(field, e))
 }
 
-fn cadence(
+pub(crate) fn cadence(
     cron_exp: Option<&str>,
     time: Option<&str>,
     timezone: Option<&str>,
@@ -217,7 +221,7 @@ fn future_once(cadence: &Cadence, now: chrono::DateTime<chrono::Utc>) -> Result<
     }
 }
 
-fn validate_name(name: &str) -> Result<(), ApiError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::invalid("name", "must be 1-200 characters"));
     }
@@ -225,7 +229,10 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// Recomputes the next tick from now: a schedule never fires for a time before its edit.
-fn reschedule(s: &mut Schedule, now: chrono::DateTime<chrono::Utc>) -> Result<(), ApiError> {
+pub(crate) fn reschedule(
+    s: &mut Schedule,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ApiError> {
     if s.enabled
         && (s.status == ScheduleStatus::Active
             || matches!(s.cadence, Cadence::Once { at } if at > now))

@@ -4,6 +4,7 @@
 
 mod config;
 mod isolate;
+mod operator;
 mod serve;
 mod vuln;
 mod worker;
@@ -144,6 +145,8 @@ pub struct ServeArgs {
     pub kubernetes: KubernetesArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub operator: operator::OperatorArgs,
 }
 
 /// How to reach NATS (`serve --executor nats` and `worker`).

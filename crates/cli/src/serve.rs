@@ -479,6 +479,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         loops.push(w);
     }
     loops.push(("dispatcher", tokio::spawn(dispatcher.run(stop_rx.clone()))));
+    if args.operator.operator {
+        loops.extend(
+            crate::operator::start(
+                &args.operator,
+                state.clone(),
+                replica.id.clone(),
+                server_url.to_string(),
+                stop_rx.clone(),
+            )
+            .await?,
+        );
+    }
     let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<String>();
     let supervised: Vec<tokio::task::JoinHandle<()>> = loops
         .into_iter()

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod annotations;
 pub mod clock;
+pub mod declared;
 pub mod duration;
 pub mod finding;
 pub mod identity;

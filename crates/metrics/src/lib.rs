@@ -36,6 +36,12 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// The operator's controller a reconcile belongs to (`ingress`, `scheduledscan`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabel {
+    pub controller: String,
+}
+
 /// Every metric scanplane exports.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +70,11 @@ pub struct Metrics {
     /// `scanplane_nats_workers_lost_total`: attempts declared lost because their worker
     /// stopped heartbeating.
     pub nats_workers_lost: Counter,
+    /// `scanplane_operator_reconciles_total{controller}`: reconciles the operator ran.
+    pub operator_reconciles: Family<ControllerLabel, Counter<u64, AtomicU64>>,
+    /// `scanplane_operator_reconcile_errors_total{controller}`: reconciles that failed and
+    /// were requeued.
+    pub operator_reconcile_errors: Family<ControllerLabel, Counter<u64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -137,6 +148,19 @@ impl Metrics {
             "Attempts declared lost because their NATS worker stopped heartbeating",
             nats_workers_lost.clone(),
         );
+        let operator_reconciles = Family::<ControllerLabel, Counter<u64, AtomicU64>>::default();
+        registry.register(
+            "operator_reconciles",
+            "Reconciles the Kubernetes operator ran, by controller",
+            operator_reconciles.clone(),
+        );
+        let operator_reconcile_errors =
+            Family::<ControllerLabel, Counter<u64, AtomicU64>>::default();
+        registry.register(
+            "operator_reconcile_errors",
+            "Operator reconciles that failed and were requeued, by controller",
+            operator_reconcile_errors.clone(),
+        );
         Metrics {
             registry,
             jobs_created,
@@ -150,6 +174,8 @@ impl Metrics {
             nats_in_flight,
             nats_redelivered,
             nats_workers_lost,
+            operator_reconciles,
+            operator_reconcile_errors,
         }
     }
 

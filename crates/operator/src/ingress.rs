@@ -12,6 +12,7 @@ use scanplane_core::duration::format_duration;
 use sha2::{Digest, Sha256};
 
 use crate::crd::{ScanSpec, ScannerConfig, ScheduledScan, ScheduledScanSpec};
+use crate::scheduled::TENANT_ANNOTATION;
 
 /// Label on every ScheduledScan made for an Ingress: its name, to find the ones to delete.
 pub const INGRESS_LABEL: &str = "scanplane.io/ingress";
@@ -41,9 +42,18 @@ pub fn desired(ingress: &Ingress, defaults: &AnnotationDefaults) -> IngressInten
     }
     let name = ingress.metadata.name.clone().unwrap_or_default();
     let owner = owner_of(ingress);
+    // The Ingress's tenant mapping carries over to what it makes.
+    let tenant = ann.get(TENANT_ANNOTATION).cloned();
     let scans = targets(ingress)
         .into_iter()
-        .map(|(host, url)| scheduled_scan(&name, &host, url, &scan, owner.clone()))
+        .map(|(host, url)| {
+            let mut s = scheduled_scan(&name, &host, url, &scan, owner.clone());
+            if let Some(t) = &tenant {
+                s.metadata.annotations =
+                    Some(BTreeMap::from([(TENANT_ANNOTATION.to_string(), t.clone())]));
+            }
+            s
+        })
         .collect();
     IngressIntent::Scan(scans)
 }
@@ -82,6 +92,16 @@ fn owner_of(ingress: &Ingress) -> Option<OwnerReference> {
         controller: Some(true),
         block_owner_deletion: Some(true),
     })
+}
+
+/// An Ingress name as a label value (at most 63 characters; a longer name is cut and keeps a
+/// hash of the whole, so two Ingresses never share a value).
+pub fn label_value(ingress: &str) -> String {
+    if ingress.len() <= 63 {
+        return ingress.to_string();
+    }
+    let hash = hex::encode(&Sha256::digest(ingress.as_bytes())[..4]);
+    format!("{}-{hash}", ingress[..54].trim_end_matches(['-', '.']))
 }
 
 /// `<ingress>-<host>` as a DNS-1123 label; a long one is cut and keeps a hash of the whole,
@@ -126,7 +146,7 @@ fn scheduled_scan(
     };
     let labels = BTreeMap::from([
         (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
-        (INGRESS_LABEL.to_string(), ingress.to_string()),
+        (INGRESS_LABEL.to_string(), label_value(ingress)),
     ]);
     let mut s = ScheduledScan::new(
         &scan_name(ingress, host),

@@ -7,46 +7,25 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+mod support;
+
 use chrono::{DateTime, TimeDelta, Utc};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http::{Method, Response, StatusCode};
 use kube::Client;
 use scanplane_operator::lease::{LeaderElector, LeaseConfig, LeaseError};
 use serde_json::{json, Value};
+use support::{full, internal_error, recv, status, Body, Handle, Responder, Seen, WAIT};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-
-type Body = BoxBody<Bytes, std::io::Error>;
-type Handle = tower_test::mock::Handle<Request<kube::client::Body>, Response<Body>>;
-type Responder = tower_test::mock::SendResponse<Response<Body>>;
 
 const NS: &str = "ns";
 const ME: &str = "replica-a";
 const OTHER: &str = "replica-b";
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ns/leases";
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/scanplane-operator";
-/// A guard against hangs only; no test asserts how long anything takes.
-const WAIT: Duration = Duration::from_secs(10);
 
 fn mock() -> (Client, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
-    (Client::new(service, NS), handle)
-}
-
-fn full(status: StatusCode, body: &Value) -> Response<Body> {
-    let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(bytes).map_err(|e| match e {}).boxed())
-        .unwrap()
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code})
+    support::mock(NS)
 }
 
 fn not_found() -> Response<Body> {
@@ -70,38 +49,6 @@ fn conflict() -> Response<Body> {
              the object has been modified; please apply your changes to the latest version and try again",
         ),
     )
-}
-
-fn internal_error() -> Response<Body> {
-    full(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        &status(500, "InternalError", "etcdserver: request timed out"),
-    )
-}
-
-/// One received request: method, path and JSON body.
-struct Seen {
-    method: Method,
-    path: String,
-    body: Value,
-}
-
-/// The next request, or `None` once the elector (and with it the client) is gone.
-async fn recv(handle: &mut Handle) -> Option<(Seen, Responder)> {
-    let (req, send) = handle.next_request().await?;
-    let (parts, body) = req.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    let seen = Seen {
-        method: parts.method,
-        path: parts.uri.path().to_string(),
-        body,
-    };
-    Some((seen, send))
 }
 
 async fn next(handle: &mut Handle) -> (Seen, Responder) {

@@ -1,0 +1,182 @@
+//! Schedules declared by resources outside the API (the operator's `ScheduledScan`s): the
+//! same validation and storage as `POST /scans/schedule`, keyed by the id the resource chose,
+//! so applying one declaration again changes nothing and a resync never moves a schedule's
+//! next run. Errors name the resource's field (`spec.schedule`), not the API's.
+
+use scanplane_core::annotations::ScanCadence;
+use scanplane_core::declared::{resource_field, DeclaredSchedule};
+use scanplane_core::limits::DurationLimit;
+use scanplane_core::maintenance::WindowAction;
+use scanplane_core::schedule::{Cadence, MissedTickPolicy, Schedule, ScheduleStatus};
+
+use crate::error::ApiError;
+use crate::scans::validate_scan_input;
+use crate::schedules::{cadence, duration_field, reschedule, validate_name};
+use crate::AppState;
+
+/// Creates or updates the schedule `d.id` so that it is what `d` states. The next run is
+/// recomputed only when the timing (cadence, jitter, enabled) changed.
+pub async fn apply_declared_schedule(
+    state: &AppState,
+    d: &DeclaredSchedule,
+) -> Result<Schedule, ApiError> {
+    let (cadence_now, jitter, scan) = validate(state, d).map_err(in_resource_terms)?;
+    let tenant = state.store.ensure_tenant(&d.tenant).await?;
+    let now = state.clock.now();
+    let existing = match state.store.schedule(None, &d.id).await? {
+        // The resource now maps to another tenant: its old schedule goes, a new one comes.
+        Some(s) if s.tenant_id != tenant.id => {
+            state.store.delete_schedule(None, &d.id).await?;
+            None
+        }
+        other => other,
+    };
+    let cadence_new = match (cadence_now, &existing) {
+        // An unchanged interval keeps its anchor, so a resync does not move the next run.
+        (
+            Cadence::Every { period, .. },
+            Some(Schedule {
+                cadence:
+                    Cadence::Every {
+                        period: old,
+                        anchor,
+                    },
+                ..
+            }),
+        ) if period == *old => Cadence::Every {
+            period,
+            anchor: *anchor,
+        },
+        (Cadence::Every { period, .. }, _) => Cadence::Every {
+            period,
+            anchor: now,
+        },
+        (c, _) => c,
+    };
+    match existing {
+        Some(mut s) => {
+            let timing_changed =
+                s.cadence != cadence_new || s.jitter != jitter || s.enabled != d.enabled;
+            let changed = timing_changed
+                || s.name != d.name
+                || s.scanner != scan.scanner
+                || s.targets != scan.targets
+                || s.options != scan.options;
+            if !changed {
+                return Ok(s);
+            }
+            s.name.clone_from(&d.name);
+            s.cadence = cadence_new;
+            s.jitter = jitter;
+            s.enabled = d.enabled;
+            s.scanner = scan.scanner;
+            s.targets = scan.targets;
+            s.options = scan.options;
+            s.updated_at = now;
+            if timing_changed {
+                s.status = ScheduleStatus::Active;
+                reschedule(&mut s, now).map_err(in_resource_terms)?;
+            }
+            state.store.update_schedule(&s).await?;
+            tracing::info!(schedule_id = %s.id, name = %s.name, "declared schedule updated");
+            state.wake_scheduler.notify_one();
+            Ok(s)
+        }
+        None => {
+            let mut s = Schedule {
+                id: d.id.clone(),
+                tenant_id: tenant.id,
+                project_id: None,
+                name: d.name.clone(),
+                cadence: cadence_new,
+                scanner: scan.scanner,
+                targets: scan.targets,
+                billing: false,
+                options: scan.options,
+                enabled: d.enabled,
+                status: ScheduleStatus::Active,
+                missed_tick_policy: MissedTickPolicy::CatchUpOnce,
+                starting_deadline: None,
+                jitter,
+                on_maintenance: WindowAction::Hold,
+                next_tick: None,
+                next_fire_at: None,
+                last_fired_at: None,
+                created_at: now,
+                updated_at: now,
+            };
+            reschedule(&mut s, now).map_err(in_resource_terms)?;
+            state.store.create_schedule(&s).await?;
+            tracing::info!(schedule_id = %s.id, name = %s.name, "declared schedule created");
+            state.wake_scheduler.notify_one();
+            Ok(s)
+        }
+    }
+}
+
+/// Deletes the schedule `id` declared for tenant `tenant`; true when one was there. Scans it
+/// already started stay, as with `DELETE /scans/schedule/:id`.
+pub async fn delete_declared_schedule(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<bool, ApiError> {
+    let tenant = state.store.ensure_tenant(tenant).await?;
+    Ok(state.store.delete_schedule(Some(&tenant.id), id).await?)
+}
+
+type Validated = (
+    Cadence,
+    Option<std::time::Duration>,
+    crate::scans::ValidScan,
+);
+
+fn validate(state: &AppState, d: &DeclaredSchedule) -> Result<Validated, ApiError> {
+    validate_name(&d.name)?;
+    let c = match &d.cadence {
+        ScanCadence::Cron(expr) => cadence(Some(expr), None, d.timezone.as_deref())?,
+        ScanCadence::Every(period) => {
+            if d.timezone.is_some() {
+                return Err(ApiError::invalid(
+                    "timezone",
+                    "applies only to cron schedules, not to @every",
+                ));
+            }
+            Cadence::Every {
+                period: *period,
+                anchor: state.clock.now(),
+            }
+        }
+    };
+    let jitter = d
+        .jitter
+        .as_deref()
+        .map(|j| duration_field("jitter", DurationLimit::Jitter, j))
+        .transpose()?;
+    let options: Option<serde_json::Value> = d
+        .options_json
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| ApiError::invalid("options", format!("not JSON: {e}")))?;
+    let scan = validate_scan_input(
+        state,
+        &d.scanner,
+        &[],
+        &d.targets,
+        options.as_ref(),
+        "targets",
+    )?;
+    Ok((c, jitter, scan))
+}
+
+/// `cron_exp: problem` becomes `spec.schedule: problem`: the user edits the resource.
+fn in_resource_terms(e: ApiError) -> ApiError {
+    if e.code != "invalid" {
+        return e;
+    }
+    match e.message.split_once(": ") {
+        Some((field, problem)) => ApiError::invalid(resource_field(field), problem),
+        None => e,
+    }
+}

@@ -1,0 +1,148 @@
+//! Wiring of the Kubernetes operator inside `serve --operator`: the Lease election, the
+//! controllers that run while this replica leads, and the schedule sink that stores what
+//! the resources declare through the API layer's own validation.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use futures::FutureExt;
+use scanplane_api::declared::{apply_declared_schedule, delete_declared_schedule};
+use scanplane_api::error::ApiError;
+use scanplane_api::AppState;
+use scanplane_core::annotations::AnnotationDefaults;
+use scanplane_core::declared::DeclaredSchedule;
+use scanplane_operator::controller::{self, Context, Watched};
+use scanplane_operator::lease::{LeaderElector, LeaseConfig};
+use scanplane_operator::sink::{AppliedSchedule, ScheduleSink, SinkError};
+use tokio::sync::watch;
+
+/// Settings of the operator (`serve --operator`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    /// Reconcile scanplane's custom resources and annotated Ingresses (needs a cluster:
+    /// in-cluster config or KUBECONFIG).
+    #[arg(long, env = "SCANPLANE_OPERATOR")]
+    pub operator: bool,
+    /// Namespaces to watch, comma-separated (namespace-scoped RBAC). Default: the namespace
+    /// of the Lease.
+    #[arg(long, env = "SCANPLANE_OPERATOR_NAMESPACES", value_delimiter = ',')]
+    pub operator_namespaces: Vec<String>,
+    /// Watch every namespace instead (needs the chart's opt-in ClusterRole).
+    #[arg(long, env = "SCANPLANE_OPERATOR_ALL_NAMESPACES")]
+    pub operator_all_namespaces: bool,
+    /// Namespace of the leader-election Lease: this pod's namespace in a cluster.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub operator_lease_namespace: String,
+}
+
+impl OperatorArgs {
+    fn watched(&self) -> anyhow::Result<Watched> {
+        let named: Vec<String> = self
+            .operator_namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        match (self.operator_all_namespaces, named.is_empty()) {
+            (true, false) => Err(anyhow!(
+                "--operator-namespaces and --operator-all-namespaces exclude each other"
+            )),
+            (true, true) => Ok(Watched::All),
+            (false, true) => Ok(Watched::Namespaces(vec![self
+                .operator_lease_namespace
+                .clone()])),
+            (false, false) => Ok(Watched::Namespaces(named)),
+        }
+    }
+}
+
+/// Stores declared schedules with the same validation as `POST /scans/schedule`.
+pub struct ApiScheduleSink {
+    pub state: Arc<AppState>,
+}
+
+fn sink_error(e: ApiError) -> SinkError {
+    match e.code {
+        // The declaration itself is wrong (a field, or a name another schedule holds).
+        "invalid" | "conflict" => SinkError::Invalid(e.message),
+        _ => SinkError::Unavailable(e.message),
+    }
+}
+
+#[async_trait]
+impl ScheduleSink for ApiScheduleSink {
+    async fn apply(&self, d: &DeclaredSchedule) -> Result<AppliedSchedule, SinkError> {
+        let s = apply_declared_schedule(&self.state, d)
+            .await
+            .map_err(sink_error)?;
+        Ok(AppliedSchedule {
+            id: s.id,
+            next_fire_at: s.next_fire_at,
+            last_fired_at: s.last_fired_at,
+        })
+    }
+
+    async fn delete(&self, tenant: &str, id: &str) -> Result<(), SinkError> {
+        delete_declared_schedule(&self.state, tenant, id)
+            .await
+            .map(|_| ())
+            .map_err(sink_error)
+    }
+}
+
+/// The operator's loops (the Lease election and the controllers that run while leading),
+/// for `serve` to supervise; both end when `stop` turns true.
+pub async fn start(
+    args: &OperatorArgs,
+    state: Arc<AppState>,
+    identity: String,
+    api_url: String,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<(&'static str, tokio::task::JoinHandle<()>)>> {
+    let watched = args.watched()?;
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow!("operator: no Kubernetes API ({e}); run in a cluster or set KUBECONFIG")
+    })?;
+    let elector = LeaderElector::new(
+        client.clone(),
+        LeaseConfig::new(args.operator_lease_namespace.clone(), identity.clone()),
+    )
+    .map_err(|e| anyhow!("operator: {e}"))?;
+    let leader = elector.subscribe();
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(ApiScheduleSink {
+            state: state.clone(),
+        }),
+        AnnotationDefaults::default(),
+        Some(identity),
+        Some(api_url),
+        state.metrics.clone(),
+    ));
+    tracing::info!(?watched, lease_namespace = %args.operator_lease_namespace, "operator enabled");
+    let stopped = |mut stop: watch::Receiver<bool>| {
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+        .boxed()
+    };
+    let election = {
+        let stop = stopped(stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = elector.run(stop).await {
+                tracing::warn!(error = %e, "operator: releasing the Lease failed; a successor waits for it to expire");
+            }
+        })
+    };
+    let controllers = tokio::spawn(controller::run_while_leader(
+        ctx,
+        watched,
+        leader,
+        stopped(stop),
+    ));
+    Ok(vec![
+        ("operator leader election", election),
+        ("operator controllers", controllers),
+    ])
+}

@@ -1,0 +1,197 @@
+//! The operator's controllers, kube-runtime `Controller`s in the controller-rs shape: a
+//! shared [`Context`], `reconcile` returning an [`Action`], one [`error_policy`] that counts
+//! the failure and requeues with a delay. They run only while this replica holds the Lease
+//! ([`run_while_leader`]), so of several replicas exactly one reconciles.
+
+pub mod ingress;
+pub mod scheduled_scan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer;
+use kube::{Client, Resource};
+use scanplane_core::annotations::AnnotationDefaults;
+use scanplane_metrics::{ControllerLabel, Metrics};
+use tokio::sync::watch;
+
+use crate::sink::{ScheduleSink, SinkError};
+
+/// The field manager of everything the operator applies.
+pub const MANAGER: &str = "scanplane-operator";
+/// How long a failed reconcile waits before it is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// What every reconcile is given.
+pub struct Context {
+    pub client: Client,
+    pub schedules: Arc<dyn ScheduleSink>,
+    /// Operator defaults, the bottom of defaults < spec < annotations.
+    pub defaults: AnnotationDefaults,
+    pub recorder: Recorder,
+    /// scanplane's public API address, for the `url` in statuses.
+    pub api_url: Option<String>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        schedules: Arc<dyn ScheduleSink>,
+        defaults: AnnotationDefaults,
+        instance: Option<String>,
+        api_url: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            schedules,
+            defaults,
+            api_url,
+            metrics,
+        }
+    }
+
+    fn counted(&self, controller: &str) {
+        self.metrics
+            .operator_reconciles
+            .get_or_create(&ControllerLabel {
+                controller: controller.into(),
+            })
+            .inc();
+    }
+
+    /// Publishes a Warning event on `obj`; a failure to publish is logged, not fatal (the
+    /// status says the same).
+    async fn warn<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish a Kubernetes event");
+        }
+    }
+}
+
+/// Why a reconcile failed; every one is retried after [`RETRY_AFTER`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Sink(SinkError),
+    #[error("the object has no {0}")]
+    MissingField(&'static str),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+/// Counts the failure and retries later; the controller's own backoff never gives up.
+pub fn error_policy<K>(
+    controller: &'static str,
+) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |_obj, err, ctx| {
+        tracing::warn!(controller, error = %err, "reconcile failed; retrying");
+        ctx.metrics
+            .operator_reconcile_errors
+            .get_or_create(&ControllerLabel {
+                controller: controller.into(),
+            })
+            .inc();
+        Action::requeue(RETRY_AFTER)
+    }
+}
+
+/// Which namespaces the controllers watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watched {
+    /// These namespaces only (namespace-scoped RBAC, the default).
+    Namespaces(Vec<String>),
+    /// Every namespace (needs the chart's opt-in ClusterRole).
+    All,
+}
+
+/// Runs every controller over `watched` until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, watched: Watched, shutdown: BoxFuture<'static, ()>) {
+    let shutdown = shutdown.shared();
+    let scopes: Vec<Option<String>> = match watched {
+        Watched::All => vec![None],
+        Watched::Namespaces(ns) => ns.into_iter().map(Some).collect(),
+    };
+    let mut all = Vec::new();
+    for ns in scopes {
+        all.push(ingress::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+        all.push(scheduled_scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+    }
+    futures::future::join_all(all).await;
+}
+
+/// Runs the controllers whenever `leader` is true and stops them when it turns false, until
+/// `shutdown` resolves.
+pub async fn run_while_leader(
+    ctx: Arc<Context>,
+    watched: Watched,
+    mut leader: watch::Receiver<bool>,
+    shutdown: BoxFuture<'static, ()>,
+) {
+    let shutdown = shutdown.shared();
+    loop {
+        tokio::select! {
+            _ = shutdown.clone() => return,
+            r = leader.wait_for(|l| *l) => if r.is_err() { return },
+        }
+        tracing::info!("this replica leads: the operator's controllers start");
+        let mut lost = leader.clone();
+        let stop = {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown => {},
+                    _ = lost.wait_for(|l| !*l) => {},
+                }
+            }
+            .boxed()
+        };
+        run(ctx.clone(), watched.clone(), stop).await;
+        tracing::info!("the operator's controllers stopped");
+    }
+}
+
+/// Drains a controller's stream, logging what it reports.
+async fn drain<S, T, E>(controller: &'static str, stream: S)
+where
+    S: futures::Stream<Item = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    stream
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(controller, error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}

@@ -1,0 +1,102 @@
+//! The ScheduledScan controller: keeps one scanplane schedule per resource (under its UID, in
+//! its tenant) equal to its spec, reports it in the status, and deletes it through a finalizer
+//! when the resource goes (the database holds the state, so owner references cannot).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, Shared};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::{drain, error_policy, Context, Error};
+use crate::crd::ScheduledScan;
+use crate::scheduled::{declared, next_status, tenant_of, Outcome};
+use crate::sink::SinkError;
+
+/// The finalizer that deletes the schedule before the resource goes.
+pub const FINALIZER: &str = "scanplane.io/schedule";
+/// How often the status's next and last run times are refreshed from the schedule.
+pub const REFRESH: Duration = Duration::from_secs(300);
+const NAME: &str = "scheduledscan";
+
+/// One reconcile of one ScheduledScan.
+pub async fn reconcile(obj: Arc<ScheduledScan>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.counted(NAME);
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<ScheduledScan> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Event::Apply(obj) => apply(&obj, &api, &ctx).await,
+            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn apply(
+    obj: &ScheduledScan,
+    api: &Api<ScheduledScan>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let outcome = match declared(obj) {
+        Err(problem) => Outcome::Invalid(problem),
+        Ok(d) => match ctx.schedules.apply(&d).await {
+            Ok(applied) => Outcome::Applied(applied),
+            Err(SinkError::Invalid(problem)) => Outcome::Invalid(problem),
+            Err(e @ SinkError::Unavailable(_)) => return Err(Error::Sink(e)),
+        },
+    };
+    let status = next_status(obj, &outcome, chrono::Utc::now(), ctx.api_url.as_deref());
+    if obj.status.as_ref() != Some(&status) {
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+        // Said once per change, not at every resync.
+        if let Outcome::Invalid(problem) = &outcome {
+            ctx.warn(obj, "InvalidSpec", problem.clone()).await;
+        }
+    }
+    Ok(match outcome {
+        Outcome::Applied(_) => Action::requeue(REFRESH),
+        // A wrong spec stays wrong until it is edited.
+        Outcome::Invalid(_) => Action::await_change(),
+    })
+}
+
+async fn cleanup(obj: &ScheduledScan, ctx: &Context) -> Result<Action, Error> {
+    if let (Some(uid), Some(tenant)) = (obj.uid(), tenant_of(obj)) {
+        ctx.schedules
+            .delete(&tenant, &uid)
+            .await
+            .map_err(Error::Sink)?;
+        tracing::info!(scheduled_scan = %obj.name_any(), schedule_id = %uid, "schedule deleted with its resource");
+    }
+    Ok(Action::await_change())
+}
+
+/// The ScheduledScan controller over one namespace (`None`: all), until `shutdown`.
+pub async fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: Shared<BoxFuture<'static, ()>>,
+) {
+    let api: Api<ScheduledScan> = match namespace.as_deref() {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let stream = Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy(NAME), ctx);
+    drain(NAME, stream).await;
+}

@@ -1,0 +1,103 @@
+//! The scripted API server every operator test talks to (kube-rs's `tower_test` "API server
+//! verifier" pattern): each request is received with its method, path, query and JSON body,
+//! checked by the test, and answered as the real API server would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // Each test uses a part.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use kube::Client;
+use serde_json::{json, Value};
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+pub type Handle = tower_test::mock::Handle<Request<kube::client::Body>, Response<Body>>;
+pub type Responder = tower_test::mock::SendResponse<Response<Body>>;
+
+/// A guard against hangs only; no test asserts how long anything takes.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn mock(namespace: &str) -> (Client, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
+    (Client::new(service, namespace), handle)
+}
+
+pub fn full(status: StatusCode, body: &Value) -> Response<Body> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(bytes).map_err(|e| match e {}).boxed())
+        .unwrap()
+}
+
+pub fn ok(body: &Value) -> Response<Body> {
+    full(StatusCode::OK, body)
+}
+
+/// A `Status` object, the body of every API server error.
+pub fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+pub fn internal_error() -> Response<Body> {
+    full(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &status(500, "InternalError", "etcdserver: request timed out"),
+    )
+}
+
+/// One received request.
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+impl Seen {
+    /// `METHOD path`, for assertions that read like the API server's access log.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// The next request, or `None` once every client is gone.
+pub async fn recv(handle: &mut Handle) -> Option<(Seen, Responder)> {
+    let (req, send) = handle.next_request().await?;
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let seen = Seen {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        body,
+    };
+    Some((seen, send))
+}
+
+pub async fn next(handle: &mut Handle) -> (Seen, Responder) {
+    tokio::time::timeout(WAIT, recv(handle))
+        .await
+        .expect("no request came in time")
+        .expect("the client went away before the expected request")
+}
+
+/// Asserts the client sends nothing more (every clone of it must be dropped by then).
+pub async fn no_more(handle: &mut Handle) {
+    let more = tokio::time::timeout(WAIT, recv(handle))
+        .await
+        .expect("the client is still alive: drop every clone before calling no_more");
+    if let Some((seen, _)) = more {
+        panic!("unexpected request {} {}", seen.line(), seen.body);
+    }
+}
