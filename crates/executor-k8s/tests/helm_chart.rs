@@ -15,7 +15,7 @@ use std::process::Command;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -132,6 +132,8 @@ struct Rendered {
     accounts: Vec<ServiceAccount>,
     role: Role,
     binding: RoleBinding,
+    /// The operator's RBAC (`operator.enabled`), each document checked strictly.
+    operator: Vec<Value>,
 }
 
 fn parse(stream: &str) -> Rendered {
@@ -144,7 +146,20 @@ fn parse(stream: &str) -> Rendered {
     let mut accounts = Vec::new();
     let mut role = None;
     let mut binding = None;
+    let mut operator = Vec::new();
     for doc in documents(stream) {
+        if doc["metadata"]["labels"]["app.kubernetes.io/component"] == "operator" {
+            // The one kind of object that may name another namespace: a watched one.
+            match doc["kind"].as_str() {
+                Some("Role") => drop(strict::<Role>(&doc)),
+                Some("RoleBinding") => drop(strict::<RoleBinding>(&doc)),
+                Some("ClusterRole") => drop(strict::<ClusterRole>(&doc)),
+                Some("ClusterRoleBinding") => drop(strict::<ClusterRoleBinding>(&doc)),
+                other => panic!("an operator document of kind {other:?}"),
+            }
+            operator.push(doc);
+            continue;
+        }
         assert_eq!(
             doc["metadata"].get("namespace"),
             None,
@@ -180,6 +195,7 @@ fn parse(stream: &str) -> Rendered {
         accounts,
         role: role.expect("no Role"),
         binding: binding.expect("no RoleBinding"),
+        operator,
     }
 }
 
@@ -695,4 +711,162 @@ fn nats_settings_the_chart_cannot_use_fail_the_render() {
     assert!(msg.contains("nats.existingSecret"), "{msg}");
     let msg = render_error(&json!({"executor": "ssh"}));
     assert!(msg.contains("executor"), "{msg}");
+}
+
+/// The operator's documents of `kind`, as `(namespace, name)` (namespace `None`: the
+/// release's).
+fn operator_objects(r: &Rendered, kind: &str) -> Vec<(Option<String>, String)> {
+    let mut v: Vec<_> = r
+        .operator
+        .iter()
+        .filter(|d| d["kind"] == kind)
+        .map(|d| {
+            (
+                d["metadata"]["namespace"].as_str().map(String::from),
+                d["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `(apiGroup, resource, verb)` triples of a Role or ClusterRole document.
+fn grants(doc: &Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in doc["rules"].as_array().unwrap() {
+        for g in rule["apiGroups"].as_array().unwrap() {
+            for res in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    out.insert((
+                        g.as_str().unwrap().into(),
+                        res.as_str().unwrap().into(),
+                        verb.as_str().unwrap().into(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_default_render_has_no_operator() {
+    let r = parse(&render(None));
+    assert!(r.operator.is_empty());
+    let env = env(&r.deployment);
+    assert!(!env.contains_key("SCANPLANE_OPERATOR"), "{env:?}");
+}
+
+#[test]
+fn the_operator_is_namespace_scoped_by_default() {
+    let r = parse(&render(Some(
+        &json!({"operator": {"enabled": true, "namespaces": ["team-a", NS]}}),
+    )));
+    let env = env(&r.deployment);
+    assert_eq!(env["SCANPLANE_OPERATOR"], "true");
+    assert_eq!(env["SCANPLANE_OPERATOR_NAMESPACES"], format!("team-a,{NS}"));
+    assert_eq!(env["POD_NAMESPACE"], "field:metadata.namespace");
+    assert!(!env.contains_key("SCANPLANE_OPERATOR_ALL_NAMESPACES"));
+    assert!(
+        operator_objects(&r, "ClusterRole").is_empty(),
+        "nothing cluster-wide"
+    );
+    assert!(operator_objects(&r, "ClusterRoleBinding").is_empty());
+    let roles = operator_objects(&r, "Role");
+    assert_eq!(
+        roles,
+        [
+            (None, "demo-scanplane-operator".to_string()),
+            (None, "demo-scanplane-operator-lease".to_string()),
+            (
+                Some("team-a".to_string()),
+                "demo-scanplane-operator".to_string()
+            ),
+        ]
+    );
+    assert_eq!(operator_objects(&r, "RoleBinding"), roles);
+    for doc in r.operator.iter().filter(|d| d["kind"] == "RoleBinding") {
+        assert_eq!(doc["subjects"][0]["name"], "demo-scanplane");
+        assert_eq!(doc["subjects"][0]["namespace"], NS);
+    }
+    let lease = r
+        .operator
+        .iter()
+        .find(|d| d["metadata"]["name"] == "demo-scanplane-operator-lease" && d["kind"] == "Role")
+        .unwrap();
+    let g = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        grants(lease),
+        BTreeSet::from([
+            g("coordination.k8s.io", "leases", "create"),
+            g("coordination.k8s.io", "leases", "get"),
+            g("coordination.k8s.io", "leases", "update"),
+        ]),
+        "the Lease is all the release's namespace adds"
+    );
+    let watched = r
+        .operator
+        .iter()
+        .find(|d| d["metadata"]["namespace"] == "team-a" && d["kind"] == "Role")
+        .unwrap();
+    let watched = grants(watched);
+    for needed in [
+        g("networking.k8s.io", "ingresses", "watch"),
+        g("networking.k8s.io", "ingresses/finalizers", "update"),
+        g("scanplane.io", "scheduledscans", "patch"),
+        g("scanplane.io", "scheduledscans", "delete"),
+        g("scanplane.io", "scheduledscans/status", "patch"),
+        g("events.k8s.io", "events", "create"),
+    ] {
+        assert!(watched.contains(&needed), "missing {needed:?}");
+    }
+    assert!(
+        watched
+            .iter()
+            .all(|(group, res, _)| !group.is_empty() || res != "secrets"),
+        "the operator reads no Secrets"
+    );
+}
+
+#[test]
+fn cluster_wide_is_an_explicit_opt_in_with_the_same_rules() {
+    let namespaced = parse(&render(Some(&json!({"operator": {"enabled": true}}))));
+    assert_eq!(
+        env(&namespaced.deployment)["SCANPLANE_OPERATOR_NAMESPACES"],
+        NS,
+        "the release's namespace by default"
+    );
+    let r = parse(&render(Some(
+        &json!({"operator": {"enabled": true, "clusterWide": true}}),
+    )));
+    let env = env(&r.deployment);
+    assert_eq!(env["SCANPLANE_OPERATOR_ALL_NAMESPACES"], "true");
+    assert!(!env.contains_key("SCANPLANE_OPERATOR_NAMESPACES"));
+    assert_eq!(operator_objects(&r, "ClusterRole").len(), 1);
+    assert_eq!(operator_objects(&r, "ClusterRoleBinding").len(), 1);
+    assert_eq!(
+        operator_objects(&r, "Role"),
+        [(None, "demo-scanplane-operator-lease".to_string())],
+        "only the Lease stays namespaced"
+    );
+    let cluster = r
+        .operator
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .unwrap();
+    let role = namespaced
+        .operator
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == "demo-scanplane-operator")
+        .unwrap();
+    assert_eq!(
+        grants(cluster),
+        grants(role),
+        "nothing more than namespaced"
+    );
+    let msg = render_error(
+        &json!({"operator": {"enabled": true, "clusterWide": true, "namespaces": ["a"]}}),
+    );
+    assert!(msg.contains("operator.namespaces"), "{msg}");
 }

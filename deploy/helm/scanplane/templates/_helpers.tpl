@@ -87,3 +87,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
       - key: nats.creds
         path: nats.creds
 {{- end -}}
+
+{{- /* What the controllers read and write, in each watched namespace or cluster-wide. */}}
+{{- define "scanplane.operatorRules" }}
+rules:
+  - apiGroups: ["networking.k8s.io"]
+    resources: ["ingresses"]
+    verbs: ["get", "list", "watch"]
+  # A ScheduledScan owned by an Ingress blocks the Ingress's deletion until it is gone,
+  # which the API server allows only to who may update the Ingress's finalizers.
+  - apiGroups: ["networking.k8s.io"]
+    resources: ["ingresses/finalizers"]
+    verbs: ["update"]
+  - apiGroups: ["scanplane.io"]
+    resources: ["scheduledscans", "scans", "registries", "scanpolicies"]
+    verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  - apiGroups: ["scanplane.io"]
+    resources: ["scheduledscans/status", "scans/status", "registries/status", "scanpolicies/status"]
+    verbs: ["get", "patch", "update"]
+  - apiGroups: ["events.k8s.io"]
+    resources: ["events"]
+    verbs: ["create", "patch"]
+{{- end }}
