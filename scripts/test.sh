@@ -150,6 +150,17 @@ log "fuzzing every scanner parser (${SCANPLANE_FUZZ_SECONDS:-10}s each)"
 log "cargo test"
 cargo test --workspace "$@" 2>&1 | tee "$work/test.log"
 status=${PIPESTATUS[0]}
+# The end-to-end tests against a real cluster are `#[ignore]`d (no cluster here); they run
+# whenever KUBECONFIG names one.
+if [ -n "${KUBECONFIG:-}" ]; then
+  log "end-to-end tests against the cluster of KUBECONFIG=$KUBECONFIG"
+  if ! cargo test -p scanplane-executor-k8s --test e2e_cluster -- --ignored 2>&1 | tee -a "$work/test.log" \
+    || ! cargo test -p scanplane --test operator_e2e -- --ignored 2>&1 | tee -a "$work/test.log"; then
+    status=1
+  fi
+else
+  log "KUBECONFIG is not set: the cluster end-to-end tests (executor-k8s e2e_cluster, operator_e2e) are not run"
+fi
 log "fuzzing the HTTP API from its OpenAPI document (schemathesis, ${SCANPLANE_API_FUZZ_SECONDS:-180}s at most)"
 if ./scripts/api-fuzz.sh >"$work/api-fuzz.log" 2>&1; then
   echo "api fuzzing: passed"
