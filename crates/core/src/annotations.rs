@@ -73,6 +73,9 @@ pub struct AnnotationDefaults {
     pub scanner: String,
     pub schedule: ScanCadence,
     pub timeout: Duration,
+    /// Requests per second of the default scanner (nuclei's 150, as the nuclei-operator):
+    /// a resource whose `scanner` annotation picks another scanner gets a rate limit only
+    /// from its own `rate-limit` annotation.
     pub rate_limit: Option<u32>,
     pub severity: Vec<String>,
 }
@@ -84,7 +87,7 @@ impl Default for AnnotationDefaults {
             scanner: "nuclei".to_string(),
             schedule: ScanCadence::Every(Duration::from_secs(24 * 3600)),
             timeout: Duration::from_secs(30 * 60),
-            rate_limit: None,
+            rate_limit: Some(150),
             severity: Vec::new(),
         }
     }
@@ -168,6 +171,7 @@ pub fn parse(
     let timeout = get(TIMEOUT);
     let image = get(SCANNER_IMAGE);
     let rate = get(RATE_LIMIT);
+    let rate_annotated = rate.is_some();
     let lists = [TEMPLATES, EXCLUDE_TEMPLATES, SEVERITY, TAGS, EXCLUDE_TAGS].map(|k| (k, get(k)));
 
     let mut scan = AnnotatedScan {
@@ -253,6 +257,12 @@ pub fn parse(
             TAGS => scan.tags = items,
             _ => scan.exclude_tags = items,
         }
+    }
+    // The default rate limit belongs to the default scanner (nuclei's 150 requests per
+    // second); a resource that picks another scanner, which may not take the option at all,
+    // gets one only from its own annotation.
+    if !rate_annotated && scan.scanner != defaults.scanner {
+        scan.rate_limit = None;
     }
     if errors.is_empty() {
         Ok(scan)
@@ -583,5 +593,26 @@ mod tests {
         assert_eq!(s.rate_limit, Some(10));
         assert_eq!(s.severity, vec!["high".to_string()]);
         assert_eq!(s.tags, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn the_default_rate_limit_is_nuclei_s_only() {
+        let d = AnnotationDefaults::default();
+        let nuclei = parse(&ann(&[]), &d).unwrap();
+        assert_eq!(nuclei.rate_limit, Some(150));
+        let http = parse(&ann(&[("scanplane.io/scanner", "http")]), &d).unwrap();
+        assert_eq!(
+            http.rate_limit, None,
+            "another scanner gets no nuclei option"
+        );
+        let asked = parse(
+            &ann(&[
+                ("scanplane.io/scanner", "http"),
+                ("scanplane.io/rate-limit", "5"),
+            ]),
+            &d,
+        )
+        .unwrap();
+        assert_eq!(asked.rate_limit, Some(5), "an annotated one is passed on");
     }
 }

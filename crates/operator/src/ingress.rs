@@ -254,7 +254,11 @@ mod tests {
         );
         let cfg = scans[0].spec.template.scanner_config.as_ref().unwrap();
         assert_eq!(cfg.timeout.as_deref(), Some("30m"));
-        assert_eq!(scans[0].spec.template.options, None);
+        assert_eq!(
+            scans[0].spec.template.options,
+            Some(json!({"rate_limit": 150})),
+            "nuclei's default rate limit, as the nuclei-operator's"
+        );
     }
 
     #[test]
