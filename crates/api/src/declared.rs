@@ -1,13 +1,17 @@
-//! Schedules declared by resources outside the API (the operator's `ScheduledScan`s): the
-//! same validation and storage as `POST /scans/schedule`, keyed by the id the resource chose,
-//! so applying one declaration again changes nothing and a resync never moves a schedule's
-//! next run. Errors name the resource's field (`spec.schedule`), not the API's.
+//! Schedules and scans declared by resources outside the API (the operator's
+//! `ScheduledScan`s and `Scan`s): the same validation and storage as `POST /scans/schedule`
+//! and `POST /api/v1/scans`, keyed by the id the resource chose, so applying one declaration
+//! again changes nothing (a resync never moves a schedule's next run nor starts a second
+//! scan). Errors name the resource's field (`spec.schedule`), not the API's.
 
 use scanplane_core::annotations::ScanCadence;
-use scanplane_core::declared::{resource_field, DeclaredSchedule};
+use scanplane_core::declared::{resource_field, DeclaredScan, DeclaredSchedule};
+use scanplane_core::finding::Severity;
 use scanplane_core::limits::DurationLimit;
 use scanplane_core::maintenance::WindowAction;
+use scanplane_core::scan::{Scan, ScanStatus, Trigger};
 use scanplane_core::schedule::{Cadence, MissedTickPolicy, Schedule, ScheduleStatus};
+use scanplane_store::{NewScan, ScanChange};
 
 use crate::error::ApiError;
 use crate::scans::validate_scan_input;
@@ -170,13 +174,145 @@ fn validate(state: &AppState, d: &DeclaredSchedule) -> Result<Validated, ApiErro
     Ok((c, jitter, scan))
 }
 
-/// `cron_exp: problem` becomes `spec.schedule: problem`: the user edits the resource.
+/// `cron_exp: problem` becomes `spec.schedule: problem`: the user edits the resource (a
+/// ScheduledScan, whose scan is its `spec.template`).
 fn in_resource_terms(e: ApiError) -> ApiError {
+    in_terms(e, "spec.template")
+}
+
+/// The same for a Scan, whose scan is its `spec`.
+fn in_scan_terms(e: ApiError) -> ApiError {
+    in_terms(e, "spec")
+}
+
+fn in_terms(e: ApiError, scan_spec: &str) -> ApiError {
     if e.code != "invalid" {
         return e;
     }
     match e.message.split_once(": ") {
-        Some((field, problem)) => ApiError::invalid(resource_field(field), problem),
+        Some((field, problem)) => ApiError::invalid(&resource_field(field, scan_spec), problem),
         None => e,
+    }
+}
+
+/// Starts the scan run `d.id` unless it exists already (then answers it as it is).
+pub async fn start_declared_scan(state: &AppState, d: &DeclaredScan) -> Result<Scan, ApiError> {
+    let options: Option<serde_json::Value> = d
+        .options_json
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| ApiError::invalid("options", format!("not JSON: {e}")))
+        .map_err(in_scan_terms)?;
+    let v = validate_scan_input(
+        state,
+        &d.scanner,
+        &[],
+        &d.targets,
+        options.as_ref(),
+        "targets",
+    )
+    .map_err(in_scan_terms)?;
+    let tenant = state.store.ensure_tenant(&d.tenant).await?;
+    if let Some(s) = state.store.scan(None, &d.id).await? {
+        return owned_by(s, &tenant.id);
+    }
+    let new = NewScan {
+        tenant_id: tenant.id.clone(),
+        project_id: None,
+        schedule_id: None,
+        fire_time: None,
+        trigger: Trigger::OnDemand,
+        scanner: v.scanner,
+        provider: v.provider,
+        targets: v.targets,
+        billing: false,
+        options: v.options,
+        scope_options: v.scope_options,
+        on_maintenance: WindowAction::Hold,
+    };
+    match state
+        .store
+        .create_scan_with_id(&d.id, new, state.clock.now())
+        .await
+    {
+        Ok(scan) => {
+            tracing::info!(scan_run_id = %scan.id, scanner = %scan.scanner, "declared scan queued");
+            state.wake_dispatcher.notify_one();
+            Ok(scan)
+        }
+        // Another replica's reconcile made it meanwhile: the same run.
+        Err(scanplane_store::StoreError::Conflict(_)) => match state.store.scan(None, &d.id).await?
+        {
+            Some(s) => owned_by(s, &tenant.id),
+            None => Err(ApiError::conflict(format!(
+                "scan {} could not be created",
+                d.id
+            ))),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn owned_by(s: Scan, tenant_id: &str) -> Result<Scan, ApiError> {
+    if s.tenant_id == tenant_id {
+        Ok(s)
+    } else {
+        Err(ApiError::conflict(format!(
+            "scan {} belongs to another tenant; a resource cannot move its runs",
+            s.id
+        )))
+    }
+}
+
+/// The scan run `id` of tenant `tenant` and, once it ended, its findings by severity.
+pub async fn declared_scan_run(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<(Scan, Option<Vec<(Severity, u64)>>)>, ApiError> {
+    let tenant = state.store.ensure_tenant(tenant).await?;
+    let Some(scan) = state.store.scan(Some(&tenant.id), id).await? else {
+        return Ok(None);
+    };
+    let counts = if scan.status.is_terminal() {
+        Some(state.store.severity_counts(Some(&tenant.id), id).await?)
+    } else {
+        None
+    };
+    Ok(Some((scan, counts)))
+}
+
+/// Cancels the scan run `id` unless it already ended; its record stays.
+pub async fn cancel_declared_scan(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let tenant = state.store.ensure_tenant(tenant).await?;
+    let Some(scan) = state.store.scan(Some(&tenant.id), id).await? else {
+        return Ok(());
+    };
+    if scan.status.is_terminal() {
+        return Ok(());
+    }
+    let change = ScanChange {
+        reason: reason.to_string(),
+        ..Default::default()
+    };
+    match state
+        .store
+        .transition(id, ScanStatus::Cancelled, &change, state.clock.now())
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(scan_run_id = %id, %reason, "declared scan cancelled");
+            state.wake_dispatcher.notify_one();
+            Ok(())
+        }
+        // It ended meanwhile.
+        Err(scanplane_store::StoreError::Illegal(_)) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }

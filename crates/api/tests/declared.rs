@@ -9,9 +9,14 @@ mod common;
 
 use std::time::Duration;
 
-use scanplane_api::declared::{apply_declared_schedule, delete_declared_schedule};
+use scanplane_api::declared::{
+    apply_declared_schedule, cancel_declared_scan, declared_scan_run, delete_declared_schedule,
+    start_declared_scan,
+};
 use scanplane_core::annotations::ScanCadence;
-use scanplane_core::declared::DeclaredSchedule;
+use scanplane_core::declared::{run_id, DeclaredScan, DeclaredSchedule};
+use scanplane_core::finding::{Finding, Severity};
+use scanplane_core::scan::ScanStatus;
 use scanplane_store::Backend;
 
 fn declared() -> DeclaredSchedule {
@@ -169,6 +174,128 @@ async fn a_name_held_by_another_schedule_is_a_conflict(backend: Backend) {
     assert_eq!(e.code, "conflict", "{}", e.message);
 }
 
+fn declared_scan(generation: i64) -> DeclaredScan {
+    DeclaredScan {
+        id: run_id("scan-uid", generation),
+        tenant: "team-a".into(),
+        scanner: "tcp".into(),
+        targets: vec!["127.0.0.1:9".into()],
+        options_json: None,
+    }
+}
+
+async fn a_declared_scan_starts_once_reports_counts_and_cancels(backend: Backend) {
+    let state = common::state(backend).await;
+    let d = declared_scan(1);
+    let first = start_declared_scan(&state, &d).await.unwrap();
+    assert_eq!(first.id, d.id);
+    assert_eq!(first.status, ScanStatus::Queued);
+    // A retried start (the status write after the first was lost) finds the same run.
+    let again = start_declared_scan(&state, &d).await.unwrap();
+    assert_eq!(again.id, first.id);
+    let tenant = state.store.ensure_tenant("team-a").await.unwrap();
+    let all = state
+        .store
+        .list_scans(
+            Some(&tenant.id),
+            &scanplane_store::ScanFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1, "one run, not two");
+
+    let (run, counts) = declared_scan_run(&state, "team-a", &d.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, ScanStatus::Queued);
+    assert_eq!(counts, None, "counts come once the run ended");
+    assert!(
+        declared_scan_run(&state, "other", &d.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "tenant-scoped"
+    );
+
+    cancel_declared_scan(&state, "team-a", &d.id, "its Scan resource was deleted")
+        .await
+        .unwrap();
+    let (run, counts) = declared_scan_run(&state, "team-a", &d.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, ScanStatus::Cancelled);
+    assert_eq!(run.reason, "its Scan resource was deleted");
+    assert_eq!(counts, Some(vec![]));
+    // Cancelling an ended run, or one that is not there, is not an error.
+    cancel_declared_scan(&state, "team-a", &d.id, "again")
+        .await
+        .unwrap();
+    cancel_declared_scan(&state, "team-a", &run_id("scan-uid", 9), "none")
+        .await
+        .unwrap();
+}
+
+async fn severity_counts_are_per_scan(backend: Backend) {
+    let state = common::state(backend).await;
+    let d = declared_scan(1);
+    let scan = start_declared_scan(&state, &d).await.unwrap();
+    let finding =
+        |rule: &str, sev: Severity| Finding::new("tcp", "127.0.0.1:9", rule, sev, rule, "port 9");
+    state
+        .store
+        .insert_findings(
+            &scan.tenant_id,
+            &scan.id,
+            "tcp",
+            &[
+                finding("a", Severity::High),
+                finding("b", Severity::High),
+                finding("c", Severity::Info),
+            ],
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let other = start_declared_scan(&state, &declared_scan(2))
+        .await
+        .unwrap();
+    state
+        .store
+        .insert_findings(
+            &other.tenant_id,
+            &other.id,
+            "tcp",
+            &[finding("d", Severity::Critical)],
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let mut counts = state.store.severity_counts(None, &scan.id).await.unwrap();
+    counts.sort();
+    assert_eq!(counts, [(Severity::High, 2), (Severity::Info, 1)]);
+}
+
+async fn a_bad_declared_scan_names_the_resource_field(backend: Backend) {
+    let state = common::state(backend).await;
+    let mut d = declared_scan(1);
+    d.scanner = "nucle".into();
+    let e = start_declared_scan(&state, &d).await.unwrap_err();
+    assert!(e.message.starts_with("spec.scanner: "), "{}", e.message);
+    let mut d = declared_scan(1);
+    d.targets.clear();
+    let e = start_declared_scan(&state, &d).await.unwrap_err();
+    assert!(e.message.starts_with("spec.targets: "), "{}", e.message);
+    assert!(
+        state.store.scan(None, &d.id).await.unwrap().is_none(),
+        "nothing stored"
+    );
+}
+
 macro_rules! on_both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -180,5 +307,8 @@ on_both!(
     applies_idempotently_and_reschedules_only_on_timing,
     bad_declarations_name_the_resource_field_and_store_nothing,
     a_new_tenant_mapping_moves_the_schedule,
-    a_name_held_by_another_schedule_is_a_conflict
+    a_name_held_by_another_schedule_is_a_conflict,
+    a_declared_scan_starts_once_reports_counts_and_cancels,
+    severity_counts_are_per_scan,
+    a_bad_declared_scan_names_the_resource_field
 );

@@ -7,14 +7,18 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use async_trait::async_trait;
 use futures::FutureExt;
-use scanplane_api::declared::{apply_declared_schedule, delete_declared_schedule};
+use scanplane_api::declared::{
+    apply_declared_schedule, cancel_declared_scan, declared_scan_run, delete_declared_schedule,
+    start_declared_scan,
+};
 use scanplane_api::error::ApiError;
 use scanplane_api::AppState;
 use scanplane_core::annotations::AnnotationDefaults;
-use scanplane_core::declared::DeclaredSchedule;
+use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
+use scanplane_core::scan::Scan;
 use scanplane_operator::controller::{self, Context, Watched};
 use scanplane_operator::lease::{LeaderElector, LeaseConfig};
-use scanplane_operator::sink::{AppliedSchedule, ScheduleSink, SinkError};
+use scanplane_operator::sink::{AppliedSchedule, RunSummary, ScanSink, ScheduleSink, SinkError};
 use tokio::sync::watch;
 
 /// Settings of the operator (`serve --operator`).
@@ -57,8 +61,9 @@ impl OperatorArgs {
     }
 }
 
-/// Stores declared schedules with the same validation as `POST /scans/schedule`.
-pub struct ApiScheduleSink {
+/// Stores declared schedules and scans with the same validation as `POST /scans/schedule`
+/// and `POST /api/v1/scans`.
+pub struct ApiSink {
     pub state: Arc<AppState>,
 }
 
@@ -71,7 +76,7 @@ fn sink_error(e: ApiError) -> SinkError {
 }
 
 #[async_trait]
-impl ScheduleSink for ApiScheduleSink {
+impl ScheduleSink for ApiSink {
     async fn apply(&self, d: &DeclaredSchedule) -> Result<AppliedSchedule, SinkError> {
         let s = apply_declared_schedule(&self.state, d)
             .await
@@ -87,6 +92,49 @@ impl ScheduleSink for ApiScheduleSink {
         delete_declared_schedule(&self.state, tenant, id)
             .await
             .map(|_| ())
+            .map_err(sink_error)
+    }
+}
+
+fn summary(
+    scan: Scan,
+    counts: Option<Vec<(scanplane_core::finding::Severity, u64)>>,
+) -> RunSummary {
+    RunSummary {
+        id: scan.id,
+        status: scan.status,
+        reason: scan.reason,
+        error: scan.error,
+        executor_ref: scan.executor_ref,
+        started_at: scan.started_at,
+        finished_at: scan.finished_at,
+        counts,
+    }
+}
+
+#[async_trait]
+impl ScanSink for ApiSink {
+    async fn start(&self, d: &DeclaredScan) -> Result<RunSummary, SinkError> {
+        let scan = start_declared_scan(&self.state, d)
+            .await
+            .map_err(sink_error)?;
+        // A run that already ended (the start was a retry) reports its counts at once.
+        match self.run(&d.tenant, &scan.id).await? {
+            Some(run) => Ok(run),
+            None => Ok(summary(scan, None)),
+        }
+    }
+
+    async fn run(&self, tenant: &str, id: &str) -> Result<Option<RunSummary>, SinkError> {
+        Ok(declared_scan_run(&self.state, tenant, id)
+            .await
+            .map_err(sink_error)?
+            .map(|(scan, counts)| summary(scan, counts)))
+    }
+
+    async fn cancel(&self, tenant: &str, id: &str, reason: &str) -> Result<(), SinkError> {
+        cancel_declared_scan(&self.state, tenant, id, reason)
+            .await
             .map_err(sink_error)
     }
 }
@@ -110,11 +158,13 @@ pub async fn start(
     )
     .map_err(|e| anyhow!("operator: {e}"))?;
     let leader = elector.subscribe();
+    let sink = Arc::new(ApiSink {
+        state: state.clone(),
+    });
     let ctx = Arc::new(Context::new(
         client,
-        Arc::new(ApiScheduleSink {
-            state: state.clone(),
-        }),
+        sink.clone(),
+        sink,
         AnnotationDefaults::default(),
         Some(identity),
         Some(api_url),

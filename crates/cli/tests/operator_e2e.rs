@@ -6,7 +6,8 @@
 //! applied from the Rust types, an annotated Ingress becomes a ScheduledScan owned by it,
 //! the ScheduledScan a stored schedule (status Ready, `scheduleId`), the schedule fires into
 //! a scan Job; a bad annotation is a Warning event and changes nothing; deleting the Ingress
-//! garbage-collects the ScheduledScan and its finalizer deletes the schedule. It needs an API
+//! garbage-collects the ScheduledScan and its finalizer deletes the schedule; a Scan resource
+//! runs as a Job and deleting it cancels the run. It needs an API
 //! server with kube-controller-manager (garbage collection and the Job controller); scanner
 //! pods get a node selector no node matches, so nothing is scanned for real. Objects go to
 //! `SCANPLANE_E2E_NAMESPACE` (default `scanplane-e2e`, created if missing).
@@ -25,7 +26,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use scanplane_operator::crd::ScheduledScan;
+use scanplane_operator::crd::{Scan, ScheduledScan};
 use scanplane_store::Backend;
 use serde_json::json;
 
@@ -94,27 +95,32 @@ where
     }
 }
 
+/// `serve --operator --executor kubernetes` on a fresh SQLite file, watching `ns`.
+async fn operator(kubeconfig: &str, ns: &str) -> Server {
+    let db = fresh_db(Backend::Sqlite).await;
+    Server::start(
+        &db,
+        &[
+            ("KUBECONFIG", kubeconfig),
+            ("SCANPLANE_OPERATOR", "true"),
+            ("SCANPLANE_OPERATOR_NAMESPACES", ns),
+            ("POD_NAMESPACE", ns),
+            ("SCANPLANE_EXECUTOR", "kubernetes"),
+            ("SCANPLANE_K8S_NAMESPACE", ns),
+            ("SCANNER_NODE_SELECTOR", "scanplane.io/e2e=no-such-node"),
+            ("SCANPLANE_INSTANCE", "operator-e2e"),
+        ],
+    )
+    .await
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: set KUBECONFIG and run with --ignored"]
 async fn an_annotated_ingress_becomes_a_schedule_that_runs_jobs_and_goes_with_it() {
     let (client, kubeconfig) = client().await;
     let ns = namespace(&client).await;
     install_crds(&client).await;
-    let db = fresh_db(Backend::Sqlite).await;
-    let mut server = Server::start(
-        &db,
-        &[
-            ("KUBECONFIG", kubeconfig.as_str()),
-            ("SCANPLANE_OPERATOR", "true"),
-            ("SCANPLANE_OPERATOR_NAMESPACES", ns.as_str()),
-            ("POD_NAMESPACE", ns.as_str()),
-            ("SCANPLANE_EXECUTOR", "kubernetes"),
-            ("SCANPLANE_K8S_NAMESPACE", ns.as_str()),
-            ("SCANNER_NODE_SELECTOR", "scanplane.io/e2e=no-such-node"),
-            ("SCANPLANE_INSTANCE", "operator-e2e"),
-        ],
-    )
-    .await;
+    let mut server = operator(&kubeconfig, &ns).await;
 
     let suffix = format!("{:x}", std::process::id());
     let name = format!("shop-{suffix}");
@@ -253,4 +259,70 @@ async fn an_annotated_ingress_becomes_a_schedule_that_runs_jobs_and_goes_with_it
         "{}",
         server.log_text()
     );
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: set KUBECONFIG and run with --ignored"]
+async fn a_scan_resource_runs_as_a_job_and_is_cancelled_with_it() {
+    let (client, kubeconfig) = client().await;
+    let ns = namespace(&client).await;
+    install_crds(&client).await;
+    let mut server = operator(&kubeconfig, &ns).await;
+    let name = format!("once-{:x}", std::process::id());
+    let scans: Api<Scan> = Api::namespaced(client.clone(), &ns);
+    let scan: Scan = serde_json::from_value(json!({
+        "apiVersion": "scanplane.io/v1alpha1", "kind": "Scan",
+        "metadata": {"name": name},
+        "spec": {"scanner": "http", "targets": ["http://shop.scanplane-e2e.localhost"]}
+    }))
+    .unwrap();
+    let scan = scans.create(&PostParams::default(), &scan).await.unwrap();
+    let uid = scan.uid().unwrap();
+
+    // Its run gets a Job: the status names both, and ScanJobCreated is told.
+    let running = eventually("the Scan's Job in its status", || async {
+        let s = scans.get(&name).await.ok()?;
+        s.status.as_ref()?.job_ref.as_ref()?;
+        Some(s)
+    })
+    .await;
+    let status = running.status.clone().unwrap();
+    let run = status.scan_run_id.clone().unwrap();
+    assert_eq!(
+        run,
+        scanplane_core::declared::run_id(&uid, running.metadata.generation.unwrap())
+    );
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let job_name = status.job_ref.unwrap().name;
+    let job = jobs.get(&job_name).await.unwrap();
+    assert_eq!(job.labels()["scanplane.io/scan-run-id"], run);
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    eventually("ScanJobCreated", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("ScanJobCreated")
+                    && e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid.as_str())
+            })
+            .map(|_| ())
+    })
+    .await;
+    let (code, view) = server.get(&format!("/api/v1/scans/{run}"), ADMIN).await;
+    assert_eq!(code, 200, "{view}");
+
+    // Deleting it cancels the run (its pod never ran: no node matches) and keeps the record.
+    scans.delete(&name, &DeleteParams::default()).await.unwrap();
+    eventually("the Scan to be gone", || async {
+        scans.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let view = eventually("the run to be cancelled", || async {
+        let (code, view) = server.get(&format!("/api/v1/scans/{run}"), ADMIN).await;
+        (code == 200 && view["status"] == "cancelled").then_some(view)
+    })
+    .await;
+    assert_eq!(view["reason"], "its Scan resource was deleted");
+    let _ = jobs.delete(&job_name, &DeleteParams::background()).await;
+    server.terminate();
 }

@@ -113,6 +113,9 @@ pub struct SeverityCounts {
     pub medium: u64,
     pub low: u64,
     pub info: u64,
+    /// Findings whose scanner gave no severity scanplane knows.
+    #[serde(default)]
+    pub unknown: u64,
 }
 
 /// A `Scan`'s summary. Findings are read from the API at `url`.

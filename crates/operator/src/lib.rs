@@ -5,5 +5,6 @@ pub mod controller;
 pub mod crd;
 pub mod ingress;
 pub mod lease;
+pub mod scanrun;
 pub mod scheduled;
 pub mod sink;

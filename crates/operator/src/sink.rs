@@ -1,10 +1,13 @@
 //! What the reconcilers need of scanplane's database, and nothing more: apply or delete one
-//! declared schedule. `serve` implements it over the API layer's validation and the store;
-//! tests implement it in memory.
+//! declared schedule ([`ScheduleSink`]); start, read or cancel one declared scan run
+//! ([`ScanSink`]). `serve` implements both over the API layer's validation and the store;
+//! tests implement them in memory.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use scanplane_core::declared::DeclaredSchedule;
+use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
+use scanplane_core::finding::Severity;
+use scanplane_core::scan::ScanStatus;
 
 /// The schedule as stored after an apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,4 +32,31 @@ pub trait ScheduleSink: Send + Sync {
     async fn apply(&self, schedule: &DeclaredSchedule) -> Result<AppliedSchedule, SinkError>;
     /// Deleting one that is not there is not an error.
     async fn delete(&self, tenant: &str, id: &str) -> Result<(), SinkError>;
+}
+
+/// A scan run as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub id: String,
+    pub status: ScanStatus,
+    /// Why it is where it is (what it waits for, why it failed).
+    pub reason: String,
+    pub error: Option<String>,
+    /// Its unit of work: a Job name, a process id, a message id.
+    pub executor_ref: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Findings by severity, once the run ended.
+    pub counts: Option<Vec<(Severity, u64)>>,
+}
+
+#[async_trait]
+pub trait ScanSink: Send + Sync {
+    /// Starts run `scan.id` unless it exists (then answers it): a retried start never makes
+    /// a second run.
+    async fn start(&self, scan: &DeclaredScan) -> Result<RunSummary, SinkError>;
+    /// The run `id` of `tenant`, `None` when it is not (or no longer) stored.
+    async fn run(&self, tenant: &str, id: &str) -> Result<Option<RunSummary>, SinkError>;
+    /// Cancels the run unless it already ended; its record stays.
+    async fn cancel(&self, tenant: &str, id: &str, reason: &str) -> Result<(), SinkError>;
 }

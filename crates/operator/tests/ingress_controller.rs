@@ -7,39 +7,24 @@ mod support;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use http::Method;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::Action;
 use scanplane_core::annotations::AnnotationDefaults;
-use scanplane_core::declared::DeclaredSchedule;
 use scanplane_metrics::Metrics;
 use scanplane_operator::controller::{ingress, Context, Error};
-use scanplane_operator::sink::{AppliedSchedule, ScheduleSink, SinkError};
 use serde_json::{json, Value};
-use support::{internal_error, mock, next, no_more, ok, Handle};
+use support::{internal_error, mock, next, no_more, ok, Handle, Unused};
 
 const SCANS: &str = "/apis/scanplane.io/v1alpha1/namespaces/team-a/scheduledscans";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
-
-/// The Ingress controller never touches schedules itself: a sink that fails the test if used.
-struct Unused;
-
-#[async_trait]
-impl ScheduleSink for Unused {
-    async fn apply(&self, _: &DeclaredSchedule) -> Result<AppliedSchedule, SinkError> {
-        panic!("the Ingress controller stored a schedule")
-    }
-    async fn delete(&self, _: &str, _: &str) -> Result<(), SinkError> {
-        panic!("the Ingress controller deleted a schedule")
-    }
-}
 
 fn context() -> (Arc<Context>, Handle, Arc<Metrics>) {
     let (client, handle) = mock("team-a");
     let metrics = Arc::new(Metrics::new());
     let ctx = Context::new(
         client,
+        Arc::new(Unused),
         Arc::new(Unused),
         AnnotationDefaults::default(),
         Some("replica-a".into()),

@@ -68,6 +68,7 @@ fn context(answer: Result<AppliedSchedule, SinkError>) -> (Arc<Context>, Handle,
     let ctx = Context::new(
         client,
         sink.clone(),
+        Arc::new(support::Unused),
         AnnotationDefaults::default(),
         None,
         Some("https://scanplane.example".into()),

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use scanplane_core::admission::{Decision, Limits, SlotUsage};
-use scanplane_core::finding::Finding;
+use scanplane_core::finding::{Finding, Severity};
 use scanplane_core::identity::Triage;
 use scanplane_core::maintenance::MaintenanceWindow;
 use scanplane_core::ratelimit::RateLimitPolicy;
@@ -74,6 +74,15 @@ pub trait TenantStore: Send + Sync {
 #[async_trait]
 pub trait ScanStore: Send + Sync {
     async fn create_scan(&self, scan: NewScan, now: Timestamp) -> Result<Scan, StoreError>;
+    /// Like [`ScanStore::create_scan`], under an id the caller chose (a deterministic one, so
+    /// that a retried create finds the first instead of making a second); a taken id is a
+    /// conflict.
+    async fn create_scan_with_id(
+        &self,
+        id: &str,
+        scan: NewScan,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError>;
     async fn list_scans(
         &self,
         tenant: Option<&str>,
@@ -261,6 +270,12 @@ pub trait FindingStore: Send + Sync {
         scan_id: &str,
         filter: &FindingFilter,
     ) -> Result<Vec<StoredFinding>, StoreError>;
+    /// How many findings of each severity the scan stored (severities with none left out).
+    async fn severity_counts(
+        &self,
+        tenant: Option<&str>,
+        scan_id: &str,
+    ) -> Result<Vec<(Severity, u64)>, StoreError>;
     /// Ends a scan `succeeded` and, in the same transaction, folds its findings into the
     /// tenant's identities: new ones open, fixed ones reopened, and every live identity of
     /// the same scope that this complete run did not report marked fixed by it.

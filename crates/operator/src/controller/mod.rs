@@ -4,6 +4,7 @@
 //! ([`run_while_leader`]), so of several replicas exactly one reconciles.
 
 pub mod ingress;
+pub mod scan;
 pub mod scheduled_scan;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use scanplane_core::annotations::AnnotationDefaults;
 use scanplane_metrics::{ControllerLabel, Metrics};
 use tokio::sync::watch;
 
-use crate::sink::{ScheduleSink, SinkError};
+use crate::sink::{ScanSink, ScheduleSink, SinkError};
 
 /// The field manager of everything the operator applies.
 pub const MANAGER: &str = "scanplane-operator";
@@ -30,6 +31,7 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 pub struct Context {
     pub client: Client,
     pub schedules: Arc<dyn ScheduleSink>,
+    pub scans: Arc<dyn ScanSink>,
     /// Operator defaults, the bottom of defaults < spec < annotations.
     pub defaults: AnnotationDefaults,
     pub recorder: Recorder,
@@ -42,6 +44,7 @@ impl Context {
     pub fn new(
         client: Client,
         schedules: Arc<dyn ScheduleSink>,
+        scans: Arc<dyn ScanSink>,
         defaults: AnnotationDefaults,
         instance: Option<String>,
         api_url: Option<String>,
@@ -55,6 +58,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             schedules,
+            scans,
             defaults,
             api_url,
             metrics,
@@ -70,11 +74,22 @@ impl Context {
             .inc();
     }
 
-    /// Publishes a Warning event on `obj`; a failure to publish is logged, not fatal (the
-    /// status says the same).
+    /// Publishes a Warning event on `obj`.
     async fn warn<K: Resource<DynamicType = ()>>(&self, obj: &K, reason: &str, note: String) {
+        self.publish(obj, EventType::Warning, reason, note).await;
+    }
+
+    /// Publishes an event on `obj`; a failure to publish is logged, not fatal (the status
+    /// says the same).
+    async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
-            type_: EventType::Warning,
+            type_,
             reason: reason.into(),
             note: Some(truncate(note, 1000)),
             action: "Reconcile".into(),
@@ -135,6 +150,7 @@ pub async fn run(ctx: Arc<Context>, watched: Watched, shutdown: BoxFuture<'stati
     for ns in scopes {
         all.push(ingress::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(scheduled_scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+        all.push(scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
     }
     futures::future::join_all(all).await;
 }

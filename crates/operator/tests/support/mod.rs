@@ -6,11 +6,14 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use kube::Client;
+use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
+use scanplane_operator::sink::{AppliedSchedule, RunSummary, ScanSink, ScheduleSink, SinkError};
 use serde_json::{json, Value};
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -99,5 +102,31 @@ pub async fn no_more(handle: &mut Handle) {
         .expect("the client is still alive: drop every clone before calling no_more");
     if let Some((seen, _)) = more {
         panic!("unexpected request {} {}", seen.line(), seen.body);
+    }
+}
+
+/// A sink for the controllers a test does not exercise: any use fails the test.
+pub struct Unused;
+
+#[async_trait]
+impl ScheduleSink for Unused {
+    async fn apply(&self, _: &DeclaredSchedule) -> Result<AppliedSchedule, SinkError> {
+        panic!("this controller stored a schedule")
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<(), SinkError> {
+        panic!("this controller deleted a schedule")
+    }
+}
+
+#[async_trait]
+impl ScanSink for Unused {
+    async fn start(&self, _: &DeclaredScan) -> Result<RunSummary, SinkError> {
+        panic!("this controller started a scan")
+    }
+    async fn run(&self, _: &str, _: &str) -> Result<Option<RunSummary>, SinkError> {
+        panic!("this controller read a scan")
+    }
+    async fn cancel(&self, _: &str, _: &str, _: &str) -> Result<(), SinkError> {
+        panic!("this controller cancelled a scan")
     }
 }

@@ -4,7 +4,7 @@
 //! `succeeded`, so a failed or partial run never marks anything fixed.
 
 use async_trait::async_trait;
-use scanplane_core::finding::Finding;
+use scanplane_core::finding::{Finding, Severity};
 use scanplane_core::identity::Triage;
 use scanplane_core::scan::{IllegalTransition, Scan, ScanStatus};
 use scanplane_core::Timestamp;
@@ -244,6 +244,32 @@ impl FindingStore for SqlStore {
                 .await?;
             Ok(inserted)
         })
+    }
+
+    async fn severity_counts(
+        &self,
+        tenant: Option<&str>,
+        scan_id: &str,
+    ) -> Result<Vec<(Severity, u64)>, StoreError> {
+        // One pass over the scan's findings by the (scan_id, id) index.
+        let sql = "SELECT severity, COUNT(*) FROM findings
+                   WHERE scan_id = $1 AND ($2 IS NULL OR tenant_id = $2)
+                   GROUP BY severity";
+        let rows: Vec<(String, i64)> = on_pool!(self, |p| {
+            sqlx::query_as(sql)
+                .bind(scan_id)
+                .bind(tenant)
+                .fetch_all(p)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(sev, n)| {
+                let sev = sev
+                    .parse::<Severity>()
+                    .map_err(|_| StoreError::Corrupt(format!("finding severity {sev:?}")))?;
+                Ok((sev, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
     }
 
     async fn list_findings(

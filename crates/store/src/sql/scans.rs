@@ -119,14 +119,22 @@ const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM scans GROUP BY statu
 #[async_trait]
 impl ScanStore for SqlStore {
     async fn create_scan(&self, scan: NewScan, now: Timestamp) -> Result<Scan, StoreError> {
+        self.create_scan_with_id(&new_id(), scan, now).await
+    }
+
+    async fn create_scan_with_id(
+        &self,
+        id: &str,
+        scan: NewScan,
+        now: Timestamp,
+    ) -> Result<Scan, StoreError> {
         let sql = insert_scan_sql("");
-        let id = new_id();
         let row: ScanRow = in_tx!(self, |tx| {
-            let row = bind_new_scan!(sqlx::query_as(&sql), &id, scan, now)
+            let row = bind_new_scan!(sqlx::query_as(&sql), id, scan, now)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(unique_as_conflict(|| {
-                    "a scan for this schedule tick already exists".into()
+                    "a scan with this id, or for this schedule tick, already exists".into()
                 }))?;
             Ok(row)
         })?;

@@ -1,0 +1,134 @@
+//! The Scan controller: one scanplane scan run per version of a `Scan`'s spec
+//! ([`crate::scanrun`]), its progress summarised in the status and told as the events
+//! `ScanJobCreated`, `ScanCompleted`, `ScanFailed`; a spec change cancels the old run and
+//! starts a new one; deleting the resource cancels a run still going (its record stays).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, Shared};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::{drain, error_policy, Context, Error};
+use crate::crd::{Phase, Scan};
+use crate::scanrun::{next_status, notices, step, Observed, Step, FINALIZER};
+use crate::scheduled::tenant_of;
+use crate::sink::SinkError;
+
+/// How often a run that has not ended is looked at again.
+pub const POLL: Duration = Duration::from_secs(10);
+const NAME: &str = "scan";
+
+/// One reconcile of one Scan.
+pub async fn reconcile(obj: Arc<Scan>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.counted(NAME);
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<Scan> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Event::Apply(obj) => apply(&obj, &api, &ctx).await,
+            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn sink(e: SinkError) -> Result<Observed, Error> {
+    match e {
+        SinkError::Invalid(problem) => Ok(Observed::Invalid(problem)),
+        e @ SinkError::Unavailable(_) => Err(Error::Sink(e)),
+    }
+}
+
+async fn apply(obj: &Scan, api: &Api<Scan>, ctx: &Context) -> Result<Action, Error> {
+    let observed = match step(obj) {
+        Err(problem) => Observed::Invalid(problem),
+        Ok(Step::Observe { tenant, run }) => match ctx.scans.run(&tenant, &run).await {
+            Ok(Some(r)) => Observed::Run(r),
+            Ok(None) => Observed::Gone(run),
+            Err(e) => sink(e)?,
+        },
+        Ok(Step::Start {
+            tenant,
+            scan,
+            replaces,
+        }) => {
+            if let Some(old) = replaces {
+                ctx.scans
+                    .cancel(
+                        &tenant,
+                        &old,
+                        "its Scan's spec changed: a new run replaces it",
+                    )
+                    .await
+                    .map_err(Error::Sink)?;
+            }
+            match scan {
+                Err(problem) => Observed::Invalid(problem),
+                Ok(d) => match ctx.scans.start(&d).await {
+                    Ok(r) => Observed::Run(r),
+                    Err(e) => sink(e)?,
+                },
+            }
+        }
+    };
+    let status = next_status(obj, &observed, chrono::Utc::now(), ctx.api_url.as_deref());
+    if obj.status.as_ref() != Some(&status) {
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+        // Told once per transition: the status write above is what makes it one. A bad
+        // spec is a ScanFailed naming the field.
+        for n in notices(obj.status.as_ref(), &status) {
+            let kind = if n.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            ctx.publish(obj, kind, n.reason, n.note).await;
+        }
+    }
+    Ok(match (&observed, status.phase) {
+        (Observed::Run(_), Some(Phase::Pending | Phase::Running)) => Action::requeue(POLL),
+        _ => Action::await_change(),
+    })
+}
+
+async fn cleanup(obj: &Scan, ctx: &Context) -> Result<Action, Error> {
+    let run = obj.status.as_ref().and_then(|s| s.scan_run_id.clone());
+    if let (Some(run), Some(tenant)) = (run, tenant_of(obj)) {
+        ctx.scans
+            .cancel(&tenant, &run, "its Scan resource was deleted")
+            .await
+            .map_err(Error::Sink)?;
+    }
+    Ok(Action::await_change())
+}
+
+/// The Scan controller over one namespace (`None`: all), until `shutdown`.
+pub async fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: Shared<BoxFuture<'static, ()>>,
+) {
+    let api: Api<Scan> = match namespace.as_deref() {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let stream = Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy(NAME), ctx);
+    drain(NAME, stream).await;
+}
