@@ -814,6 +814,12 @@ fn the_operator_is_namespace_scoped_by_default() {
     for needed in [
         g("networking.k8s.io", "ingresses", "watch"),
         g("networking.k8s.io", "ingresses/finalizers", "update"),
+        g("networking.istio.io", "virtualservices", "watch"),
+        g(
+            "networking.istio.io",
+            "virtualservices/finalizers",
+            "update",
+        ),
         g("scanplane.io", "scheduledscans", "patch"),
         g("scanplane.io", "scheduledscans", "delete"),
         g("scanplane.io", "scheduledscans/status", "patch"),

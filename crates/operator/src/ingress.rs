@@ -1,5 +1,6 @@
-//! What an annotated Ingress asks for: one `ScheduledScan` per host, owned by the Ingress
-//! (so Kubernetes deletes them with it). Pure: the reconciler applies what this decides.
+//! What an annotated Ingress (or Istio VirtualService, see [`crate::virtualservice`]) asks
+//! for: one `ScheduledScan` per host, owned by the resource (so Kubernetes deletes them with
+//! it). Pure: the reconciler applies what this decides.
 
 use std::collections::BTreeMap;
 
@@ -29,10 +30,39 @@ pub enum IngressIntent {
     Invalid(Vec<AnnotationError>),
 }
 
+/// A resource whose annotations ask for scans of its hosts.
+#[derive(Debug, Clone)]
+pub struct Annotated<'a> {
+    pub meta: &'a ObjectMeta,
+    /// The owner reference put on what it makes (garbage collection).
+    pub owner: Option<OwnerReference>,
+    /// The label naming the resource on what it makes, to find the ones to delete.
+    pub label: &'static str,
+    /// Prefix of the names of what it makes, so that an Ingress and a VirtualService of one
+    /// name never share a ScheduledScan.
+    pub name_prefix: &'static str,
+    /// Host → URL.
+    pub targets: BTreeMap<String, String>,
+}
+
 /// Decides what `ingress` asks for under the operator's `defaults`.
 pub fn desired(ingress: &Ingress, defaults: &AnnotationDefaults) -> IngressIntent {
+    desired_for(
+        &Annotated {
+            meta: &ingress.metadata,
+            owner: owner_of(ingress),
+            label: INGRESS_LABEL,
+            name_prefix: "",
+            targets: targets(ingress),
+        },
+        defaults,
+    )
+}
+
+/// Decides what an annotated resource asks for under the operator's `defaults`.
+pub fn desired_for(src: &Annotated<'_>, defaults: &AnnotationDefaults) -> IngressIntent {
     let empty = BTreeMap::new();
-    let ann = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
+    let ann = src.meta.annotations.as_ref().unwrap_or(&empty);
     let scan = match annotations::parse(ann, defaults) {
         Ok(s) => s,
         Err(e) => return IngressIntent::Invalid(e),
@@ -40,14 +70,21 @@ pub fn desired(ingress: &Ingress, defaults: &AnnotationDefaults) -> IngressInten
     if !scan.enabled {
         return IngressIntent::Disabled;
     }
-    let name = ingress.metadata.name.clone().unwrap_or_default();
-    let owner = owner_of(ingress);
-    // The Ingress's tenant mapping carries over to what it makes.
+    let name = format!(
+        "{}{}",
+        src.name_prefix,
+        src.meta.name.clone().unwrap_or_default()
+    );
+    let source_name = src.meta.name.clone().unwrap_or_default();
+    // The resource's tenant mapping carries over to what it makes.
     let tenant = ann.get(TENANT_ANNOTATION).cloned();
-    let scans = targets(ingress)
-        .into_iter()
+    let scans = src
+        .targets
+        .iter()
         .map(|(host, url)| {
-            let mut s = scheduled_scan(&name, &host, url, &scan, owner.clone());
+            let mut s = scheduled_scan(&name, host, url.clone(), &scan, src.owner.clone());
+            let labels = s.metadata.labels.get_or_insert_with(BTreeMap::new);
+            labels.insert(src.label.to_string(), label_value(&source_name));
             if let Some(t) = &tenant {
                 s.metadata.annotations =
                     Some(BTreeMap::from([(TENANT_ANNOTATION.to_string(), t.clone())]));
@@ -144,10 +181,7 @@ fn scheduled_scan(
         ScanCadence::Cron(expr) => expr.clone(),
         ScanCadence::Every(d) => format!("@every {}", format_duration(*d)),
     };
-    let labels = BTreeMap::from([
-        (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
-        (INGRESS_LABEL.to_string(), label_value(ingress)),
-    ]);
+    let labels = BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())]);
     let mut s = ScheduledScan::new(
         &scan_name(ingress, host),
         ScheduledScanSpec {

@@ -8,3 +8,4 @@ pub mod lease;
 pub mod scanrun;
 pub mod scheduled;
 pub mod sink;
+pub mod virtualservice;

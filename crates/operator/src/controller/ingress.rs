@@ -1,17 +1,19 @@
 //! The Ingress controller: applies the `ScheduledScan`s an annotated Ingress asks for
 //! ([`crate::ingress::desired`]), deletes the ones it no longer asks for, and answers bad
-//! annotations with a Warning event and no other change.
+//! annotations with a Warning event and no other change. [`enact`] does the same for any
+//! annotated source (the VirtualService controller uses it).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::future::Shared;
+use futures::future::{BoxFuture, Shared};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
 use super::{drain, error_policy, Context, Error, MANAGER};
 use crate::crd::ScheduledScan;
@@ -21,27 +23,56 @@ use crate::ingress::{desired, label_value, IngressIntent, INGRESS_LABEL, MANAGED
 pub const RESYNC: Duration = Duration::from_secs(3600);
 const NAME: &str = "ingress";
 
+/// The annotated resource one reconcile is about.
+pub struct Source {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    /// `Ingress` or `VirtualService`: the owner kind of what it made.
+    pub kind: &'static str,
+    /// The label naming it on what it made.
+    pub label: &'static str,
+    pub reference: ObjectReference,
+}
+
 /// One reconcile of one Ingress.
 pub async fn reconcile(ing: Arc<Ingress>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.counted(NAME);
-    let ns = ing
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = ing.name_any();
-    let scans: Api<ScheduledScan> = Api::namespaced(ctx.client.clone(), &ns);
-    match desired(&ing, &ctx.defaults) {
+    let source = Source {
+        namespace: ing
+            .namespace()
+            .ok_or(Error::MissingField("metadata.namespace"))?,
+        name: ing.name_any(),
+        uid: ing.uid(),
+        kind: "Ingress",
+        label: INGRESS_LABEL,
+        reference: ing.object_ref(&()),
+    };
+    enact(&ctx, &source, desired(&ing, &ctx.defaults)).await
+}
+
+/// Makes the cluster what `intent` says for `src`.
+pub async fn enact(ctx: &Context, src: &Source, intent: IngressIntent) -> Result<Action, Error> {
+    let scans: Api<ScheduledScan> = Api::namespaced(ctx.client.clone(), &src.namespace);
+    match intent {
         IngressIntent::Invalid(errors) => {
             let note = errors
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; ");
-            tracing::info!(namespace = %ns, ingress = %name, %note, "invalid scan annotations");
-            ctx.warn(ing.as_ref(), "InvalidAnnotation", note).await;
+            tracing::info!(namespace = %src.namespace, kind = src.kind, name = %src.name, %note, "invalid scan annotations");
+            ctx.publish_on(
+                &src.reference,
+                EventType::Warning,
+                "InvalidAnnotation",
+                note,
+            )
+            .await;
             // Nothing else changes: the scans already made keep running as they were.
             return Ok(Action::await_change());
         }
-        IngressIntent::Disabled => prune(&scans, &ing, &[]).await?,
+        IngressIntent::Disabled => prune(&scans, src, &[]).await?,
         IngressIntent::Scan(wanted) => {
             let params = PatchParams::apply(MANAGER).force();
             for s in &wanted {
@@ -50,32 +81,32 @@ pub async fn reconcile(ing: Arc<Ingress>, ctx: Arc<Context>) -> Result<Action, E
                     .await?;
             }
             let keep: Vec<String> = wanted.iter().map(ResourceExt::name_any).collect();
-            prune(&scans, &ing, &keep).await?;
+            prune(&scans, src, &keep).await?;
         }
     }
     Ok(Action::requeue(RESYNC))
 }
 
-/// Deletes the ScheduledScans this Ingress owns that are not in `keep`.
-async fn prune(scans: &Api<ScheduledScan>, ing: &Ingress, keep: &[String]) -> Result<(), Error> {
+/// Deletes the ScheduledScans `src` owns that are not in `keep`.
+async fn prune(scans: &Api<ScheduledScan>, src: &Source, keep: &[String]) -> Result<(), Error> {
     let selector = format!(
-        "{INGRESS_LABEL}={},{}={}",
-        label_value(&ing.name_any()),
+        "{}={},{}={}",
+        src.label,
+        label_value(&src.name),
         MANAGED_BY.0,
         MANAGED_BY.1
     );
-    let uid = ing.uid();
     let owned = scans.list(&ListParams::default().labels(&selector)).await?;
     for s in owned {
         let mine = s
             .owner_references()
             .iter()
-            .any(|o| o.kind == "Ingress" && Some(&o.uid) == uid.as_ref());
+            .any(|o| o.kind == src.kind && Some(&o.uid) == src.uid.as_ref());
         let name = s.name_any();
         if mine && !keep.contains(&name) {
             match scans.delete(&name, &DeleteParams::background()).await {
                 Ok(_) => {
-                    tracing::info!(scheduled_scan = %name, "deleted: its Ingress no longer asks for it")
+                    tracing::info!(scheduled_scan = %name, kind = src.kind, "deleted: its source no longer asks for it")
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),

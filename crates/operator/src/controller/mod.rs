@@ -6,12 +6,14 @@
 pub mod ingress;
 pub mod scan;
 pub mod scheduled_scan;
+pub mod virtualservice;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer;
@@ -79,11 +81,23 @@ impl Context {
         self.publish(obj, EventType::Warning, reason, note).await;
     }
 
-    /// Publishes an event on `obj`; a failure to publish is logged, not fatal (the status
-    /// says the same).
+    /// Publishes an event on `obj`.
     async fn publish<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        self.publish_on(&obj.object_ref(&()), type_, reason, note)
+            .await;
+    }
+
+    /// Publishes an event on the object `regarding`; a failure to publish is logged, not
+    /// fatal (the status says the same).
+    async fn publish_on(
+        &self,
+        regarding: &ObjectReference,
         type_: EventType,
         reason: &str,
         note: String,
@@ -95,7 +109,7 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(error = %e, reason, "could not publish a Kubernetes event");
         }
     }
@@ -151,6 +165,7 @@ pub async fn run(ctx: Arc<Context>, watched: Watched, shutdown: BoxFuture<'stati
         all.push(ingress::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(scheduled_scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+        all.push(virtualservice::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
     }
     futures::future::join_all(all).await;
 }

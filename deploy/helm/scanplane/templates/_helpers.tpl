@@ -99,6 +99,13 @@ rules:
   - apiGroups: ["networking.k8s.io"]
     resources: ["ingresses/finalizers"]
     verbs: ["update"]
+  # Istio VirtualServices, watched only when the cluster serves them; the same for them.
+  - apiGroups: ["networking.istio.io"]
+    resources: ["virtualservices"]
+    verbs: ["get", "list", "watch"]
+  - apiGroups: ["networking.istio.io"]
+    resources: ["virtualservices/finalizers"]
+    verbs: ["update"]
   - apiGroups: ["scanplane.io"]
     resources: ["scheduledscans", "scans", "registries", "scanpolicies"]
     verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
