@@ -48,6 +48,7 @@ async fn serve(store: Arc<dyn Store>) -> String {
         wake_dispatcher: Arc::new(Notify::new()),
         metrics: Arc::new(scanplane_metrics::Metrics::new()),
         replica: Default::default(),
+        clusters: vec!["production".into()],
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

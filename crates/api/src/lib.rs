@@ -20,6 +20,7 @@ pub mod findings;
 pub mod health;
 pub mod images;
 pub mod pipeline;
+pub mod policies;
 pub mod registries;
 pub mod replicas;
 pub mod report;
@@ -99,6 +100,8 @@ pub struct AppState {
     pub metrics: Arc<scanplane_metrics::Metrics>,
     /// This replica's id and the health of its background loops.
     pub replica: Arc<health::ReplicaHealth>,
+    /// The clusters the configuration names, which policies may scan.
+    pub clusters: Vec<String>,
 }
 
 /// A page of results with the cursor of the next page.
@@ -150,6 +153,7 @@ pub fn parse_ts(field: &str, value: &str) -> Result<Timestamp, ApiError> {
         (name = "replicas", description = "The serve replicas sharing this database (admin only)"),
         (name = "registries", description = "Registries, their discoveries, and the images and SBOMs found in them"),
         (name = "advisories", description = "Vulnerability advisories (OSV) and their imports"),
+        (name = "policies", description = "Scan execution policies and their schema"),
     )
 )]
 struct ApiDoc;
@@ -201,6 +205,7 @@ pub fn api() -> OpenApiRouter<Arc<AppState>> {
         .merge(images::routes())
         .merge(pipeline::routes())
         .merge(advisories::routes())
+        .merge(policies::routes())
 }
 
 /// The OpenAPI document of [`api`].

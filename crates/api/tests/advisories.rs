@@ -229,17 +229,7 @@ async fn imports_are_versioned_and_advisories_name_affected_images(backend: Back
 }
 
 async fn create_token(api: &Api, tenant: &str) -> String {
-    let resp = api
-        .client
-        .post(format!("{}/api/v1/tokens", api.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"tenant": tenant, "name": "t"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let body: Value = resp.json().await.unwrap();
-    body["token"].as_str().unwrap().to_string()
+    common::tenant_token(api, tenant).await
 }
 
 macro_rules! both {

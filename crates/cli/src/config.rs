@@ -3,7 +3,7 @@
 //! domain types.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use scanplane_core::limits::DurationLimit;
 use scanplane_core::ratelimit::RateLimitPolicy;
@@ -24,6 +24,46 @@ pub struct ConfigFile {
     /// OSV advisory feeds synced on a schedule.
     #[serde(default)]
     pub advisories: AdvisoriesEntry,
+    /// The clusters scan execution policies may name, e.g.
+    /// `production: {kubeconfig: /etc/scanplane/prod.kubeconfig, context: prod}` or
+    /// `local: {in_cluster: true}`.
+    #[serde(default)]
+    pub clusters: std::collections::BTreeMap<String, ClusterEntry>,
+}
+
+/// How to reach one cluster.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterEntry {
+    /// A kubeconfig file.
+    pub kubeconfig: Option<PathBuf>,
+    /// Its context (default: the file's current context).
+    pub context: Option<String>,
+    /// The cluster this server runs in (its service account).
+    #[serde(default)]
+    pub in_cluster: bool,
+}
+
+impl ClusterEntry {
+    fn check(&self, name: &str) -> Result<(), String> {
+        if name.is_empty() || name.len() > 63 {
+            return Err(format!(
+                "clusters: the name {name:?} must be 1-63 characters"
+            ));
+        }
+        match (self.in_cluster, &self.kubeconfig) {
+            (true, Some(_)) => Err(format!(
+                "clusters.{name}: give either in_cluster: true or kubeconfig, not both"
+            )),
+            (false, None) => Err(format!(
+                "clusters.{name}: needs kubeconfig (a path) or in_cluster: true"
+            )),
+            (true, None) if self.context.is_some() => Err(format!(
+                "clusters.{name}: context applies only with kubeconfig"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `advisories: {sources: [...], every: 6h}`.
@@ -122,6 +162,7 @@ impl ConfigFile {
             message: e.to_string(),
         })?;
         file.policies()
+            .and_then(|_| file.clusters.iter().try_for_each(|(name, c)| c.check(name)))
             .and_then(|_| file.advisories.every())
             .and_then(|_| file.advisories.sources())
             .map_err(|message| ConfigError::Invalid {
@@ -159,6 +200,39 @@ impl ConfigFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clusters_name_a_kubeconfig_or_the_cluster_we_run_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scanplane.yaml");
+        std::fs::write(
+            &path,
+            "clusters:\n  production: {kubeconfig: /etc/k/prod, context: prod}\n  local: {in_cluster: true}\n",
+        )
+        .unwrap();
+        let file = ConfigFile::load(&path).unwrap();
+        assert_eq!(
+            file.clusters.keys().collect::<Vec<_>>(),
+            ["local", "production"]
+        );
+        for (yaml, says) in [
+            ("clusters: {a: {}}", "clusters.a: needs kubeconfig"),
+            (
+                "clusters: {a: {in_cluster: true, kubeconfig: /k}}",
+                "not both",
+            ),
+            (
+                "clusters: {a: {in_cluster: true, context: x}}",
+                "context applies only with kubeconfig",
+            ),
+        ] {
+            std::fs::write(&path, yaml).unwrap();
+            let e = ConfigFile::load(&path).unwrap_err().to_string();
+            assert!(e.contains(says), "{yaml}: {e}");
+        }
+        std::fs::write(&path, "clusters: {a: {kubeconfig: /k, namespace: x}}").unwrap();
+        assert!(ConfigFile::load(&path).is_err(), "unknown keys are refused");
+    }
 
     #[test]
     fn advisory_feeds_default_to_six_hours_and_refuse_bad_entries() {

@@ -401,6 +401,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         replica: Arc::new(scanplane_api::health::ReplicaHealth::new(
             replica.id.clone(),
         )),
+        clusters: config.clusters.keys().cloned().collect(),
     });
     let health = state.replica.clone();
     if state.admin_token_hash.is_none() {

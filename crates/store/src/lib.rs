@@ -28,13 +28,13 @@ pub use model::{
     FeedState, FindingFilter, FindingIdentity, IdentityFilter, ImageFilter, ImageRecord,
     ImportCounts, NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
     RegistryRecord, RematchCounts, RematchStep, ReportChunk, ReportOutcome, RunDiff, SbomInfo,
-    SbomPackage, ScanChange, ScanFilter, StoredAdvisory, StoredFinding, TenantInfo, TerminalCount,
-    TickOutcome, TokenInfo, TokenOwner, VulnerabilityReport,
+    SbomPackage, ScanChange, ScanFilter, StoredAdvisory, StoredFinding, StoredPolicy, TenantInfo,
+    TerminalCount, TickOutcome, TokenInfo, TokenOwner, VulnerabilityReport,
 };
 pub use roles::{
     AdvisoryStore, DispatchStore, FindingStore, HealthStore, ImageStore, PipelineStore,
-    RegistryStore, ReplicaStore, RetentionStore, ScanStore, ScheduleStore, TenantStore, TickStore,
-    VulnerabilityStore, WindowStore,
+    PolicyStore, RegistryStore, ReplicaStore, RetentionStore, ScanStore, ScheduleStore,
+    TenantStore, TickStore, VulnerabilityStore, WindowStore,
 };
 pub use sql::SqlStore;
 
@@ -118,6 +118,7 @@ umbrella!(
     ImageStore,
     PipelineStore,
     AdvisoryStore,
+    PolicyStore,
     VulnerabilityStore,
 );
 

@@ -487,3 +487,16 @@ pub struct AffectedSbom {
     pub tenant_id: String,
     pub digest: String,
 }
+
+/// One scan execution policy of a tenant, as stored: its entry of the document as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPolicy {
+    pub tenant_id: String,
+    pub name: String,
+    /// Its place in the document it came from.
+    pub position: u32,
+    pub enabled: bool,
+    pub document: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}

@@ -22,8 +22,8 @@ use crate::{
     DiscoveryRecord, FeedState, FindingFilter, FindingIdentity, IdentityFilter, ImageFilter,
     ImageRecord, ImportCounts, NewAdvisory, NewImage, NewSbom, NewScan, PackageHit, PackageQuery,
     RegistryRecord, RematchStep, ReportChunk, ReportOutcome, RunDiff, SbomInfo, ScanChange,
-    ScanFilter, StoreError, StoredAdvisory, StoredFinding, TenantInfo, TerminalCount, TickOutcome,
-    TokenInfo, TokenOwner, VulnerabilityReport,
+    ScanFilter, StoreError, StoredAdvisory, StoredFinding, StoredPolicy, TenantInfo, TerminalCount,
+    TickOutcome, TokenInfo, TokenOwner, VulnerabilityReport,
 };
 
 /// Whether the store can serve: `/readyz` and start-up.
@@ -591,4 +591,19 @@ pub trait VulnerabilityStore: Send + Sync {
         scanner: &str,
         target: &str,
     ) -> Result<Option<Scan>, StoreError>;
+}
+
+/// A tenant's scan execution policies: replaced as a whole, listed in document order.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// Makes `policies` the tenant's whole set in one transaction; a policy that keeps its
+    /// name keeps its `created_at`. Returns the set as stored.
+    async fn replace_policies(
+        &self,
+        tenant_id: &str,
+        policies: &[StoredPolicy],
+        now: Timestamp,
+    ) -> Result<Vec<StoredPolicy>, StoreError>;
+    /// The policies of `tenant` (every tenant's with `None`), by tenant then position.
+    async fn list_policies(&self, tenant: Option<&str>) -> Result<Vec<StoredPolicy>, StoreError>;
 }

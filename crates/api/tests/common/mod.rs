@@ -82,6 +82,7 @@ pub async fn state_on(url: &str) -> Arc<AppState> {
         wake_dispatcher: Arc::new(Notify::new()),
         metrics: Arc::new(scanplane_metrics::Metrics::new()),
         replica: Default::default(),
+        clusters: vec!["production".into()],
     })
 }
 
@@ -269,4 +270,19 @@ pub async fn running_step(
             .unwrap();
     }
     store.scan(None, &scan.id).await.unwrap().unwrap()
+}
+
+/// A token of tenant `tenant` (created with it), made with the admin token.
+pub async fn tenant_token(api: &Api, tenant: &str) -> String {
+    let resp = api
+        .client
+        .post(format!("{}/api/v1/tokens", api.url))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"tenant": tenant, "name": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
 }

@@ -73,6 +73,7 @@ pub async fn serve_on(
         wake_dispatcher: Arc::new(Notify::new()),
         metrics: Arc::new(scanplane_metrics::Metrics::new()),
         replica: Default::default(),
+        clusters: vec!["production".into()],
     });
     let listener = must(
         tokio::net::TcpListener::bind(("127.0.0.1", port)).await,

@@ -76,6 +76,7 @@ mod advisories;
 mod errors;
 mod findings;
 mod health;
+mod policies;
 mod registries;
 mod replicas;
 mod retention;
