@@ -11,7 +11,8 @@ use scanplane_core::limits::DurationLimit;
 use scanplane_core::maintenance::WindowAction;
 use scanplane_core::scan::{Scan, ScanStatus, Trigger};
 use scanplane_core::schedule::{Cadence, MissedTickPolicy, Schedule, ScheduleStatus};
-use scanplane_store::{NewScan, ScanChange};
+use scanplane_protocol::registry::DeclaredRegistry;
+use scanplane_store::{NewScan, RegistryRecord, ScanChange};
 
 use crate::error::ApiError;
 use crate::scans::validate_scan_input;
@@ -315,4 +316,168 @@ pub async fn cancel_declared_scan(
         Err(scanplane_store::StoreError::Illegal(_)) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Creates or updates the registry `d.id` so that it is what `d` states, with its discovery
+/// schedule in the same transaction. Applying the same declaration again writes nothing and
+/// never moves the next discovery.
+pub async fn apply_declared_registry(
+    state: &AppState,
+    d: &DeclaredRegistry,
+) -> Result<RegistryRecord, ApiError> {
+    use crate::registries::{
+        arm, auth_json, cadence as registry_cadence, definition_json, new_discovery_schedule,
+        validate_auth, validate_spec, CadenceRequest,
+    };
+    let now = state.clock.now();
+    let mut spec = d.spec.clone();
+    let host = validate_spec(&mut spec).map_err(in_registry_terms)?;
+    if let Some(a) = &d.auth {
+        validate_auth(a).map_err(in_registry_terms)?;
+    }
+    let discovery = d
+        .discovery
+        .as_ref()
+        .map(|c| {
+            let req = CadenceRequest {
+                cron_exp: c.cron_exp.clone(),
+                timezone: c.timezone.clone(),
+                every: c.every.clone(),
+                jitter: c.jitter.clone(),
+            };
+            registry_cadence("discovery", &req, now)
+        })
+        .transpose()
+        .map_err(in_registry_terms)?;
+    let definition = definition_json(&spec)?;
+    let auth = auth_json(d.auth.as_ref())?;
+    let tenant = state.store.ensure_tenant(&d.tenant).await?;
+    let target = vec![format!("registry://{host}")];
+    let Some(mut r) = state.store.registry(None, &d.id).await? else {
+        let mut record = RegistryRecord {
+            id: d.id.clone(),
+            tenant_id: tenant.id.clone(),
+            name: spec.name.clone(),
+            definition,
+            auth,
+            discovery_schedule_id: None,
+            scan_schedule_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut schedules = Vec::new();
+        if let Some((c, jitter)) = discovery {
+            let s = new_discovery_schedule(&record, &host, c, jitter, now)?;
+            record.discovery_schedule_id = Some(s.id.clone());
+            schedules.push(s);
+        }
+        state.store.create_registry(&record, &schedules).await?;
+        tracing::info!(registry_id = %record.id, name = %record.name, "declared registry created");
+        state.wake_scheduler.notify_one();
+        return Ok(record);
+    };
+    if r.tenant_id != tenant.id {
+        return Err(ApiError::conflict(format!(
+            "registry {} belongs to another tenant; a resource cannot move it",
+            r.id
+        )));
+    }
+    let current = match r.discovery_schedule_id.as_deref() {
+        Some(sid) => state.store.schedule(None, sid).await?,
+        None => None,
+    };
+    let unchanged_timing = |c: &Cadence, j: &Option<std::time::Duration>, s: &Schedule| {
+        same_timing(c, &s.cadence) && *j == s.jitter
+    };
+    let same_discovery = match (&discovery, &current) {
+        (None, None) => true,
+        (Some((c, j)), Some(s)) => unchanged_timing(c, j, s) && s.targets == target,
+        _ => false,
+    };
+    if r.definition == definition && r.auth == auth && same_discovery {
+        return Ok(r);
+    }
+    let schedule = match (discovery, current) {
+        (None, _) => None,
+        (Some((c, j)), Some(mut old)) if unchanged_timing(&c, &j, &old) => {
+            // Same timing: the next run stays; the target follows the URL.
+            old.targets = target;
+            old.updated_at = now;
+            Some(old)
+        }
+        (Some((c, j)), current) => {
+            let mut s = new_discovery_schedule(&r, &host, c, j, now)?;
+            if let Some(old) = current {
+                s.id = old.id;
+                s.enabled = old.enabled;
+                s.last_fired_at = old.last_fired_at;
+                s.created_at = old.created_at;
+                arm(&mut s, now)?;
+            }
+            Some(s)
+        }
+    };
+    r.name = spec.name.clone();
+    r.definition = definition;
+    r.auth = auth;
+    r.discovery_schedule_id = schedule.as_ref().map(|s| s.id.clone());
+    r.updated_at = now;
+    let mut schedules: Vec<Schedule> = schedule.into_iter().collect();
+    if let Some(sid) = r.scan_schedule_id.as_deref() {
+        if let Some(s) = state.store.schedule(None, sid).await? {
+            schedules.push(s);
+        }
+    }
+    state.store.update_registry(&r, &schedules).await?;
+    tracing::info!(registry_id = %r.id, name = %r.name, "declared registry updated");
+    state.wake_scheduler.notify_one();
+    Ok(r)
+}
+
+/// Deletes the registry `id` of `tenant` (its schedules, images and discoveries; SBOMs
+/// stay with their digests); true when one was there.
+pub async fn delete_declared_registry(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<bool, ApiError> {
+    let tenant = state.store.ensure_tenant(tenant).await?;
+    Ok(state.store.delete_registry(Some(&tenant.id), id).await?)
+}
+
+/// Whether two cadences fire alike (an interval's anchor aside).
+fn same_timing(a: &Cadence, b: &Cadence) -> bool {
+    match (a, b) {
+        (Cadence::Every { period: x, .. }, Cadence::Every { period: y, .. }) => x == y,
+        _ => a == b,
+    }
+}
+
+/// `ca_bundle: problem` becomes `spec.caBundle: problem`, in the Registry resource's terms.
+fn in_registry_terms(e: ApiError) -> ApiError {
+    if e.code != "invalid" {
+        return e;
+    }
+    let Some((field, problem)) = e.message.split_once(": ") else {
+        return e;
+    };
+    let field = if field == "name" {
+        "metadata.name".to_string()
+    } else {
+        let camel: String = field
+            .split('_')
+            .enumerate()
+            .map(|(i, part)| {
+                let mut c = part.chars();
+                match (i, c.next()) {
+                    (0, Some(f)) => f.to_string() + c.as_str(),
+                    (_, Some(f)) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                    (_, None) => String::new(),
+                }
+            })
+            .collect();
+        let camel = camel.replace("auth.", "authSecretRef: ");
+        format!("spec.{camel}")
+    };
+    ApiError::invalid(&field, problem)
 }

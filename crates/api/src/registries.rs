@@ -583,7 +583,7 @@ fn validate_ca_bundle(ca: Option<&str>) -> Result<(), ApiError> {
 }
 
 /// Checks credentials. Messages never quote them.
-fn validate_auth(auth: &RegistryAuth) -> Result<(), ApiError> {
+pub(crate) fn validate_auth(auth: &RegistryAuth) -> Result<(), ApiError> {
     match auth {
         RegistryAuth::Basic { username, password } => {
             if username.trim().is_empty() || username.len() > MAX_USERNAME {
@@ -622,7 +622,7 @@ fn validate_auth(auth: &RegistryAuth) -> Result<(), ApiError> {
 }
 
 /// Checks a whole definition and normalises its URL; returns the registry's `host[:port]`.
-fn validate_spec(spec: &mut RegistrySpec) -> Result<String, ApiError> {
+pub(crate) fn validate_spec(spec: &mut RegistrySpec) -> Result<String, ApiError> {
     validate_name(&spec.name)?;
     let (url, host) = parse_url(&spec.url)?;
     spec.url = url;
@@ -633,7 +633,7 @@ fn validate_spec(spec: &mut RegistrySpec) -> Result<String, ApiError> {
 }
 
 /// The cadence and jitter of a registry schedule given in `field`, anchored at `now`.
-fn cadence(
+pub(crate) fn cadence(
     field: &str,
     req: &CadenceRequest,
     now: Timestamp,
@@ -701,7 +701,7 @@ fn discovery_schedule_name(registry_id: &str) -> String {
 }
 
 /// Recomputes a schedule's next tick from now, as schedule edits do.
-fn arm(s: &mut Schedule, now: Timestamp) -> Result<(), ApiError> {
+pub(crate) fn arm(s: &mut Schedule, now: Timestamp) -> Result<(), ApiError> {
     if s.enabled {
         let (tick, fire) = initial_ticks(&s.id, &s.cadence, s.jitter, now)
             .map_err(|e| ApiError::invalid("discovery", e))?;
@@ -720,7 +720,7 @@ fn arm(s: &mut Schedule, now: Timestamp) -> Result<(), ApiError> {
 }
 
 /// A new discovery schedule of a registry.
-fn new_discovery_schedule(
+pub(crate) fn new_discovery_schedule(
     r: &RegistryRecord,
     host: &str,
     cadence: Cadence,
@@ -765,13 +765,13 @@ fn refuse_scan_schedule(scan: Option<&CadenceRequest>, now: Timestamp) -> Result
     Ok(())
 }
 
-fn auth_json(auth: Option<&RegistryAuth>) -> Result<Option<String>, ApiError> {
+pub(crate) fn auth_json(auth: Option<&RegistryAuth>) -> Result<Option<String>, ApiError> {
     auth.map(serde_json::to_string)
         .transpose()
         .map_err(|e| ApiError::internal(format!("serializing credentials: {e}")))
 }
 
-fn definition_json(spec: &RegistrySpec) -> Result<String, ApiError> {
+pub(crate) fn definition_json(spec: &RegistrySpec) -> Result<String, ApiError> {
     serde_json::to_string(spec)
         .map_err(|e| ApiError::internal(format!("serializing a registry: {e}")))
 }

@@ -10,13 +10,16 @@ mod common;
 use std::time::Duration;
 
 use scanplane_api::declared::{
-    apply_declared_schedule, cancel_declared_scan, declared_scan_run, delete_declared_schedule,
-    start_declared_scan,
+    apply_declared_registry, apply_declared_schedule, cancel_declared_scan, declared_scan_run,
+    delete_declared_registry, delete_declared_schedule, start_declared_scan,
 };
 use scanplane_core::annotations::ScanCadence;
 use scanplane_core::declared::{run_id, DeclaredScan, DeclaredSchedule};
 use scanplane_core::finding::{Finding, Severity};
 use scanplane_core::scan::ScanStatus;
+use scanplane_protocol::registry::{
+    CatalogKind, DeclaredCadence, DeclaredRegistry, RegistryAuth, RegistrySpec, RepositorySpec,
+};
 use scanplane_store::Backend;
 
 fn declared() -> DeclaredSchedule {
@@ -296,6 +299,120 @@ async fn a_bad_declared_scan_names_the_resource_field(backend: Backend) {
     );
 }
 
+fn declared_registry() -> DeclaredRegistry {
+    DeclaredRegistry {
+        id: "0b6e0000-0000-4000-8000-0000000000aa".into(),
+        tenant: "team-a".into(),
+        spec: RegistrySpec {
+            name: "k8s:team-a/ghcr".into(),
+            url: "https://ghcr.example.test".into(),
+            catalog: CatalogKind::None,
+            insecure: false,
+            ca_bundle: None,
+            repositories: vec![RepositorySpec {
+                name: "org/app".into(),
+                match_conditions: vec![],
+                match_operator: Default::default(),
+            }],
+            platforms: vec![],
+        },
+        auth: Some(RegistryAuth::Basic {
+            username: "bot".into(),
+            password: "s3cret".into(),
+        }),
+        discovery: Some(DeclaredCadence {
+            every: Some("6h".into()),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn a_declared_registry_is_idempotent_and_keeps_its_discovery_timing(backend: Backend) {
+    let state = common::state(backend).await;
+    let d = declared_registry();
+    let first = apply_declared_registry(&state, &d).await.unwrap();
+    assert_eq!(first.id, d.id);
+    let sid = first
+        .discovery_schedule_id
+        .clone()
+        .expect("a discovery schedule");
+    let schedule = state.store.schedule(None, &sid).await.unwrap().unwrap();
+    let stored = state.store.registry(None, &d.id).await.unwrap().unwrap();
+
+    // A resync writes nothing.
+    let again = apply_declared_registry(&state, &d).await.unwrap();
+    assert_eq!(again.updated_at, stored.updated_at);
+    assert_eq!(
+        state
+            .store
+            .schedule(None, &sid)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_fire_at,
+        schedule.next_fire_at
+    );
+
+    // A new URL: the definition and the schedule's target change, its next run does not.
+    let mut moved = d.clone();
+    moved.spec.url = "https://registry.example.test".into();
+    let r = apply_declared_registry(&state, &moved).await.unwrap();
+    assert!(r.definition.contains("registry.example.test"));
+    let s = state.store.schedule(None, &sid).await.unwrap().unwrap();
+    assert_eq!(s.targets, ["registry://registry.example.test"]);
+    assert_eq!(s.next_fire_at, schedule.next_fire_at);
+
+    // A new cadence re-arms the same schedule; no cadence removes it.
+    let mut cron = moved.clone();
+    cron.discovery = Some(DeclaredCadence {
+        cron_exp: Some("0 3 * * *".into()),
+        ..Default::default()
+    });
+    let r = apply_declared_registry(&state, &cron).await.unwrap();
+    assert_eq!(
+        r.discovery_schedule_id.as_deref(),
+        Some(sid.as_str()),
+        "the same schedule"
+    );
+    let mut none = cron.clone();
+    none.discovery = None;
+    let r = apply_declared_registry(&state, &none).await.unwrap();
+    assert_eq!(r.discovery_schedule_id, None);
+    assert!(state.store.schedule(None, &sid).await.unwrap().is_none());
+
+    assert!(delete_declared_registry(&state, "team-a", &d.id)
+        .await
+        .unwrap());
+    assert!(state.store.registry(None, &d.id).await.unwrap().is_none());
+}
+
+async fn a_bad_declared_registry_names_the_resource_field(backend: Backend) {
+    let state = common::state(backend).await;
+    let mut d = declared_registry();
+    d.spec.url = "ftp://ghcr.example.test".into();
+    let e = apply_declared_registry(&state, &d).await.unwrap_err();
+    assert!(e.message.starts_with("spec.url: "), "{}", e.message);
+    let mut d = declared_registry();
+    d.spec.ca_bundle = Some("not a certificate".into());
+    let e = apply_declared_registry(&state, &d).await.unwrap_err();
+    assert!(e.message.starts_with("spec.caBundle: "), "{}", e.message);
+    let mut d = declared_registry();
+    d.discovery = Some(DeclaredCadence {
+        every: Some("1s".into()),
+        ..Default::default()
+    });
+    let e = apply_declared_registry(&state, &d).await.unwrap_err();
+    assert!(
+        e.message.starts_with("spec.discovery.every: "),
+        "{}",
+        e.message
+    );
+    assert!(
+        state.store.registry(None, &d.id).await.unwrap().is_none(),
+        "nothing stored"
+    );
+}
+
 macro_rules! on_both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -310,5 +427,7 @@ on_both!(
     a_name_held_by_another_schedule_is_a_conflict,
     a_declared_scan_starts_once_reports_counts_and_cancels,
     severity_counts_are_per_scan,
-    a_bad_declared_scan_names_the_resource_field
+    a_bad_declared_scan_names_the_resource_field,
+    a_declared_registry_is_idempotent_and_keeps_its_discovery_timing,
+    a_bad_declared_registry_names_the_resource_field
 );

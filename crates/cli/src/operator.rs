@@ -8,8 +8,8 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use futures::FutureExt;
 use scanplane_api::declared::{
-    apply_declared_schedule, cancel_declared_scan, declared_scan_run, delete_declared_schedule,
-    start_declared_scan,
+    apply_declared_registry, apply_declared_schedule, cancel_declared_scan, declared_scan_run,
+    delete_declared_registry, delete_declared_schedule, start_declared_scan,
 };
 use scanplane_api::error::ApiError;
 use scanplane_api::AppState;
@@ -18,7 +18,10 @@ use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
 use scanplane_core::scan::Scan;
 use scanplane_operator::controller::{self, Context, Watched};
 use scanplane_operator::lease::{LeaderElector, LeaseConfig};
-use scanplane_operator::sink::{AppliedSchedule, RunSummary, ScanSink, ScheduleSink, SinkError};
+use scanplane_operator::sink::{
+    AppliedSchedule, RegistrySink, RunSummary, ScanSink, ScheduleSink, SinkError, Sinks,
+};
+use scanplane_protocol::registry::DeclaredRegistry;
 use tokio::sync::watch;
 
 /// Settings of the operator (`serve --operator`).
@@ -139,6 +142,23 @@ impl ScanSink for ApiSink {
     }
 }
 
+#[async_trait]
+impl RegistrySink for ApiSink {
+    async fn apply(&self, d: &DeclaredRegistry) -> Result<String, SinkError> {
+        apply_declared_registry(&self.state, d)
+            .await
+            .map(|r| r.id)
+            .map_err(sink_error)
+    }
+
+    async fn delete(&self, tenant: &str, id: &str) -> Result<(), SinkError> {
+        delete_declared_registry(&self.state, tenant, id)
+            .await
+            .map(|_| ())
+            .map_err(sink_error)
+    }
+}
+
 /// The operator's loops (the Lease election and the controllers that run while leading),
 /// for `serve` to supervise; both end when `stop` turns true.
 pub async fn start(
@@ -163,8 +183,11 @@ pub async fn start(
     });
     let ctx = Arc::new(Context::new(
         client,
-        sink.clone(),
-        sink,
+        Sinks {
+            schedules: sink.clone(),
+            scans: sink.clone(),
+            registries: sink,
+        },
         AnnotationDefaults::default(),
         Some(identity),
         Some(api_url),

@@ -5,6 +5,7 @@ pub mod controller;
 pub mod crd;
 pub mod ingress;
 pub mod lease;
+pub mod registry;
 pub mod scanrun;
 pub mod scheduled;
 pub mod sink;

@@ -1,6 +1,7 @@
 //! What the reconcilers need of scanplane's database, and nothing more: apply or delete one
 //! declared schedule ([`ScheduleSink`]); start, read or cancel one declared scan run
-//! ([`ScanSink`]). `serve` implements both over the API layer's validation and the store;
+//! ([`ScanSink`]); apply or delete one declared registry ([`RegistrySink`]). `serve`
+//! implements them over the API layer's validation and the store;
 //! tests implement them in memory.
 
 use async_trait::async_trait;
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
 use scanplane_core::finding::Severity;
 use scanplane_core::scan::ScanStatus;
+use scanplane_protocol::registry::DeclaredRegistry;
 
 /// The schedule as stored after an apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,4 +61,20 @@ pub trait ScanSink: Send + Sync {
     async fn run(&self, tenant: &str, id: &str) -> Result<Option<RunSummary>, SinkError>;
     /// Cancels the run unless it already ended; its record stays.
     async fn cancel(&self, tenant: &str, id: &str, reason: &str) -> Result<(), SinkError>;
+}
+
+#[async_trait]
+pub trait RegistrySink: Send + Sync {
+    /// Makes the registry `registry.id` what it declares; answers its id.
+    async fn apply(&self, registry: &DeclaredRegistry) -> Result<String, SinkError>;
+    /// Deleting one that is not there is not an error.
+    async fn delete(&self, tenant: &str, id: &str) -> Result<(), SinkError>;
+}
+
+/// The seams of every controller, as [`crate::controller::Context`] holds them.
+#[derive(Clone)]
+pub struct Sinks {
+    pub schedules: std::sync::Arc<dyn ScheduleSink>,
+    pub scans: std::sync::Arc<dyn ScanSink>,
+    pub registries: std::sync::Arc<dyn RegistrySink>,
 }

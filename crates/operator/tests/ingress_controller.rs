@@ -14,7 +14,7 @@ use scanplane_core::annotations::AnnotationDefaults;
 use scanplane_metrics::Metrics;
 use scanplane_operator::controller::{ingress, Context, Error};
 use serde_json::{json, Value};
-use support::{internal_error, mock, next, no_more, ok, Handle, Unused};
+use support::{internal_error, mock, next, no_more, ok, Handle};
 
 const SCANS: &str = "/apis/scanplane.io/v1alpha1/namespaces/team-a/scheduledscans";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
@@ -24,8 +24,7 @@ fn context() -> (Arc<Context>, Handle, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let ctx = Context::new(
         client,
-        Arc::new(Unused),
-        Arc::new(Unused),
+        support::unused(),
         AnnotationDefaults::default(),
         Some("replica-a".into()),
         None,

@@ -18,9 +18,9 @@ use scanplane_core::scan::ScanStatus;
 use scanplane_metrics::Metrics;
 use scanplane_operator::controller::{scan, Context, Error};
 use scanplane_operator::crd::Scan;
-use scanplane_operator::sink::{RunSummary, ScanSink, SinkError};
+use scanplane_operator::sink::{RunSummary, ScanSink, SinkError, Sinks};
 use serde_json::{json, Value};
-use support::{mock, next, no_more, ok, Handle, Unused};
+use support::{mock, next, no_more, ok, Handle};
 
 const OBJ: &str = "/apis/scanplane.io/v1alpha1/namespaces/team-a/scans/once";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
@@ -98,8 +98,10 @@ fn context(runs: Arc<Runs>) -> (Arc<Context>, Handle) {
     let (client, handle) = mock("team-a");
     let ctx = Context::new(
         client,
-        Arc::new(Unused),
-        runs,
+        Sinks {
+            scans: runs,
+            ..support::unused()
+        },
         AnnotationDefaults::default(),
         None,
         Some("https://scanplane.example".into()),

@@ -17,7 +17,7 @@ use scanplane_core::declared::DeclaredSchedule;
 use scanplane_metrics::Metrics;
 use scanplane_operator::controller::{scheduled_scan, Context, Error};
 use scanplane_operator::crd::ScheduledScan;
-use scanplane_operator::sink::{AppliedSchedule, ScheduleSink, SinkError};
+use scanplane_operator::sink::{AppliedSchedule, ScheduleSink, SinkError, Sinks};
 use serde_json::{json, Value};
 use support::{mock, next, no_more, ok, Handle};
 
@@ -67,8 +67,10 @@ fn context(answer: Result<AppliedSchedule, SinkError>) -> (Arc<Context>, Handle,
     });
     let ctx = Context::new(
         client,
-        sink.clone(),
-        Arc::new(support::Unused),
+        Sinks {
+            schedules: sink.clone(),
+            ..support::unused()
+        },
         AnnotationDefaults::default(),
         None,
         Some("https://scanplane.example".into()),

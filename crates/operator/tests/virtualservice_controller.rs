@@ -16,7 +16,7 @@ use scanplane_metrics::Metrics;
 use scanplane_operator::controller::virtualservice::{discover, reconcile, VsContext};
 use scanplane_operator::controller::{ingress, Context};
 use serde_json::{json, Value};
-use support::{mock, next, no_more, ok, Handle, Unused};
+use support::{mock, next, no_more, ok, Handle};
 
 const SCANS: &str = "/apis/scanplane.io/v1alpha1/namespaces/team-a/scheduledscans";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
@@ -81,8 +81,7 @@ fn context() -> (Arc<VsContext>, Handle) {
     let (client, handle) = mock("team-a");
     let ctx = Arc::new(Context::new(
         client,
-        Arc::new(Unused),
-        Arc::new(Unused),
+        support::unused(),
         AnnotationDefaults::default(),
         None,
         None,

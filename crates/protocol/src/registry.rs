@@ -119,6 +119,26 @@ pub enum RegistryAuth {
     DockerConfig { config_json: String },
 }
 
+/// A registry declared by a resource outside the API (the operator's `Registry`): stored
+/// under the resource's id in the tenant, with the same validation as the API's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredRegistry {
+    pub id: String,
+    pub tenant: String,
+    pub spec: RegistrySpec,
+    pub auth: Option<RegistryAuth>,
+    pub discovery: Option<DeclaredCadence>,
+}
+
+/// When a declared registry's discovery runs: `cron_exp` (+ `timezone`) or `every`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeclaredCadence {
+    pub cron_exp: Option<String>,
+    pub timezone: Option<String>,
+    pub every: Option<String>,
+    pub jitter: Option<String>,
+}
+
 /// The options of a discovery scan.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

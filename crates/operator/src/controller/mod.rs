@@ -4,6 +4,7 @@
 //! ([`run_while_leader`]), so of several replicas exactly one reconciles.
 
 pub mod ingress;
+pub mod registry;
 pub mod scan;
 pub mod scheduled_scan;
 pub mod virtualservice;
@@ -22,7 +23,7 @@ use scanplane_core::annotations::AnnotationDefaults;
 use scanplane_metrics::{ControllerLabel, Metrics};
 use tokio::sync::watch;
 
-use crate::sink::{ScanSink, ScheduleSink, SinkError};
+use crate::sink::{RegistrySink, ScanSink, ScheduleSink, SinkError, Sinks};
 
 /// The field manager of everything the operator applies.
 pub const MANAGER: &str = "scanplane-operator";
@@ -34,6 +35,7 @@ pub struct Context {
     pub client: Client,
     pub schedules: Arc<dyn ScheduleSink>,
     pub scans: Arc<dyn ScanSink>,
+    pub registries: Arc<dyn RegistrySink>,
     /// Operator defaults, the bottom of defaults < spec < annotations.
     pub defaults: AnnotationDefaults,
     pub recorder: Recorder,
@@ -45,8 +47,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        schedules: Arc<dyn ScheduleSink>,
-        scans: Arc<dyn ScanSink>,
+        sinks: Sinks,
         defaults: AnnotationDefaults,
         instance: Option<String>,
         api_url: Option<String>,
@@ -59,8 +60,9 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            schedules,
-            scans,
+            schedules: sinks.schedules,
+            scans: sinks.scans,
+            registries: sinks.registries,
             defaults,
             api_url,
             metrics,
@@ -165,6 +167,7 @@ pub async fn run(ctx: Arc<Context>, watched: Watched, shutdown: BoxFuture<'stati
         all.push(ingress::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(scheduled_scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+        all.push(registry::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(virtualservice::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
     }
     futures::future::join_all(all).await;

@@ -13,7 +13,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use kube::Client;
 use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
-use scanplane_operator::sink::{AppliedSchedule, RunSummary, ScanSink, ScheduleSink, SinkError};
+use scanplane_operator::sink::{
+    AppliedSchedule, RegistrySink, RunSummary, ScanSink, ScheduleSink, SinkError, Sinks,
+};
+use scanplane_protocol::registry::DeclaredRegistry;
 use serde_json::{json, Value};
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -128,5 +131,24 @@ impl ScanSink for Unused {
     }
     async fn cancel(&self, _: &str, _: &str, _: &str) -> Result<(), SinkError> {
         panic!("this controller cancelled a scan")
+    }
+}
+
+#[async_trait]
+impl RegistrySink for Unused {
+    async fn apply(&self, _: &DeclaredRegistry) -> Result<String, SinkError> {
+        panic!("this controller stored a registry")
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<(), SinkError> {
+        panic!("this controller deleted a registry")
+    }
+}
+
+/// Every seam [`Unused`]: a test replaces the one its controller uses.
+pub fn unused() -> Sinks {
+    Sinks {
+        schedules: std::sync::Arc::new(Unused),
+        scans: std::sync::Arc::new(Unused),
+        registries: std::sync::Arc::new(Unused),
     }
 }

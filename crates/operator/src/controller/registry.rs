@@ -1,0 +1,121 @@
+//! The Registry controller: keeps one scanplane registry per `Registry` resource equal to its
+//! spec (credentials from the Secret it names), reports it in the status, and deletes it
+//! through a finalizer when the resource goes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, Shared};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::{drain, error_policy, Context, Error};
+use crate::crd::Registry;
+use crate::registry::{auth_from_secret, declared, next_status, Outcome, FINALIZER};
+use crate::scheduled::tenant_of;
+use crate::sink::SinkError;
+
+/// How often a stored registry is applied again: a changed Secret is not watched, so new
+/// credentials arrive within this.
+pub const REFRESH: Duration = Duration::from_secs(300);
+/// How soon a registry whose Secret is missing is tried again.
+pub const SECRET_RETRY: Duration = Duration::from_secs(60);
+const NAME: &str = "registry";
+
+/// One reconcile of one Registry.
+pub async fn reconcile(obj: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.counted(NAME);
+    let ns = obj
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<Registry> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Event::Apply(obj) => apply(&obj, &api, &ns, &ctx).await,
+            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn apply(
+    obj: &Registry,
+    api: &Api<Registry>,
+    ns: &str,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let mut retry = None;
+    let auth = match &obj.spec.auth_secret_ref {
+        None => Ok(None),
+        Some(r) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            match secrets.get_opt(&r.name).await? {
+                Some(s) => auth_from_secret(&s).map(Some),
+                None => {
+                    retry = Some(SECRET_RETRY);
+                    Err(format!(
+                        "spec.authSecretRef: Secret {} not found in namespace {ns}",
+                        r.name
+                    ))
+                }
+            }
+        }
+    };
+    let outcome = match auth.and_then(|a| declared(obj, a)) {
+        Err(problem) => Outcome::Invalid(problem),
+        Ok(d) => match ctx.registries.apply(&d).await {
+            Ok(id) => Outcome::Applied { id },
+            Err(SinkError::Invalid(p)) => Outcome::Invalid(p),
+            Err(e @ SinkError::Unavailable(_)) => return Err(Error::Sink(e)),
+        },
+    };
+    let status = next_status(obj, &outcome, chrono::Utc::now(), ctx.api_url.as_deref());
+    if obj.status.as_ref() != Some(&status) {
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+        if let Outcome::Invalid(problem) = &outcome {
+            ctx.warn(obj, "InvalidSpec", problem.clone()).await;
+        }
+    }
+    Ok(match outcome {
+        Outcome::Applied { .. } => Action::requeue(REFRESH),
+        Outcome::Invalid(_) => retry.map_or_else(Action::await_change, Action::requeue),
+    })
+}
+
+async fn cleanup(obj: &Registry, ctx: &Context) -> Result<Action, Error> {
+    if let (Some(uid), Some(tenant)) = (obj.uid(), tenant_of(obj)) {
+        ctx.registries
+            .delete(&tenant, &uid)
+            .await
+            .map_err(Error::Sink)?;
+        tracing::info!(registry = %obj.name_any(), registry_id = %uid, "registry deleted with its resource");
+    }
+    Ok(Action::await_change())
+}
+
+/// The Registry controller over one namespace (`None`: all), until `shutdown`.
+pub async fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: Shared<BoxFuture<'static, ()>>,
+) {
+    let api: Api<Registry> = match namespace.as_deref() {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let stream = Controller::new(api, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy(NAME), ctx);
+    drain(NAME, stream).await;
+}
