@@ -231,10 +231,19 @@ async fn cancel_reaches_the_worker_running_the_unit() {
         !log.contains("scan-c 1 - end"),
         "the scanner never finished: {log}"
     );
-    let text = wm.render();
+    // The worker counts the outcome once its unit's end is recorded, a moment after the
+    // control plane saw it: wait for the count (bounded), not for a time.
+    let counted = "scanplane_worker_units_total{kind=\"scan\",outcome=\"cancelled\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = wm.render();
+    while !text.contains(counted) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        text = wm.render();
+    }
+    assert!(text.contains(counted), "{text}");
     assert!(
-        text.contains("scanplane_worker_units_total{kind=\"scan\",outcome=\"cancelled\"} 1"),
-        "{text}"
+        text.contains("scanplane_worker_in_flight{kind=\"scan\"} 0"),
+        "the slot is released: {text}"
     );
 }
 
