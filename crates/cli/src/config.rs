@@ -29,6 +29,47 @@ pub struct ConfigFile {
     /// `local: {in_cluster: true}`.
     #[serde(default)]
     pub clusters: std::collections::BTreeMap<String, ClusterEntry>,
+    /// The Kubernetes operator's settings (`serve --operator`).
+    #[serde(default)]
+    pub operator: OperatorEntry,
+}
+
+/// `operator: {defaults: {schedule: "@every 12h", severity: "high,critical"}}`: what an
+/// annotated Ingress or VirtualService gets for each key it does not annotate, written with
+/// the annotation keys and values (`enabled`, `scanner`, `schedule`, `timeout`,
+/// `rate-limit`, `severity`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorEntry {
+    #[serde(default)]
+    pub defaults: std::collections::BTreeMap<String, serde_yaml::Value>,
+}
+
+impl OperatorEntry {
+    /// The defaults, checked as annotations are; an error names `operator.defaults.<key>`.
+    pub fn defaults(&self) -> Result<scanplane_core::annotations::AnnotationDefaults, String> {
+        let mut text = std::collections::BTreeMap::new();
+        for (key, value) in &self.defaults {
+            let v = match value {
+                serde_yaml::Value::String(s) => s.clone(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml::Value::Number(n) => n.to_string(),
+                _ => {
+                    return Err(format!(
+                        "operator.defaults.{key}: expected a string, number or boolean"
+                    ))
+                }
+            };
+            text.insert(key.clone(), v);
+        }
+        scanplane_core::annotations::defaults_from(&text).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.annotation, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
 }
 
 /// How to reach one cluster.
@@ -163,6 +204,7 @@ impl ConfigFile {
         })?;
         file.policies()
             .and_then(|_| file.clusters.iter().try_for_each(|(name, c)| c.check(name)))
+            .and_then(|_| file.operator.defaults().map(|_| ()))
             .and_then(|_| file.advisories.every())
             .and_then(|_| file.advisories.sources())
             .map_err(|message| ConfigError::Invalid {
@@ -232,6 +274,27 @@ mod tests {
         }
         std::fs::write(&path, "clusters: {a: {kubeconfig: /k, namespace: x}}").unwrap();
         assert!(ConfigFile::load(&path).is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn operator_defaults_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scanplane.yaml");
+        std::fs::write(
+            &path,
+            "operator:\n  defaults: {schedule: '@every 12h', rate-limit: 40, enabled: false}\n",
+        )
+        .unwrap();
+        let d = ConfigFile::load(&path)
+            .unwrap()
+            .operator
+            .defaults()
+            .unwrap();
+        assert_eq!(d.rate_limit, Some(40));
+        assert!(!d.enabled);
+        std::fs::write(&path, "operator:\n  defaults: {timeout: forever}\n").unwrap();
+        let e = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("operator.defaults.timeout"), "{e}");
     }
 
     #[test]

@@ -166,6 +166,7 @@ pub async fn start(
     state: Arc<AppState>,
     identity: String,
     api_url: String,
+    defaults: AnnotationDefaults,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<(&'static str, tokio::task::JoinHandle<()>)>> {
     let watched = args.watched()?;
@@ -188,7 +189,7 @@ pub async fn start(
             scans: sink.clone(),
             registries: sink,
         },
-        AnnotationDefaults::default(),
+        defaults,
         Some(identity),
         Some(api_url),
         state.metrics.clone(),

@@ -487,6 +487,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 state.clone(),
                 replica.id.clone(),
                 server_url.to_string(),
+                config
+                    .operator
+                    .defaults()
+                    .map_err(|e| anyhow!("config file: {e}"))?,
                 stop_rx.clone(),
             )
             .await?,

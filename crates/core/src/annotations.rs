@@ -93,6 +93,63 @@ impl Default for AnnotationDefaults {
     }
 }
 
+/// Keys the operator's defaults may set (the others are per resource).
+pub const DEFAULT_KEYS: &[&str] = &[ENABLED, SCANNER, SCHEDULE, TIMEOUT, RATE_LIMIT, SEVERITY];
+
+/// The operator's defaults from its configuration, written with the annotation keys
+/// (without prefix) and values, e.g. `{schedule: "@every 12h", severity: "high,critical"}`,
+/// checked exactly as annotations are. Errors name `operator.defaults.<key>`.
+pub fn defaults_from(
+    config: &BTreeMap<String, String>,
+) -> Result<AnnotationDefaults, Vec<AnnotationError>> {
+    let mut errors = Vec::new();
+    let mut as_annotations = BTreeMap::new();
+    for (key, value) in config {
+        if DEFAULT_KEYS.contains(&key.as_str()) {
+            as_annotations.insert(format!("{PREFIX}{key}"), value.clone());
+        } else {
+            errors.push(AnnotationError {
+                annotation: format!("operator.defaults.{key}"),
+                message: format!(
+                    "not an operator default; the defaults are {}",
+                    DEFAULT_KEYS.join(", ")
+                ),
+            });
+        }
+    }
+    let base = AnnotationDefaults::default();
+    let parsed = parse(&as_annotations, &base).map_err(|e| {
+        e.into_iter()
+            .map(|mut a| {
+                a.annotation = a.annotation.replace(PREFIX, "operator.defaults.");
+                a
+            })
+            .collect::<Vec<_>>()
+    });
+    match parsed {
+        Ok(scan) if errors.is_empty() => Ok(AnnotationDefaults {
+            enabled: scan.enabled,
+            // A rate limit of another default scanner comes only from the configuration.
+            rate_limit: if as_annotations.contains_key(&format!("{PREFIX}{RATE_LIMIT}")) {
+                scan.rate_limit
+            } else if scan.scanner == base.scanner {
+                base.rate_limit
+            } else {
+                None
+            },
+            scanner: scan.scanner,
+            schedule: scan.schedule,
+            timeout: scan.timeout,
+            severity: scan.severity,
+        }),
+        Ok(_) => Err(errors),
+        Err(mut more) => {
+            errors.append(&mut more);
+            Err(errors)
+        }
+    }
+}
+
 /// The scan an annotated resource asks for, defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnotatedScan {
@@ -614,5 +671,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(asked.rate_limit, Some(5), "an annotated one is passed on");
+    }
+
+    #[test]
+    fn operator_defaults_are_written_like_annotations_and_checked_alike() {
+        let cfg: BTreeMap<String, String> = [
+            ("schedule", "@every 12h"),
+            ("severity", "high,critical"),
+            ("timeout", "45m"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let d = defaults_from(&cfg).unwrap();
+        assert_eq!(
+            d.schedule,
+            ScanCadence::Every(Duration::from_secs(12 * 3600))
+        );
+        assert_eq!(d.severity, vec!["high".to_string(), "critical".to_string()]);
+        assert_eq!(d.timeout, Duration::from_secs(45 * 60));
+        assert_eq!(d.rate_limit, Some(150), "nuclei's default stays");
+        assert_eq!(d.scanner, "nuclei");
+
+        let http: BTreeMap<String, String> = [("scanner".to_string(), "http".to_string())].into();
+        assert_eq!(defaults_from(&http).unwrap().rate_limit, None);
+
+        let bad: BTreeMap<String, String> = [
+            ("schedule".to_string(), "often".to_string()),
+            ("templates".to_string(), "cves/".to_string()),
+        ]
+        .into();
+        let e = defaults_from(&bad).unwrap_err();
+        let named: Vec<&str> = e.iter().map(|e| e.annotation.as_str()).collect();
+        assert!(named.contains(&"operator.defaults.schedule"), "{e:?}");
+        assert!(named.contains(&"operator.defaults.templates"), "{e:?}");
     }
 }
