@@ -9,4 +9,5 @@ pub mod registry;
 pub mod scanrun;
 pub mod scheduled;
 pub mod sink;
+pub mod status;
 pub mod virtualservice;

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use scanplane_protocol::registry::{
     CatalogKind, DeclaredCadence, DeclaredRegistry, MatchConditionSpec, MatchOperatorSpec,
@@ -15,6 +14,7 @@ use scanplane_protocol::registry::{
 
 use crate::crd::{Cadence, Registry, RegistryStatus};
 use crate::scheduled::tenant_of;
+use crate::status::condition;
 
 /// The finalizer that deletes the registry (its schedules, images, discoveries) first.
 pub const FINALIZER: &str = "scanplane.io/registry";
@@ -147,26 +147,16 @@ pub fn next_status(
         Outcome::Applied { .. } => ("True", "Stored", "registry stored".to_string()),
         Outcome::Invalid(p) => ("False", "InvalidSpec", p.clone()),
     };
-    let since = current
-        .conditions
-        .iter()
-        .find(|c| c.type_ == READY && c.status == status && c.reason == reason)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| {
-            Time(
-                k8s_openapi::jiff::Timestamp::from_second(now.timestamp())
-                    .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-            )
-        });
     let mut next = RegistryStatus {
-        conditions: vec![Condition {
-            type_: READY.into(),
-            status: status.into(),
-            reason: reason.into(),
+        conditions: vec![condition(
+            &current.conditions,
+            READY,
+            status,
+            reason,
             message,
-            observed_generation: generation,
-            last_transition_time: since,
-        }],
+            generation,
+            now,
+        )],
         observed_generation: generation,
         ..current
     };

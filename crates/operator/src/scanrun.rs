@@ -4,7 +4,6 @@
 //! summarised back, and the events of its transitions. Pure: the controller acts on it.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use scanplane_core::declared::{run_id, DeclaredScan};
 use scanplane_core::finding::Severity;
@@ -13,6 +12,7 @@ use scanplane_core::scan::ScanStatus as RunStatus;
 use crate::crd::{JobRef, Phase, Scan, ScanStatus, ScannerConfig, SeverityCounts};
 use crate::scheduled::tenant_of;
 use crate::sink::RunSummary;
+use crate::status::{condition, rfc3339};
 
 /// The finalizer that stops a running scan before its resource goes.
 pub const FINALIZER: &str = "scanplane.io/scan";
@@ -125,7 +125,8 @@ pub fn next_status(
                 Phase::Pending | Phase::Running => ("Unknown", run.reason.clone()),
             };
             next.conditions = vec![condition(
-                &current,
+                &current.conditions,
+                SUCCEEDED,
                 status,
                 phase_name(phase),
                 message,
@@ -137,7 +138,8 @@ pub fn next_status(
             next.phase = Some(Phase::Failed);
             next.last_error = Some(problem.clone());
             next.conditions = vec![condition(
-                &current,
+                &current.conditions,
+                SUCCEEDED,
                 "False",
                 "InvalidSpec",
                 problem.clone(),
@@ -243,30 +245,6 @@ fn phase_name(p: Phase) -> &'static str {
     }
 }
 
-fn condition(
-    current: &ScanStatus,
-    status: &str,
-    reason: &str,
-    message: String,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) -> Condition {
-    let since = current
-        .conditions
-        .iter()
-        .find(|c| c.type_ == SUCCEEDED && c.status == status && c.reason == reason)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| to_time(now));
-    Condition {
-        type_: SUCCEEDED.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: generation,
-        last_transition_time: since,
-    }
-}
-
 fn scanner_config_note(obj: &Scan) -> Option<&'static str> {
     obj.spec
         .scanner_config
@@ -276,17 +254,6 @@ fn scanner_config_note(obj: &Scan) -> Option<&'static str> {
             "spec.scannerConfig is not applied yet (the scan uses the scanner's configured \
              image, resources and timeout)"
         })
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn to_time(t: DateTime<Utc>) -> Time {
-    Time(
-        k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
-            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-    )
 }
 
 #[cfg(test)]

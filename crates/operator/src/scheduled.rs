@@ -3,13 +3,13 @@
 //! what this decides.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use scanplane_core::annotations::{parse_schedule, PREFIX};
 use scanplane_core::declared::DeclaredSchedule;
 
 use crate::crd::{ScannerConfig, ScheduledScan, ScheduledScanStatus};
 use crate::sink::AppliedSchedule;
+use crate::status::{condition, rfc3339};
 
 /// The annotation that maps a resource to a tenant other than its namespace.
 pub const TENANT_ANNOTATION: &str = "scanplane.io/tenant";
@@ -80,20 +80,15 @@ pub fn next_status(
         Outcome::Applied(_) => ("True", "Scheduled", applied_message(obj)),
         Outcome::Invalid(problem) => ("False", "InvalidSpec", problem.clone()),
     };
-    let since = current
-        .conditions
-        .iter()
-        .find(|c| c.type_ == READY && c.status == status && c.reason == reason)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| to_time(now));
-    let condition = Condition {
-        type_: READY.into(),
-        status: status.into(),
-        reason: reason.into(),
+    let condition = condition(
+        &current.conditions,
+        READY,
+        status,
+        reason,
         message,
-        observed_generation: generation,
-        last_transition_time: since,
-    };
+        generation,
+        now,
+    );
     let mut next = ScheduledScanStatus {
         conditions: vec![condition],
         observed_generation: generation,
@@ -132,17 +127,6 @@ fn applied_message(obj: &ScheduledScan) -> String {
     } else {
         "schedule stored".into()
     }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn to_time(t: DateTime<Utc>) -> Time {
-    Time(
-        k8s_openapi::jiff::Timestamp::from_second(t.timestamp())
-            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-    )
 }
 
 #[cfg(test)]

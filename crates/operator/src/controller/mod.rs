@@ -204,6 +204,30 @@ pub async fn run_while_leader(
     }
 }
 
+/// Writes `next` as the status of `name` unless it already is `current`; true when written
+/// (a resync that changes nothing writes nothing, and so triggers no watch event).
+async fn write_status<K, S>(
+    api: &kube::Api<K>,
+    name: &str,
+    current: Option<&S>,
+    next: &S,
+) -> Result<bool, Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
+{
+    if current == Some(next) {
+        return Ok(false);
+    }
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({ "status": next })),
+    )
+    .await?;
+    Ok(true)
+}
+
 /// Drains a controller's stream, logging what it reports.
 async fn drain<S, T, E>(controller: &'static str, stream: S)
 where

@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::watcher;
 use kube::ResourceExt;
-use serde_json::json;
 
-use super::{drain, error_policy, Context, Error};
+use super::{drain, error_policy, write_status, Context, Error};
 use crate::crd::Registry;
 use crate::registry::{auth_from_secret, declared, next_status, Outcome, FINALIZER};
 use crate::scheduled::tenant_of;
@@ -76,13 +75,7 @@ async fn apply(
         },
     };
     let status = next_status(obj, &outcome, chrono::Utc::now(), ctx.api_url.as_deref());
-    if obj.status.as_ref() != Some(&status) {
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
+    if write_status(api, &obj.name_any(), obj.status.as_ref(), &status).await? {
         if let Outcome::Invalid(problem) = &outcome {
             ctx.warn(obj, "InvalidSpec", problem.clone()).await;
         }

@@ -7,15 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::watcher;
 use kube::ResourceExt;
-use serde_json::json;
 
-use super::{drain, error_policy, Context, Error};
+use super::{drain, error_policy, write_status, Context, Error};
 use crate::crd::{Phase, Scan};
 use crate::scanrun::{next_status, notices, step, Observed, Step, FINALIZER};
 use crate::scheduled::tenant_of;
@@ -82,13 +81,7 @@ async fn apply(obj: &Scan, api: &Api<Scan>, ctx: &Context) -> Result<Action, Err
         }
     };
     let status = next_status(obj, &observed, chrono::Utc::now(), ctx.api_url.as_deref());
-    if obj.status.as_ref() != Some(&status) {
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
+    if write_status(api, &obj.name_any(), obj.status.as_ref(), &status).await? {
         // Told once per transition: the status write above is what makes it one. A bad
         // spec is a ScanFailed naming the field.
         for n in notices(obj.status.as_ref(), &status) {

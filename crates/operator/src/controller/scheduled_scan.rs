@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::watcher;
 use kube::ResourceExt;
-use serde_json::json;
 
-use super::{drain, error_policy, Context, Error};
+use super::{drain, error_policy, write_status, Context, Error};
 use crate::crd::ScheduledScan;
 use crate::scheduled::{declared, next_status, tenant_of, Outcome};
 use crate::sink::SinkError;
@@ -55,13 +54,7 @@ async fn apply(
         },
     };
     let status = next_status(obj, &outcome, chrono::Utc::now(), ctx.api_url.as_deref());
-    if obj.status.as_ref() != Some(&status) {
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
+    if write_status(api, &obj.name_any(), obj.status.as_ref(), &status).await? {
         // Said once per change, not at every resync.
         if let Outcome::Invalid(problem) = &outcome {
             ctx.warn(obj, "InvalidSpec", problem.clone()).await;
