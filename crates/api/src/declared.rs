@@ -119,6 +119,25 @@ pub async fn apply_declared_schedule(
     }
 }
 
+/// The newest scan schedule `schedule_id` of tenant `tenant_id` started.
+pub async fn last_run_of_schedule(
+    state: &AppState,
+    tenant_id: &str,
+    schedule_id: &str,
+) -> Result<Option<Scan>, ApiError> {
+    let filter = scanplane_store::ScanFilter {
+        schedule_id: Some(schedule_id.to_string()),
+        limit: 1,
+        ..Default::default()
+    };
+    Ok(state
+        .store
+        .list_scans(Some(tenant_id), &filter)
+        .await?
+        .into_iter()
+        .next())
+}
+
 /// Deletes the schedule `id` declared for tenant `tenant`; true when one was there. Scans it
 /// already started stay, as with `DELETE /scans/schedule/:id`.
 pub async fn delete_declared_schedule(

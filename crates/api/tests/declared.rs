@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use scanplane_api::declared::{
     apply_declared_registry, apply_declared_schedule, cancel_declared_scan, declared_scan_run,
-    delete_declared_registry, delete_declared_schedule, start_declared_scan,
+    delete_declared_registry, delete_declared_schedule, last_run_of_schedule, start_declared_scan,
 };
 use scanplane_core::annotations::ScanCadence;
 use scanplane_core::declared::{run_id, DeclaredScan, DeclaredSchedule};
@@ -413,6 +413,45 @@ async fn a_bad_declared_registry_names_the_resource_field(backend: Backend) {
     );
 }
 
+async fn the_last_run_of_a_schedule_is_its_newest_scan(backend: Backend) {
+    let state = common::state(backend).await;
+    let s = apply_declared_schedule(&state, &declared()).await.unwrap();
+    assert!(last_run_of_schedule(&state, &s.tenant_id, &s.id)
+        .await
+        .unwrap()
+        .is_none());
+    let mut ids = Vec::new();
+    for minute in 0..3 {
+        let scan = state
+            .store
+            .create_scan(
+                scanplane_store::NewScan {
+                    tenant_id: s.tenant_id.clone(),
+                    project_id: None,
+                    schedule_id: Some(s.id.clone()),
+                    fire_time: Some(chrono::Utc::now() + chrono::TimeDelta::minutes(minute)),
+                    trigger: scanplane_core::scan::Trigger::Schedule,
+                    scanner: "tcp".into(),
+                    provider: None,
+                    targets: vec!["127.0.0.1:9".into()],
+                    billing: false,
+                    options: "{}".into(),
+                    scope_options: "{}".into(),
+                    on_maintenance: scanplane_core::maintenance::WindowAction::Hold,
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        ids.push(scan.id);
+    }
+    let last = last_run_of_schedule(&state, &s.tenant_id, &s.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&last.id, ids.last().unwrap());
+}
+
 macro_rules! on_both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -429,5 +468,6 @@ on_both!(
     severity_counts_are_per_scan,
     a_bad_declared_scan_names_the_resource_field,
     a_declared_registry_is_idempotent_and_keeps_its_discovery_timing,
-    a_bad_declared_registry_names_the_resource_field
+    a_bad_declared_registry_names_the_resource_field,
+    the_last_run_of_a_schedule_is_its_newest_scan
 );

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use scanplane_api::declared::{
     apply_declared_registry, apply_declared_schedule, cancel_declared_scan, declared_scan_run,
-    delete_declared_registry, delete_declared_schedule, start_declared_scan,
+    delete_declared_registry, delete_declared_schedule, last_run_of_schedule, start_declared_scan,
 };
 use scanplane_api::error::ApiError;
 use scanplane_api::AppState;
@@ -19,7 +19,7 @@ use scanplane_core::scan::Scan;
 use scanplane_operator::controller::{self, Context, Watched};
 use scanplane_operator::lease::{LeaderElector, LeaseConfig};
 use scanplane_operator::sink::{
-    AppliedSchedule, RegistrySink, RunSummary, ScanSink, ScheduleSink, SinkError, Sinks,
+    AppliedSchedule, LastRun, RegistrySink, RunSummary, ScanSink, ScheduleSink, SinkError, Sinks,
 };
 use scanplane_protocol::registry::DeclaredRegistry;
 use tokio::sync::watch;
@@ -84,10 +84,19 @@ impl ScheduleSink for ApiSink {
         let s = apply_declared_schedule(&self.state, d)
             .await
             .map_err(sink_error)?;
+        let last_run = last_run_of_schedule(&self.state, &s.tenant_id, &s.id)
+            .await
+            .map_err(sink_error)?
+            .map(|scan| LastRun {
+                id: scan.id,
+                status: scan.status,
+                error: scan.error.or(Some(scan.reason)).filter(|e| !e.is_empty()),
+            });
         Ok(AppliedSchedule {
             id: s.id,
             next_fire_at: s.next_fire_at,
             last_fired_at: s.last_fired_at,
+            last_run,
         })
     }
 

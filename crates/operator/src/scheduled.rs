@@ -7,7 +7,8 @@ use kube::ResourceExt;
 use scanplane_core::annotations::{parse_schedule, PREFIX};
 use scanplane_core::declared::DeclaredSchedule;
 
-use crate::crd::{ScannerConfig, ScheduledScan, ScheduledScanStatus};
+use crate::crd::{Phase, ScannerConfig, ScheduledScan, ScheduledScanStatus};
+use crate::scanrun::phase_of;
 use crate::sink::AppliedSchedule;
 use crate::status::{condition, rfc3339};
 
@@ -99,7 +100,18 @@ pub fn next_status(
             next.schedule_id = Some(s.id.clone());
             next.next_run_time = s.next_fire_at.map(rfc3339);
             next.last_run_time = s.last_fired_at.map(rfc3339).or(next.last_run_time);
-            next.last_error = None;
+            next.last_scan_run_id = s.last_run.as_ref().map(|r| r.id.clone());
+            next.last_phase = s.last_run.as_ref().map(|r| phase_of(r.status));
+            // The latest problem: the last run's failure (a valid spec has no other).
+            next.last_error = s
+                .last_run
+                .as_ref()
+                .filter(|r| phase_of(r.status) == Phase::Failed)
+                .map(|r| {
+                    r.error
+                        .clone()
+                        .unwrap_or_else(|| format!("scan {} {}", r.id, r.status))
+                });
             next.url = api_url.map(|base| {
                 format!(
                     "{}/api/v1/scans/schedule/{}",
@@ -198,6 +210,7 @@ mod tests {
             id: "0b6e-uid".into(),
             next_fire_at: Some(next),
             last_fired_at: None,
+            last_run: None,
         });
         let mut obj = scheduled(json!({}), spec());
         let first = next_status(&obj, &applied, t0, Some("https://scanplane.example/"));
@@ -242,6 +255,7 @@ mod tests {
             id: "x".into(),
             next_fire_at: None,
             last_fired_at: None,
+            last_run: None,
         });
         let st = next_status(&obj, &applied, Utc::now(), None);
         assert!(
@@ -249,5 +263,39 @@ mod tests {
             "{}",
             st.conditions[0].message
         );
+    }
+
+    #[test]
+    fn the_last_run_shows_in_the_status_and_its_failure_is_the_last_error() {
+        use crate::sink::LastRun;
+        use scanplane_core::scan::ScanStatus as RunStatus;
+        let obj = scheduled(json!({}), spec());
+        let ok = Outcome::Applied(AppliedSchedule {
+            id: "0b6e-uid".into(),
+            next_fire_at: None,
+            last_fired_at: None,
+            last_run: Some(LastRun {
+                id: "run-1".into(),
+                status: RunStatus::Succeeded,
+                error: None,
+            }),
+        });
+        let st = next_status(&obj, &ok, Utc::now(), None);
+        assert_eq!(st.last_scan_run_id.as_deref(), Some("run-1"));
+        assert_eq!(st.last_phase, Some(Phase::Completed));
+        assert_eq!(st.last_error, None);
+        let failed = Outcome::Applied(AppliedSchedule {
+            id: "0b6e-uid".into(),
+            next_fire_at: None,
+            last_fired_at: None,
+            last_run: Some(LastRun {
+                id: "run-2".into(),
+                status: RunStatus::TimedOut,
+                error: Some("ran past its 30m timeout".into()),
+            }),
+        });
+        let st = next_status(&obj, &failed, Utc::now(), None);
+        assert_eq!(st.last_phase, Some(Phase::Failed));
+        assert_eq!(st.last_error.as_deref(), Some("ran past its 30m timeout"));
     }
 }

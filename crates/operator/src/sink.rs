@@ -17,6 +17,17 @@ pub struct AppliedSchedule {
     pub id: String,
     pub next_fire_at: Option<DateTime<Utc>>,
     pub last_fired_at: Option<DateTime<Utc>>,
+    /// The newest scan the schedule started.
+    pub last_run: Option<LastRun>,
+}
+
+/// A schedule's newest scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastRun {
+    pub id: String,
+    pub status: ScanStatus,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -56,6 +56,7 @@ fn stored() -> AppliedSchedule {
         id: "ss-uid".into(),
         next_fire_at: Some(Utc.with_ymd_and_hms(2026, 12, 7, 0, 0, 0).unwrap()),
         last_fired_at: None,
+        last_run: None,
     }
 }
 
