@@ -5,7 +5,7 @@
 //! scan). Errors name the resource's field (`spec.schedule`), not the API's.
 
 use scanplane_core::annotations::ScanCadence;
-use scanplane_core::declared::{resource_field, DeclaredScan, DeclaredSchedule};
+use scanplane_core::declared::{resource_field, DeclaredPolicy, DeclaredScan, DeclaredSchedule};
 use scanplane_core::finding::Severity;
 use scanplane_core::limits::DurationLimit;
 use scanplane_core::maintenance::WindowAction;
@@ -499,4 +499,89 @@ fn in_registry_terms(e: ApiError) -> ApiError {
         format!("spec.{camel}")
     };
     ApiError::invalid(&field, problem)
+}
+
+/// Creates or replaces the declared policy `d.name`, checked as `PUT /api/v1/policies`
+/// checks a document (schema, semantics, clusters); errors name the resource's fields
+/// (`spec.rules[0].cadence`). True when something changed.
+pub async fn apply_declared_policy(state: &AppState, d: &DeclaredPolicy) -> Result<bool, ApiError> {
+    let mut entry: serde_json::Value = serde_json::from_str(&d.entry_json)
+        .map_err(|e| ApiError::invalid("spec", format!("not JSON: {e}")))?;
+    if let Some(o) = entry.as_object_mut() {
+        o.insert("name".into(), d.name.clone().into());
+    }
+    let doc = serde_json::json!({ "scan_execution_policy": [entry] }).to_string();
+    let in_spec = |e: ApiError| {
+        let message = e
+            .message
+            .trim_start_matches("invalid policy document: ")
+            .split("; ")
+            .map(|part| match part.split_once(": ") {
+                Some((pointer, problem)) if pointer.starts_with("/scan_execution_policy/0") => {
+                    format!("{}: {problem}", spec_path(pointer))
+                }
+                _ => part.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::new(e.status, e.code, message)
+    };
+    let parsed = scanplane_policy::parse(doc.as_bytes(), Some("application/json"))
+        .map_err(|e| in_spec(crate::policies::rejected(&e)))?;
+    let known: Vec<&str> = state.clusters.iter().map(String::as_str).collect();
+    scanplane_policy::check_clusters(&parsed, &known)
+        .map_err(|e| in_spec(crate::policies::rejected(&e)))?;
+    let Some(policy) = parsed.policies.first() else {
+        return Err(ApiError::invalid("spec", "no policy"));
+    };
+    let document = serde_json::to_string(policy)
+        .map_err(|e| ApiError::internal(format!("serializing a policy: {e}")))?;
+    let tenant = state.store.ensure_tenant(&d.tenant).await?;
+    let now = state.clock.now();
+    let changed = state
+        .store
+        .upsert_declared_policy(
+            &scanplane_store::StoredPolicy {
+                tenant_id: tenant.id,
+                name: d.name.clone(),
+                position: u32::MAX,
+                enabled: policy.enabled,
+                declared: true,
+                document,
+                created_at: now,
+                updated_at: now,
+            },
+            now,
+        )
+        .await?;
+    if changed {
+        tracing::info!(policy = %d.name, "declared scan execution policy stored");
+    }
+    Ok(changed)
+}
+
+/// Deletes the declared policy `name` of `tenant`; true when it was there.
+pub async fn delete_declared_policy(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+) -> Result<bool, ApiError> {
+    let tenant = state.store.ensure_tenant(tenant).await?;
+    Ok(state.store.delete_declared_policy(&tenant.id, name).await?)
+}
+
+/// `/scan_execution_policy/0/rules/1/cadence` as the ScanPolicy field `spec.rules[1].cadence`.
+fn spec_path(pointer: &str) -> String {
+    let rest = pointer.trim_start_matches("/scan_execution_policy/0");
+    let mut out = String::from("spec");
+    for token in rest.split('/').filter(|t| !t.is_empty()) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        if token.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{token}]"));
+        } else {
+            out.push('.');
+            out.push_str(&token);
+        }
+    }
+    out
 }

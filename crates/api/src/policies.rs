@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use scanplane_core::declared::RESOURCE_NAME_PREFIX;
 use scanplane_policy::{check_clusters, parse, PolicyErrors, MAX_BODY_BYTES, SCHEMA};
 use scanplane_store::StoredPolicy;
 use serde::Serialize;
@@ -30,6 +31,8 @@ pub struct PolicyView {
     pub name: String,
     pub description: Option<String>,
     pub enabled: bool,
+    /// Declared by a ScanPolicy resource (named `k8s:<namespace>/<name>`), not by a PUT.
+    pub declared: bool,
     /// As written: `type`, `cadence`, `timezone`, `time_window`, `clusters`.
     #[schema(value_type = Vec<Object>)]
     pub rules: serde_json::Value,
@@ -54,6 +57,7 @@ fn view(p: StoredPolicy) -> PolicyView {
         name: p.name,
         description: doc["description"].as_str().map(String::from),
         enabled: p.enabled,
+        declared: p.declared,
         rules: doc["rules"].clone(),
         actions: doc["actions"].clone(),
         created_at: fmt_ts(p.created_at),
@@ -62,7 +66,7 @@ fn view(p: StoredPolicy) -> PolicyView {
 }
 
 /// A rejected document: 413 when too large, else 422 naming every field (JSON pointers).
-fn rejected(e: &PolicyErrors) -> ApiError {
+pub(crate) fn rejected(e: &PolicyErrors) -> ApiError {
     match e {
         PolicyErrors::TooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
@@ -85,7 +89,7 @@ fn rejected(e: &PolicyErrors) -> ApiError {
     security(("bearer" = [])),
     request_body(content = String, content_type = "application/yaml",
         description = "A `scan_execution_policy` document, YAML (application/yaml) or JSON (application/json), at most 1 MiB; see GET /schemas/scan-execution-policy.json"),
-    responses((status = 200, body = PolicyList, description = "Stored: the document is the tenant's whole set now"),
+    responses((status = 200, body = PolicyList, description = "Stored: the document is the tenant's whole set now (besides the policies ScanPolicy resources declare)"),
         (status = 400, body = ErrorBody, description = "The body is not YAML or JSON; the message names line and column"),
         (status = 408, body = ErrorBody, description = "The body stopped arriving for longer than the server waits"),
         (status = 413, body = ErrorBody, description = "Larger than 1 MiB"),
@@ -112,6 +116,16 @@ pub async fn put_policies(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let doc = parse(&body, hint).map_err(|e| rejected(&e))?;
+    if let Some(i) = doc
+        .policies
+        .iter()
+        .position(|p| p.name.starts_with(RESOURCE_NAME_PREFIX))
+    {
+        return Err(ApiError::invalid(
+            &format!("/scan_execution_policy/{i}/name"),
+            format!("names starting with {RESOURCE_NAME_PREFIX:?} are the ScanPolicy resources'"),
+        ));
+    }
     let known: Vec<&str> = state.clusters.iter().map(String::as_str).collect();
     check_clusters(&doc, &known).map_err(|e| rejected(&e))?;
     let now = state.clock.now();
@@ -127,6 +141,7 @@ pub async fn put_policies(
                 name: p.name.clone(),
                 position: u32::try_from(i).unwrap_or(u32::MAX),
                 enabled: p.enabled,
+                declared: false,
                 document,
                 created_at: now,
                 updated_at: now,

@@ -10,11 +10,12 @@ mod common;
 use std::time::Duration;
 
 use scanplane_api::declared::{
-    apply_declared_registry, apply_declared_schedule, cancel_declared_scan, declared_scan_run,
-    delete_declared_registry, delete_declared_schedule, last_run_of_schedule, start_declared_scan,
+    apply_declared_policy, apply_declared_registry, apply_declared_schedule, cancel_declared_scan,
+    declared_scan_run, delete_declared_policy, delete_declared_registry, delete_declared_schedule,
+    last_run_of_schedule, start_declared_scan,
 };
 use scanplane_core::annotations::ScanCadence;
-use scanplane_core::declared::{run_id, DeclaredScan, DeclaredSchedule};
+use scanplane_core::declared::{run_id, DeclaredPolicy, DeclaredScan, DeclaredSchedule};
 use scanplane_core::finding::{Finding, Severity};
 use scanplane_core::scan::ScanStatus;
 use scanplane_protocol::registry::{
@@ -452,6 +453,96 @@ async fn the_last_run_of_a_schedule_is_its_newest_scan(backend: Backend) {
     assert_eq!(&last.id, ids.last().unwrap());
 }
 
+fn declared_policy(cadence: &str, cluster: &str) -> DeclaredPolicy {
+    DeclaredPolicy {
+        tenant: "team-a".into(),
+        name: "k8s:team-a/nightly".into(),
+        entry_json: serde_json::json!({
+            "name": "ignored", "enabled": true,
+            "rules": [{"type": "schedule", "cadence": cadence, "clusters": {cluster: {}}}],
+            "actions": [{"scan": "cluster_image_scanning"}]
+        })
+        .to_string(),
+    }
+}
+
+async fn declared_policies_live_beside_the_apis_and_are_checked_alike(backend: Backend) {
+    let state = common::state(backend).await;
+    assert!(
+        apply_declared_policy(&state, &declared_policy("0 0 * * *", "production"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !apply_declared_policy(&state, &declared_policy("0 0 * * *", "production"))
+            .await
+            .unwrap(),
+        "the same declaration changes nothing"
+    );
+    let tenant = state.store.ensure_tenant("team-a").await.unwrap();
+    let stored = state.store.list_policies(Some(&tenant.id)).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].declared);
+    assert!(
+        stored[0]
+            .document
+            .contains("\"name\":\"k8s:team-a/nightly\""),
+        "{}",
+        stored[0].document
+    );
+
+    // A PUT of the API's set leaves the declared one alone.
+    state
+        .store
+        .replace_policies(&tenant.id, &[], chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        state
+            .store
+            .list_policies(Some(&tenant.id))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Checked as a document is, errors in the resource's terms; nothing changes.
+    let e = apply_declared_policy(&state, &declared_policy("every day", "production"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.starts_with("spec.rules[0].cadence: "),
+        "{}",
+        e.message
+    );
+    let e = apply_declared_policy(&state, &declared_policy("0 0 * * *", "mars"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("spec.rules[0].clusters.mars"),
+        "{}",
+        e.message
+    );
+    let doc = &state.store.list_policies(Some(&tenant.id)).await.unwrap()[0].document;
+    assert!(
+        doc.contains("0 0 * * *") && doc.contains("production"),
+        "{doc}"
+    );
+
+    assert!(
+        delete_declared_policy(&state, "team-a", "k8s:team-a/nightly")
+            .await
+            .unwrap()
+    );
+    assert!(state
+        .store
+        .list_policies(Some(&tenant.id))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 macro_rules! on_both {
     ($($t:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $t() { super::$t(super::Backend::Sqlite).await } )* }
@@ -469,5 +560,6 @@ on_both!(
     a_bad_declared_scan_names_the_resource_field,
     a_declared_registry_is_idempotent_and_keeps_its_discovery_timing,
     a_bad_declared_registry_names_the_resource_field,
-    the_last_run_of_a_schedule_is_its_newest_scan
+    the_last_run_of_a_schedule_is_its_newest_scan,
+    declared_policies_live_beside_the_apis_and_are_checked_alike
 );

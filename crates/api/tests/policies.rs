@@ -154,6 +154,12 @@ async fn documents_are_stored_whole_and_rejections_change_nothing(backend: Backe
             "/scan_execution_policy",
         ),
         ("text/plain", EXAMPLE.into(), 415, "application/yaml"),
+        (
+            "application/yaml",
+            EXAMPLE.replace("name: Nightly", "name: k8s:team-a/nightly"),
+            422,
+            "/scan_execution_policy/1/name",
+        ),
     ];
     for (ct, doc, want, names_field) in cases {
         let (code, e) = put(&api, &token, ct, &doc).await;

@@ -8,18 +8,20 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use futures::FutureExt;
 use scanplane_api::declared::{
-    apply_declared_registry, apply_declared_schedule, cancel_declared_scan, declared_scan_run,
-    delete_declared_registry, delete_declared_schedule, last_run_of_schedule, start_declared_scan,
+    apply_declared_policy, apply_declared_registry, apply_declared_schedule, cancel_declared_scan,
+    declared_scan_run, delete_declared_policy, delete_declared_registry, delete_declared_schedule,
+    last_run_of_schedule, start_declared_scan,
 };
 use scanplane_api::error::ApiError;
 use scanplane_api::AppState;
 use scanplane_core::annotations::AnnotationDefaults;
-use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
+use scanplane_core::declared::{DeclaredPolicy, DeclaredScan, DeclaredSchedule};
 use scanplane_core::scan::Scan;
 use scanplane_operator::controller::{self, Context, Watched};
 use scanplane_operator::lease::{LeaderElector, LeaseConfig};
 use scanplane_operator::sink::{
-    AppliedSchedule, LastRun, RegistrySink, RunSummary, ScanSink, ScheduleSink, SinkError, Sinks,
+    AppliedSchedule, LastRun, PolicySink, RegistrySink, RunSummary, ScanSink, ScheduleSink,
+    SinkError, Sinks,
 };
 use scanplane_protocol::registry::DeclaredRegistry;
 use tokio::sync::watch;
@@ -168,6 +170,23 @@ impl RegistrySink for ApiSink {
     }
 }
 
+#[async_trait]
+impl PolicySink for ApiSink {
+    async fn apply(&self, d: &DeclaredPolicy) -> Result<(), SinkError> {
+        apply_declared_policy(&self.state, d)
+            .await
+            .map(|_| ())
+            .map_err(sink_error)
+    }
+
+    async fn delete(&self, tenant: &str, name: &str) -> Result<(), SinkError> {
+        delete_declared_policy(&self.state, tenant, name)
+            .await
+            .map(|_| ())
+            .map_err(sink_error)
+    }
+}
+
 /// The operator's loops (the Lease election and the controllers that run while leading),
 /// for `serve` to supervise; both end when `stop` turns true.
 pub async fn start(
@@ -196,7 +215,8 @@ pub async fn start(
         Sinks {
             schedules: sink.clone(),
             scans: sink.clone(),
-            registries: sink,
+            registries: sink.clone(),
+            policies: sink,
         },
         defaults,
         Some(identity),

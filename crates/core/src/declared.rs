@@ -39,6 +39,21 @@ pub struct DeclaredScan {
     pub options_json: Option<String>,
 }
 
+/// What a declarative source (a ScanPolicy resource) states about one scan execution policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredPolicy {
+    pub tenant: String,
+    /// Unique within the tenant; `k8s:<namespace>/<name>` for a resource.
+    pub name: String,
+    /// The policy as one entry of a `scan_execution_policy` document, JSON (its `name` is
+    /// replaced by [`DeclaredPolicy::name`]).
+    pub entry_json: String,
+}
+
+/// The prefix of every name a Kubernetes resource declares; the API refuses it, so the two
+/// never take each other's names.
+pub const RESOURCE_NAME_PREFIX: &str = "k8s:";
+
 /// The id of the run a resource's spec version asks for: the same for one (uid, generation)
 /// on every replica and after every restart, so a retried start finds the run it made, and
 /// a new spec (a new generation) is a new run. Shaped like a UUID (version 8: custom).

@@ -6,6 +6,7 @@ pub mod crd;
 pub mod ingress;
 pub mod lease;
 pub mod registry;
+pub mod scanpolicy;
 pub mod scanrun;
 pub mod scheduled;
 pub mod sink;

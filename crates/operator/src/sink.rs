@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
+use scanplane_core::declared::{DeclaredPolicy, DeclaredScan, DeclaredSchedule};
 use scanplane_core::finding::Severity;
 use scanplane_core::scan::ScanStatus;
 use scanplane_protocol::registry::DeclaredRegistry;
@@ -82,10 +82,20 @@ pub trait RegistrySink: Send + Sync {
     async fn delete(&self, tenant: &str, id: &str) -> Result<(), SinkError>;
 }
 
+#[async_trait]
+pub trait PolicySink: Send + Sync {
+    /// Stores the scan execution policy a ScanPolicy declares (checked as the API checks a
+    /// document).
+    async fn apply(&self, policy: &DeclaredPolicy) -> Result<(), SinkError>;
+    /// Deleting one that is not there is not an error.
+    async fn delete(&self, tenant: &str, name: &str) -> Result<(), SinkError>;
+}
+
 /// The seams of every controller, as [`crate::controller::Context`] holds them.
 #[derive(Clone)]
 pub struct Sinks {
     pub schedules: std::sync::Arc<dyn ScheduleSink>,
     pub scans: std::sync::Arc<dyn ScanSink>,
     pub registries: std::sync::Arc<dyn RegistrySink>,
+    pub policies: std::sync::Arc<dyn PolicySink>,
 }

@@ -496,6 +496,8 @@ pub struct StoredPolicy {
     /// Its place in the document it came from.
     pub position: u32,
     pub enabled: bool,
+    /// Declared by a ScanPolicy resource (the operator's), not by `PUT /api/v1/policies`.
+    pub declared: bool,
     pub document: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

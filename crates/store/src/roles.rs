@@ -596,8 +596,9 @@ pub trait VulnerabilityStore: Send + Sync {
 /// A tenant's scan execution policies: replaced as a whole, listed in document order.
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
-    /// Makes `policies` the tenant's whole set in one transaction; a policy that keeps its
-    /// name keeps its `created_at`. Returns the set as stored.
+    /// Makes `policies` the tenant's whole set of API policies in one transaction (declared
+    /// ones stay); a policy that keeps its name keeps its `created_at`. Returns them as
+    /// stored.
     async fn replace_policies(
         &self,
         tenant_id: &str,
@@ -606,4 +607,13 @@ pub trait PolicyStore: Send + Sync {
     ) -> Result<Vec<StoredPolicy>, StoreError>;
     /// The policies of `tenant` (every tenant's with `None`), by tenant then position.
     async fn list_policies(&self, tenant: Option<&str>) -> Result<Vec<StoredPolicy>, StoreError>;
+    /// Creates or replaces one declared policy (by tenant and name); true when it changed.
+    async fn upsert_declared_policy(
+        &self,
+        policy: &StoredPolicy,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Deletes one declared policy; true when it was there.
+    async fn delete_declared_policy(&self, tenant_id: &str, name: &str)
+        -> Result<bool, StoreError>;
 }

@@ -6,6 +6,7 @@
 pub mod ingress;
 pub mod registry;
 pub mod scan;
+pub mod scan_policy;
 pub mod scheduled_scan;
 pub mod virtualservice;
 
@@ -23,7 +24,7 @@ use scanplane_core::annotations::AnnotationDefaults;
 use scanplane_metrics::{ControllerLabel, Metrics};
 use tokio::sync::watch;
 
-use crate::sink::{RegistrySink, ScanSink, ScheduleSink, SinkError, Sinks};
+use crate::sink::{PolicySink, RegistrySink, ScanSink, ScheduleSink, SinkError, Sinks};
 
 /// The field manager of everything the operator applies.
 pub const MANAGER: &str = "scanplane-operator";
@@ -36,6 +37,7 @@ pub struct Context {
     pub schedules: Arc<dyn ScheduleSink>,
     pub scans: Arc<dyn ScanSink>,
     pub registries: Arc<dyn RegistrySink>,
+    pub policies: Arc<dyn PolicySink>,
     /// Operator defaults, the bottom of defaults < spec < annotations.
     pub defaults: AnnotationDefaults,
     pub recorder: Recorder,
@@ -63,6 +65,7 @@ impl Context {
             schedules: sinks.schedules,
             scans: sinks.scans,
             registries: sinks.registries,
+            policies: sinks.policies,
             defaults,
             api_url,
             metrics,
@@ -168,6 +171,7 @@ pub async fn run(ctx: Arc<Context>, watched: Watched, shutdown: BoxFuture<'stati
         all.push(scheduled_scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(registry::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+        all.push(scan_policy::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(virtualservice::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
     }
     futures::future::join_all(all).await;

@@ -12,9 +12,9 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use kube::Client;
-use scanplane_core::declared::{DeclaredScan, DeclaredSchedule};
+use scanplane_core::declared::{DeclaredPolicy, DeclaredScan, DeclaredSchedule};
 use scanplane_operator::sink::{
-    AppliedSchedule, RegistrySink, RunSummary, ScanSink, ScheduleSink, SinkError, Sinks,
+    AppliedSchedule, PolicySink, RegistrySink, RunSummary, ScanSink, ScheduleSink, SinkError, Sinks,
 };
 use scanplane_protocol::registry::DeclaredRegistry;
 use serde_json::{json, Value};
@@ -144,11 +144,22 @@ impl RegistrySink for Unused {
     }
 }
 
+#[async_trait]
+impl PolicySink for Unused {
+    async fn apply(&self, _: &DeclaredPolicy) -> Result<(), SinkError> {
+        panic!("this controller stored a policy")
+    }
+    async fn delete(&self, _: &str, _: &str) -> Result<(), SinkError> {
+        panic!("this controller deleted a policy")
+    }
+}
+
 /// Every seam [`Unused`]: a test replaces the one its controller uses.
 pub fn unused() -> Sinks {
     Sinks {
         schedules: std::sync::Arc::new(Unused),
         scans: std::sync::Arc::new(Unused),
         registries: std::sync::Arc::new(Unused),
+        policies: std::sync::Arc::new(Unused),
     }
 }
