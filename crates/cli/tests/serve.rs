@@ -276,3 +276,52 @@ fn kubernetes_executor_without_a_cluster_is_a_one_line_error() {
     assert!(line.contains("kubernetes executor"), "{line}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn the_operator_without_a_cluster_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Server::command(
+        &format!("sqlite://{}/x.db", dir.path().display()),
+        free_port(),
+        dir.path(),
+        &[("SCANPLANE_OPERATOR", "true")],
+    );
+    cmd.env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+        .env("HOME", dir.path());
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_ne!(out.status.code(), Some(0));
+    let line = error_line(&err);
+    assert!(
+        line.contains("operator: no Kubernetes API") && line.contains("KUBECONFIG"),
+        "{line}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn operator_namespaces_and_all_namespaces_exclude_each_other() {
+    let (code, err) = run_bad(&[
+        ("SCANPLANE_OPERATOR", "true"),
+        ("SCANPLANE_OPERATOR_NAMESPACES", "a,b"),
+        ("SCANPLANE_OPERATOR_ALL_NAMESPACES", "true"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        error_line(&err).contains("--operator-namespaces and --operator-all-namespaces"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_operator_defaults_are_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    std::fs::write(&file, "operator:\n  defaults: {schedule: whenever}\n").unwrap();
+    let (code, err) = run_bad(&[("SCANPLANE_CONFIG", file.to_str().unwrap())]);
+    assert_eq!(code, 2);
+    assert!(
+        error_line(&err).contains("operator.defaults.schedule"),
+        "{err}"
+    );
+}
