@@ -43,6 +43,10 @@ pub struct ConfigFile {
 pub struct OperatorEntry {
     #[serde(default)]
     pub defaults: std::collections::BTreeMap<String, serde_yaml::Value>,
+    /// Let the `scanplane.io/tenant` annotation map a resource to another tenant than its
+    /// namespace. Off by default: whoever may annotate a resource could act as any tenant.
+    #[serde(default)]
+    pub tenant_annotation: bool,
 }
 
 impl OperatorEntry {

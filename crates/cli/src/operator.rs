@@ -195,6 +195,7 @@ pub async fn start(
     identity: String,
     api_url: String,
     defaults: AnnotationDefaults,
+    tenant_annotation: bool,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<(&'static str, tokio::task::JoinHandle<()>)>> {
     let watched = args.watched()?;
@@ -210,19 +211,22 @@ pub async fn start(
     let sink = Arc::new(ApiSink {
         state: state.clone(),
     });
-    let ctx = Arc::new(Context::new(
-        client,
-        Sinks {
-            schedules: sink.clone(),
-            scans: sink.clone(),
-            registries: sink.clone(),
-            policies: sink,
-        },
-        defaults,
-        Some(identity),
-        Some(api_url),
-        state.metrics.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            Sinks {
+                schedules: sink.clone(),
+                scans: sink.clone(),
+                registries: sink.clone(),
+                policies: sink,
+            },
+            defaults,
+            Some(identity),
+            Some(api_url),
+            state.metrics.clone(),
+        )
+        .with_tenant_annotation(tenant_annotation),
+    );
     tracing::info!(?watched, lease_namespace = %args.operator_lease_namespace, "operator enabled");
     let stopped = |mut stop: watch::Receiver<bool>| {
         async move {

@@ -491,6 +491,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .operator
                     .defaults()
                     .map_err(|e| anyhow!("config file: {e}"))?,
+                config.operator.tenant_annotation,
                 stop_rx.clone(),
             )
             .await?,

@@ -35,7 +35,7 @@ pub const VERSION: &str = "v1alpha1";
     derive = "PartialEq",
     shortname = "sps",
     category = "scanplane",
-    doc = "One scanplane scan run. The namespace is the tenant unless the scanplane.io/tenant annotation names another.",
+    doc = "One scanplane scan run. The namespace is the tenant (the scanplane.io/tenant annotation may name another where the operator allows it).",
     printcolumn(name = "Scanner", type_ = "string", json_path = ".spec.scanner"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(

@@ -13,7 +13,7 @@ use scanplane_protocol::registry::{
 };
 
 use crate::crd::{Cadence, Registry, RegistryStatus};
-use crate::scheduled::tenant_of;
+use crate::scheduled::TenantMapping;
 use crate::status::condition;
 
 /// The finalizer that deletes the registry (its schedules, images, discoveries) first.
@@ -21,14 +21,18 @@ pub const FINALIZER: &str = "scanplane.io/registry";
 pub const READY: &str = "Ready";
 
 /// The registry `obj` declares with `auth` (read from its Secret), or what is wrong.
-pub fn declared(obj: &Registry, auth: Option<RegistryAuth>) -> Result<DeclaredRegistry, String> {
+pub fn declared(
+    obj: &Registry,
+    auth: Option<RegistryAuth>,
+    tenants: TenantMapping,
+) -> Result<DeclaredRegistry, String> {
     let id = obj
         .uid()
         .ok_or_else(|| "metadata.uid: missing (not read from the API server)".to_string())?;
     let namespace = obj
         .namespace()
         .ok_or_else(|| "metadata.namespace: missing".to_string())?;
-    let tenant = tenant_of(obj).unwrap_or_else(|| namespace.clone());
+    let tenant = tenants.tenant_of(obj)?;
     let catalog = match obj.spec.catalog.as_deref() {
         None | Some("oci") => CatalogKind::Oci,
         Some("none") => CatalogKind::None,
@@ -200,7 +204,7 @@ mod tests {
             username: "u".into(),
             password: "p".into(),
         };
-        let d = declared(&r, Some(auth.clone())).unwrap();
+        let d = declared(&r, Some(auth.clone()), TenantMapping::default()).unwrap();
         assert_eq!(d.id, "reg-uid");
         assert_eq!(d.tenant, "team-a");
         assert_eq!(d.spec.name, "k8s:team-a/ghcr");
@@ -220,18 +224,17 @@ mod tests {
         let e = declared(
             &registry(json!({"url": "https://x", "catalog": "ldap"})),
             None,
+            TenantMapping::default(),
         )
         .unwrap_err();
         assert!(e.starts_with("spec.catalog"), "{e}");
-        let e = declared(
-            &registry(json!({"url": "https://x", "repositories": [{"name": "a", "matchOperator": "xor"}]})),
-            None,
-        )
+        let e = declared(&registry(json!({"url": "https://x", "repositories": [{"name": "a", "matchOperator": "xor"}]})), None, TenantMapping::default())
         .unwrap_err();
         assert!(e.starts_with("spec.repositories[0].matchOperator"), "{e}");
         let e = declared(
             &registry(json!({"url": "https://x", "scan": {"every": "1d"}})),
             None,
+            TenantMapping::default(),
         )
         .unwrap_err();
         assert!(e.starts_with("spec.scan"), "{e}");

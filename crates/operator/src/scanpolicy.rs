@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use scanplane_core::declared::{DeclaredPolicy, RESOURCE_NAME_PREFIX};
 
 use crate::crd::{ScanPolicy, ScanPolicyStatus};
-use crate::scheduled::tenant_of;
+use crate::scheduled::TenantMapping;
 use crate::status::condition;
 
 /// The finalizer that deletes the stored policy first.
@@ -15,11 +15,11 @@ pub const FINALIZER: &str = "scanplane.io/policy";
 pub const READY: &str = "Ready";
 
 /// The policy `obj` declares.
-pub fn declared(obj: &ScanPolicy) -> Result<DeclaredPolicy, String> {
+pub fn declared(obj: &ScanPolicy, tenants: TenantMapping) -> Result<DeclaredPolicy, String> {
     let namespace = obj
         .namespace()
         .ok_or_else(|| "metadata.namespace: missing".to_string())?;
-    let tenant = tenant_of(obj).unwrap_or_else(|| namespace.clone());
+    let tenant = tenants.tenant_of(obj)?;
     let name = format!("{RESOURCE_NAME_PREFIX}{namespace}/{}", obj.name_any());
     // The spec is the document entry, field for field (the seed's names).
     let mut entry = serde_json::to_value(&obj.spec).map_err(|e| format!("spec: {e}"))?;
@@ -83,7 +83,7 @@ mod tests {
                      "actions": [{"scan": "cluster_image_scanning"}]}
         }))
         .unwrap();
-        let d = declared(&obj).unwrap();
+        let d = declared(&obj, TenantMapping::default()).unwrap();
         assert_eq!(d.tenant, "team-a");
         assert_eq!(d.name, "k8s:team-a/nightly");
         let entry: serde_json::Value = serde_json::from_str(&d.entry_json).unwrap();

@@ -10,7 +10,7 @@ use scanplane_core::finding::Severity;
 use scanplane_core::scan::ScanStatus as RunStatus;
 
 use crate::crd::{JobRef, Phase, Scan, ScanStatus, ScannerConfig, SeverityCounts};
-use crate::scheduled::tenant_of;
+use crate::scheduled::TenantMapping;
 use crate::sink::RunSummary;
 use crate::status::{condition, rfc3339};
 
@@ -34,11 +34,11 @@ pub enum Step {
 }
 
 /// Decides the next step from the resource alone.
-pub fn step(obj: &Scan) -> Result<Step, String> {
+pub fn step(obj: &Scan, tenants: TenantMapping) -> Result<Step, String> {
     let uid = obj
         .uid()
         .ok_or_else(|| "metadata.uid: missing (not read from the API server)".to_string())?;
-    let tenant = tenant_of(obj).ok_or_else(|| "metadata.namespace: missing".to_string())?;
+    let tenant = tenants.tenant_of(obj)?;
     let want = run_id(&uid, obj.metadata.generation.unwrap_or(0));
     let current = obj.status.as_ref().and_then(|s| s.scan_run_id.clone());
     if current.as_deref() == Some(want.as_str()) {
@@ -292,7 +292,7 @@ mod tests {
             tenant,
             scan: Ok(d),
             replaces,
-        } = step(&scan(1, json!(null))).unwrap()
+        } = step(&scan(1, json!(null)), TenantMapping::default()).unwrap()
         else {
             panic!()
         };
@@ -307,7 +307,7 @@ mod tests {
         let first = run_id("scan-uid", 1);
         let s = scan(1, json!({"scanRunId": first}));
         assert_eq!(
-            step(&s).unwrap(),
+            step(&s, TenantMapping::default()).unwrap(),
             Step::Observe {
                 tenant: "team-a".into(),
                 run: first.clone()
@@ -318,7 +318,7 @@ mod tests {
             scan: Ok(d),
             replaces,
             ..
-        } = step(&edited).unwrap()
+        } = step(&edited, TenantMapping::default()).unwrap()
         else {
             panic!()
         };
@@ -467,7 +467,7 @@ mod tests {
     fn an_empty_target_list_is_invalid_before_anything_is_stored() {
         let mut obj = scan(1, json!(null));
         obj.spec.targets.clear();
-        let Step::Start { scan: Err(e), .. } = step(&obj).unwrap() else {
+        let Step::Start { scan: Err(e), .. } = step(&obj, TenantMapping::default()).unwrap() else {
             panic!()
         };
         assert!(e.starts_with("spec.targets"), "{e}");

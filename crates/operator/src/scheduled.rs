@@ -17,26 +17,47 @@ pub const TENANT_ANNOTATION: &str = "scanplane.io/tenant";
 /// The one condition a ScheduledScan reports: whether its schedule is stored and armed.
 pub const READY: &str = "Ready";
 
-/// The tenant a namespaced scanplane resource belongs to: its `scanplane.io/tenant`
-/// annotation, else its namespace.
-pub fn tenant_of<K: ResourceExt>(obj: &K) -> Option<String> {
-    debug_assert!(TENANT_ANNOTATION.starts_with(PREFIX));
-    obj.annotations()
-        .get(TENANT_ANNOTATION)
-        .filter(|t| !t.trim().is_empty())
-        .cloned()
-        .or_else(|| obj.namespace())
+/// How resources map to tenants: the namespace is the tenant; the `scanplane.io/tenant`
+/// annotation names another only when the operator's configuration allows it
+/// (`operator.tenant_annotation`), since anyone who may annotate a resource could otherwise
+/// act as any tenant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantMapping {
+    pub allow_annotation: bool,
+}
+
+impl TenantMapping {
+    /// The tenant of `obj`, or why it has none (an annotation this mapping refuses).
+    pub fn tenant_of<K: ResourceExt>(&self, obj: &K) -> Result<String, String> {
+        debug_assert!(TENANT_ANNOTATION.starts_with(PREFIX));
+        let namespace = obj
+            .namespace()
+            .ok_or_else(|| "metadata.namespace: missing".to_string())?;
+        match obj
+            .annotations()
+            .get(TENANT_ANNOTATION)
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+        {
+            None => Ok(namespace),
+            Some(t) if t == namespace => Ok(namespace),
+            Some(t) if self.allow_annotation => Ok(t.to_string()),
+            Some(t) => Err(format!(
+                "metadata.annotations[{TENANT_ANNOTATION}]: mapping namespace {namespace} to tenant {t:?} is not allowed here (operator.tenant_annotation in scanplane's configuration)"
+            )),
+        }
+    }
 }
 
 /// The schedule `obj` declares, or what is wrong with it (naming the field).
-pub fn declared(obj: &ScheduledScan) -> Result<DeclaredSchedule, String> {
+pub fn declared(obj: &ScheduledScan, tenants: TenantMapping) -> Result<DeclaredSchedule, String> {
     let id = obj
         .uid()
         .ok_or_else(|| "metadata.uid: missing (not read from the API server)".to_string())?;
     let namespace = obj
         .namespace()
         .ok_or_else(|| "metadata.namespace: missing".to_string())?;
-    let tenant = tenant_of(obj).unwrap_or_else(|| namespace.clone());
+    let tenant = tenants.tenant_of(obj)?;
     let cadence =
         parse_schedule(obj.spec.schedule.trim()).map_err(|e| format!("spec.schedule: {e}"))?;
     let options_json = obj
@@ -170,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_scheduled_scan_declares_a_schedule_under_its_uid_in_its_namespace_tenant() {
-        let d = declared(&scheduled(json!({}), spec())).unwrap();
+        let d = declared(&scheduled(json!({}), spec()), TenantMapping::default()).unwrap();
         assert_eq!(d.id, "0b6e-uid");
         assert_eq!(d.tenant, "team-a");
         assert_eq!(d.name, "k8s:team-a/nightly");
@@ -184,10 +205,18 @@ mod tests {
         let mut s = spec();
         s["suspend"] = json!(true);
         s["schedule"] = json!("@daily");
-        let d = declared(&scheduled(
+        let annotated = scheduled(
             json!({"annotations": {"scanplane.io/tenant": "payments"}}),
             s,
-        ))
+        );
+        let refused = declared(&annotated, TenantMapping::default()).unwrap_err();
+        assert!(refused.contains("is not allowed here"), "{refused}");
+        let d = declared(
+            &annotated,
+            TenantMapping {
+                allow_annotation: true,
+            },
+        )
         .unwrap();
         assert_eq!(d.tenant, "payments");
         assert!(!d.enabled);
@@ -198,7 +227,7 @@ mod tests {
     fn a_bad_schedule_names_spec_schedule() {
         let mut s = spec();
         s["schedule"] = json!("every day please");
-        let e = declared(&scheduled(json!({}), s)).unwrap_err();
+        let e = declared(&scheduled(json!({}), s), TenantMapping::default()).unwrap_err();
         assert!(e.starts_with("spec.schedule: "), "{e}");
     }
 

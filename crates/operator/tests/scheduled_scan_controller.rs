@@ -76,7 +76,9 @@ fn context(answer: Result<AppliedSchedule, SinkError>) -> (Arc<Context>, Handle,
         None,
         Some("https://scanplane.example".into()),
         Arc::new(Metrics::new()),
-    );
+    )
+    // The deletion test maps a namespace to another tenant, as a configuration may allow.
+    .with_tenant_annotation(true);
     (Arc::new(ctx), handle, sink)
 }
 
@@ -271,4 +273,50 @@ async fn a_failed_delete_keeps_the_finalizer() {
         .unwrap_err();
     assert!(err.to_string().contains("clean up"), "{err}");
     no_more(&mut handle).await;
+}
+
+#[tokio::test]
+async fn a_tenant_annotation_the_configuration_does_not_allow_is_refused() {
+    let (client, mut handle) = mock("team-a");
+    let sink = Arc::new(Sink {
+        calls: Mutex::new(Vec::new()),
+        answer: Ok(stored()),
+    });
+    let ctx = Arc::new(Context::new(
+        client,
+        Sinks {
+            schedules: sink.clone(),
+            ..support::unused()
+        },
+        AnnotationDefaults::default(),
+        None,
+        None,
+        Arc::new(Metrics::new()),
+    ));
+    let obj = object(
+        &["scanplane.io/schedule"],
+        "@daily",
+        json!({"annotations": {"scanplane.io/tenant": "payments"}}),
+    );
+    let run = tokio::spawn(scheduled_scan::reconcile(parse(&obj), ctx));
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(seen.line(), format!("PATCH {OBJ}/status"));
+    let error = seen.body["status"]["lastError"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("scanplane.io/tenant") && error.contains("not allowed"),
+        "{error}"
+    );
+    send.send_response(ok(&obj));
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(seen.line(), format!("POST {EVENTS}"));
+    send.send_response(ok(&seen.body));
+    assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
+    no_more(&mut handle).await;
+    assert!(
+        sink.calls.lock().unwrap().is_empty(),
+        "nothing stored for another tenant"
+    );
 }

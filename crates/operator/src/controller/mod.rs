@@ -24,6 +24,7 @@ use scanplane_core::annotations::AnnotationDefaults;
 use scanplane_metrics::{ControllerLabel, Metrics};
 use tokio::sync::watch;
 
+use crate::scheduled::TenantMapping;
 use crate::sink::{PolicySink, RegistrySink, ScanSink, ScheduleSink, SinkError, Sinks};
 
 /// The field manager of everything the operator applies.
@@ -43,6 +44,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// scanplane's public API address, for the `url` in statuses.
     pub api_url: Option<String>,
+    /// How resources map to tenants (the namespace, or an allowed annotation).
+    pub tenants: TenantMapping,
     pub metrics: Arc<Metrics>,
 }
 
@@ -68,8 +71,17 @@ impl Context {
             policies: sinks.policies,
             defaults,
             api_url,
+            tenants: TenantMapping::default(),
             metrics,
         }
+    }
+
+    /// Lets the `scanplane.io/tenant` annotation map a resource to another tenant than its
+    /// namespace (off by default: whoever may annotate could act as any tenant).
+    #[must_use]
+    pub fn with_tenant_annotation(mut self, allow: bool) -> Self {
+        self.tenants.allow_annotation = allow;
+        self
     }
 
     fn counted(&self, controller: &str) {

@@ -16,7 +16,6 @@ use kube::ResourceExt;
 use super::{drain, error_policy, write_status, Context, Error};
 use crate::crd::Registry;
 use crate::registry::{auth_from_secret, declared, next_status, Outcome, FINALIZER};
-use crate::scheduled::tenant_of;
 use crate::sink::SinkError;
 
 /// How often a stored registry is applied again: a changed Secret is not watched, so new
@@ -66,7 +65,7 @@ async fn apply(
             }
         }
     };
-    let outcome = match auth.and_then(|a| declared(obj, a)) {
+    let outcome = match auth.and_then(|a| declared(obj, a, ctx.tenants)) {
         Err(problem) => Outcome::Invalid(problem),
         Ok(d) => match ctx.registries.apply(&d).await {
             Ok(id) => Outcome::Applied { id },
@@ -87,7 +86,7 @@ async fn apply(
 }
 
 async fn cleanup(obj: &Registry, ctx: &Context) -> Result<Action, Error> {
-    if let (Some(uid), Some(tenant)) = (obj.uid(), tenant_of(obj)) {
+    if let (Some(uid), Ok(tenant)) = (obj.uid(), ctx.tenants.tenant_of(obj)) {
         ctx.registries
             .delete(&tenant, &uid)
             .await

@@ -17,7 +17,6 @@ use kube::ResourceExt;
 use super::{drain, error_policy, write_status, Context, Error};
 use crate::crd::{Phase, Scan};
 use crate::scanrun::{next_status, notices, step, Observed, Step, FINALIZER};
-use crate::scheduled::tenant_of;
 use crate::sink::SinkError;
 
 /// How often a run that has not ended is looked at again.
@@ -49,7 +48,7 @@ fn sink(e: SinkError) -> Result<Observed, Error> {
 }
 
 async fn apply(obj: &Scan, api: &Api<Scan>, ctx: &Context) -> Result<Action, Error> {
-    let observed = match step(obj) {
+    let observed = match step(obj, ctx.tenants) {
         Err(problem) => Observed::Invalid(problem),
         Ok(Step::Observe { tenant, run }) => match ctx.scans.run(&tenant, &run).await {
             Ok(Some(r)) => Observed::Run(r),
@@ -101,7 +100,7 @@ async fn apply(obj: &Scan, api: &Api<Scan>, ctx: &Context) -> Result<Action, Err
 
 async fn cleanup(obj: &Scan, ctx: &Context) -> Result<Action, Error> {
     let run = obj.status.as_ref().and_then(|s| s.scan_run_id.clone());
-    if let (Some(run), Some(tenant)) = (run, tenant_of(obj)) {
+    if let (Some(run), Ok(tenant)) = (run, ctx.tenants.tenant_of(obj)) {
         ctx.scans
             .cancel(&tenant, &run, "its Scan resource was deleted")
             .await

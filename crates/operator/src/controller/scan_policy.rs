@@ -14,7 +14,6 @@ use kube::ResourceExt;
 use super::{drain, error_policy, write_status, Context, Error};
 use crate::crd::ScanPolicy;
 use crate::scanpolicy::{declared, next_status, FINALIZER};
-use crate::scheduled::tenant_of;
 use crate::sink::SinkError;
 
 const NAME: &str = "scanpolicy";
@@ -37,7 +36,7 @@ pub async fn reconcile(obj: Arc<ScanPolicy>, ctx: Arc<Context>) -> Result<Action
 }
 
 async fn apply(obj: &ScanPolicy, api: &Api<ScanPolicy>, ctx: &Context) -> Result<Action, Error> {
-    let problem = match declared(obj) {
+    let problem = match declared(obj, ctx.tenants) {
         Err(p) => Some(p),
         Ok(d) => match ctx.policies.apply(&d).await {
             Ok(()) => None,
@@ -55,10 +54,9 @@ async fn apply(obj: &ScanPolicy, api: &Api<ScanPolicy>, ctx: &Context) -> Result
 }
 
 async fn cleanup(obj: &ScanPolicy, ctx: &Context) -> Result<Action, Error> {
-    if let Ok(d) = declared(obj) {
-        let tenant = tenant_of(obj).unwrap_or(d.tenant);
+    if let Ok(d) = declared(obj, ctx.tenants) {
         ctx.policies
-            .delete(&tenant, &d.name)
+            .delete(&d.tenant, &d.name)
             .await
             .map_err(Error::Sink)?;
     }

@@ -14,7 +14,7 @@ use kube::ResourceExt;
 
 use super::{drain, error_policy, write_status, Context, Error};
 use crate::crd::ScheduledScan;
-use crate::scheduled::{declared, next_status, tenant_of, Outcome};
+use crate::scheduled::{declared, next_status, Outcome};
 use crate::sink::SinkError;
 
 /// The finalizer that deletes the schedule before the resource goes.
@@ -45,7 +45,7 @@ async fn apply(
     api: &Api<ScheduledScan>,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let outcome = match declared(obj) {
+    let outcome = match declared(obj, ctx.tenants) {
         Err(problem) => Outcome::Invalid(problem),
         Ok(d) => match ctx.schedules.apply(&d).await {
             Ok(applied) => Outcome::Applied(applied),
@@ -68,7 +68,7 @@ async fn apply(
 }
 
 async fn cleanup(obj: &ScheduledScan, ctx: &Context) -> Result<Action, Error> {
-    if let (Some(uid), Some(tenant)) = (obj.uid(), tenant_of(obj)) {
+    if let (Some(uid), Ok(tenant)) = (obj.uid(), ctx.tenants.tenant_of(obj)) {
         ctx.schedules
             .delete(&tenant, &uid)
             .await
