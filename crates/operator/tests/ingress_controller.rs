@@ -238,3 +238,24 @@ async fn an_api_server_failure_is_an_error_for_the_retry_policy() {
     assert!(matches!(err, Error::Kube(_)), "{err}");
     no_more(&mut handle).await;
 }
+
+#[tokio::test]
+async fn a_tenant_annotation_the_configuration_refuses_is_a_warning_on_the_ingress() {
+    let (ctx, mut handle, _) = context();
+    let run = tokio::spawn(ingress::reconcile(
+        ingress(json!({"scanplane.io/tenant": "payments"})),
+        ctx,
+    ));
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(seen.line(), format!("POST {EVENTS}"));
+    assert_eq!(seen.body["reason"], "InvalidAnnotation");
+    let note = seen.body["note"].as_str().unwrap();
+    assert!(
+        note.contains("scanplane.io/tenant") && note.contains("not allowed"),
+        "{note}"
+    );
+    send.send_response(ok(&seen.body));
+    assert_eq!(run.await.unwrap().unwrap(), Action::await_change());
+    // No ScheduledScan is made for another tenant.
+    no_more(&mut handle).await;
+}

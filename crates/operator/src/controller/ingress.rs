@@ -18,6 +18,8 @@ use kube::{Resource, ResourceExt};
 use super::{drain, error_policy, Context, Error, MANAGER};
 use crate::crd::ScheduledScan;
 use crate::ingress::{desired, label_value, IngressIntent, INGRESS_LABEL, MANAGED_BY};
+use crate::scheduled::TENANT_ANNOTATION;
+use scanplane_core::annotations::AnnotationError;
 
 /// How often an unchanged Ingress is looked at again (a missed watch event heals).
 pub const RESYNC: Duration = Duration::from_secs(3600);
@@ -48,7 +50,35 @@ pub async fn reconcile(ing: Arc<Ingress>, ctx: Arc<Context>) -> Result<Action, E
         label: INGRESS_LABEL,
         reference: ing.object_ref(&()),
     };
-    enact(&ctx, &source, desired(&ing, &ctx.defaults)).await
+    let intent = refuse_unmapped(&ctx, ing.as_ref(), desired(&ing, &ctx.defaults));
+    enact(&ctx, &source, intent).await
+}
+
+/// A tenant annotation the configuration does not allow makes the whole resource invalid:
+/// said on it, rather than on each ScheduledScan it would make.
+pub fn refuse_unmapped<K: ResourceExt>(
+    ctx: &Context,
+    obj: &K,
+    intent: IngressIntent,
+) -> IngressIntent {
+    match ctx.tenants.tenant_of(obj) {
+        Ok(_) => intent,
+        Err(message) => {
+            let refused = AnnotationError {
+                annotation: TENANT_ANNOTATION.to_string(),
+                message: message
+                    .split_once("]: ")
+                    .map_or(message.clone(), |(_, m)| m.to_string()),
+            };
+            match intent {
+                IngressIntent::Invalid(mut errors) => {
+                    errors.push(refused);
+                    IngressIntent::Invalid(errors)
+                }
+                _ => IngressIntent::Invalid(vec![refused]),
+            }
+        }
+    }
 }
 
 /// Makes the cluster what `intent` says for `src`.

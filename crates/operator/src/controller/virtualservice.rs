@@ -47,7 +47,11 @@ pub async fn reconcile(vs: Arc<DynamicObject>, v: Arc<VsContext>) -> Result<Acti
         label: LABEL,
         reference: vs.object_ref(&v.resource),
     };
-    let intent = desired(&vs, &v.resource.api_version, &v.ctx.defaults);
+    let intent = super::ingress::refuse_unmapped(
+        &v.ctx,
+        vs.as_ref(),
+        desired(&vs, &v.resource.api_version, &v.ctx.defaults),
+    );
     enact(&v.ctx, &source, intent).await
 }
 
