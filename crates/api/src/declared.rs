@@ -346,7 +346,7 @@ pub async fn apply_declared_registry(
 ) -> Result<RegistryRecord, ApiError> {
     use crate::registries::{
         arm, auth_json, cadence as registry_cadence, definition_json, new_discovery_schedule,
-        validate_auth, validate_spec, CadenceRequest,
+        new_record, validate_auth, validate_spec, CadenceRequest,
     };
     let now = state.clock.now();
     let mut spec = d.spec.clone();
@@ -373,23 +373,15 @@ pub async fn apply_declared_registry(
     let tenant = state.store.ensure_tenant(&d.tenant).await?;
     let target = vec![format!("registry://{host}")];
     let Some(mut r) = state.store.registry(None, &d.id).await? else {
-        let mut record = RegistryRecord {
-            id: d.id.clone(),
-            tenant_id: tenant.id.clone(),
-            name: spec.name.clone(),
-            definition,
-            auth,
-            discovery_schedule_id: None,
-            scan_schedule_id: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let mut schedules = Vec::new();
-        if let Some((c, jitter)) = discovery {
-            let s = new_discovery_schedule(&record, &host, c, jitter, now)?;
-            record.discovery_schedule_id = Some(s.id.clone());
-            schedules.push(s);
-        }
+        let (record, schedules) = new_record(
+            d.id.clone(),
+            tenant.id.clone(),
+            &spec,
+            d.auth.as_ref(),
+            discovery,
+            &host,
+            now,
+        )?;
         state.store.create_registry(&record, &schedules).await?;
         tracing::info!(registry_id = %record.id, name = %record.name, "declared registry created");
         state.wake_scheduler.notify_one();

@@ -776,6 +776,37 @@ pub(crate) fn definition_json(spec: &RegistrySpec) -> Result<String, ApiError> {
         .map_err(|e| ApiError::internal(format!("serializing a registry: {e}")))
 }
 
+/// A new registry record with its discovery schedule (when `discovery` is given), for
+/// [`create_registry`] and the registries resources declare.
+pub(crate) fn new_record(
+    id: String,
+    tenant_id: String,
+    spec: &RegistrySpec,
+    auth: Option<&RegistryAuth>,
+    discovery: Option<(Cadence, Option<Duration>)>,
+    host: &str,
+    now: Timestamp,
+) -> Result<(RegistryRecord, Vec<Schedule>), ApiError> {
+    let mut record = RegistryRecord {
+        id,
+        tenant_id,
+        name: spec.name.clone(),
+        definition: definition_json(spec)?,
+        auth: auth_json(auth)?,
+        discovery_schedule_id: None,
+        scan_schedule_id: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut schedules = Vec::new();
+    if let Some((cadence, jitter)) = discovery {
+        let s = new_discovery_schedule(&record, host, cadence, jitter, now)?;
+        record.discovery_schedule_id = Some(s.id.clone());
+        schedules.push(s);
+    }
+    Ok((record, schedules))
+}
+
 /// Creates a registry, with its discovery schedule when `discovery` is given.
 #[utoipa::path(post, path = "/api/v1/registries", request_body = RegistryCreate, tag = "registries",
     security(("bearer" = [])),
@@ -808,23 +839,15 @@ pub async fn create_registry(
         .transpose()?;
     refuse_scan_schedule(req.scan.as_ref(), now)?;
 
-    let mut record = RegistryRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        tenant_id: caller.tenant.id.clone(),
-        name: spec.name.clone(),
-        definition: definition_json(&spec)?,
-        auth: auth_json(req.auth.as_ref())?,
-        discovery_schedule_id: None,
-        scan_schedule_id: None,
-        created_at: now,
-        updated_at: now,
-    };
-    let mut schedules = Vec::new();
-    if let Some((cadence, jitter)) = discovery {
-        let s = new_discovery_schedule(&record, &host, cadence, jitter, now)?;
-        record.discovery_schedule_id = Some(s.id.clone());
-        schedules.push(s);
-    }
+    let (record, schedules) = new_record(
+        uuid::Uuid::now_v7().to_string(),
+        caller.tenant.id.clone(),
+        &spec,
+        req.auth.as_ref(),
+        discovery,
+        &host,
+        now,
+    )?;
     state.store.create_registry(&record, &schedules).await?;
     tracing::info!(registry_id = %record.id, name = %record.name, host = %host, "registry created");
     if !schedules.is_empty() {
