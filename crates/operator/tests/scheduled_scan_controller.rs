@@ -129,6 +129,15 @@ async fn the_schedule_is_stored_under_the_uid_and_reported_once() {
     let run = tokio::spawn(scheduled_scan::reconcile(parse(&obj), ctx.clone()));
     let (seen, send) = next(&mut handle).await;
     assert_eq!(seen.line(), format!("PATCH {OBJ}/status"));
+    // Server-side apply: fields the new status leaves out are removed, not kept.
+    assert!(
+        seen.query.contains("fieldManager=scanplane-operator"),
+        "{}",
+        seen.query
+    );
+    assert!(seen.query.contains("force=true"), "{}", seen.query);
+    assert_eq!(seen.body["apiVersion"], "scanplane.io/v1alpha1");
+    assert_eq!(seen.body["kind"], "ScheduledScan");
     let status = &seen.body["status"];
     assert_eq!(status["scheduleId"], "ss-uid");
     assert_eq!(status["nextRunTime"], "2026-12-07T00:00:00Z");
@@ -319,4 +328,28 @@ async fn a_tenant_annotation_the_configuration_does_not_allow_is_refused() {
         sink.calls.lock().unwrap().is_empty(),
         "nothing stored for another tenant"
     );
+}
+
+#[tokio::test]
+async fn a_fixed_spec_clears_the_last_error() {
+    let (ctx, mut handle, _) = context(Ok(stored()));
+    let mut obj = object(&["scanplane.io/schedule"], "@daily", json!({}));
+    obj["status"] = json!({"lastError": "spec.schedule: bad", "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
+                        "message": "spec.schedule: bad", "lastTransitionTime": "2026-12-06T10:00:00Z"}]});
+    let run = tokio::spawn(scheduled_scan::reconcile(parse(&obj), ctx));
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(seen.line(), format!("PATCH {OBJ}/status"));
+    assert!(
+        seen.body["status"].get("lastError").is_none(),
+        "applied without lastError, which removes it: {}",
+        seen.body
+    );
+    assert_eq!(seen.body["status"]["conditions"][0]["status"], "True");
+    send.send_response(ok(&obj));
+    assert_eq!(
+        run.await.unwrap().unwrap(),
+        Action::requeue(scheduled_scan::REFRESH)
+    );
+    no_more(&mut handle).await;
 }

@@ -221,7 +221,9 @@ pub async fn run_while_leader(
 }
 
 /// Writes `next` as the status of `name` unless it already is `current`; true when written
-/// (a resync that changes nothing writes nothing, and so triggers no watch event).
+/// (a resync that changes nothing writes nothing, and so triggers no watch event). Written
+/// by server-side apply, so a field `next` leaves out (a `lastError` that no longer holds)
+/// is removed, which a merge patch would keep.
 async fn write_status<K, S>(
     api: &kube::Api<K>,
     name: &str,
@@ -229,16 +231,21 @@ async fn write_status<K, S>(
     next: &S,
 ) -> Result<bool, Error>
 where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     S: serde::Serialize + PartialEq,
 {
     if current == Some(next) {
         return Ok(false);
     }
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": next,
+    });
     api.patch_status(
         name,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(serde_json::json!({ "status": next })),
+        &kube::api::PatchParams::apply(MANAGER).force(),
+        &kube::api::Patch::Apply(body),
     )
     .await?;
     Ok(true)
