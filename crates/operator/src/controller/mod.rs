@@ -251,6 +251,35 @@ where
     Ok(true)
 }
 
+/// Runs the controller of one of scanplane's own resources over one namespace (`None`:
+/// all) until `shutdown`: the watch, the shared error policy, and the drain.
+async fn watch_resource<K, R, Fut>(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
+    name: &'static str,
+    reconcile: R,
+) where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> Fut,
+    Fut: futures::TryFuture<Ok = Action, Error = Error> + Send + 'static,
+{
+    let api: kube::Api<K> = match namespace.as_deref() {
+        Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
+        None => kube::Api::all(ctx.client.clone()),
+    };
+    let stream = kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy(name), ctx);
+    drain(name, stream).await;
+}
+
 /// Drains a controller's stream, logging what it reports.
 async fn drain<S, T, E>(controller: &'static str, stream: S)
 where

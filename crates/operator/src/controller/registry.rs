@@ -8,12 +8,11 @@ use std::time::Duration;
 use futures::future::{BoxFuture, Shared};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
-use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use super::{drain, error_policy, write_status, Context, Error};
+use super::{watch_resource, write_status, Context, Error};
 use crate::crd::Registry;
 use crate::registry::{auth_from_secret, declared, next_status, Outcome, FINALIZER};
 use crate::sink::SinkError;
@@ -102,12 +101,5 @@ pub async fn controller(
     namespace: Option<String>,
     shutdown: Shared<BoxFuture<'static, ()>>,
 ) {
-    let api: Api<Registry> = match namespace.as_deref() {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let stream = Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy(NAME), ctx);
-    drain(NAME, stream).await;
+    watch_resource(ctx, namespace, shutdown, NAME, reconcile).await;
 }

@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event};
-use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use super::{drain, error_policy, write_status, Context, Error};
+use super::{watch_resource, write_status, Context, Error};
 use crate::crd::{Phase, Scan};
 use crate::scanrun::{next_status, notices, step, Observed, Step, FINALIZER};
 use crate::sink::SinkError;
@@ -115,12 +114,5 @@ pub async fn controller(
     namespace: Option<String>,
     shutdown: Shared<BoxFuture<'static, ()>>,
 ) {
-    let api: Api<Scan> = match namespace.as_deref() {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let stream = Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy(NAME), ctx);
-    drain(NAME, stream).await;
+    watch_resource(ctx, namespace, shutdown, NAME, reconcile).await;
 }

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event};
-use kube::runtime::watcher;
 use kube::ResourceExt;
 
-use super::{drain, error_policy, write_status, Context, Error};
+use super::{watch_resource, write_status, Context, Error};
 use crate::crd::ScheduledScan;
 use crate::scheduled::{declared, next_status, Outcome};
 use crate::sink::SinkError;
@@ -84,12 +83,5 @@ pub async fn controller(
     namespace: Option<String>,
     shutdown: Shared<BoxFuture<'static, ()>>,
 ) {
-    let api: Api<ScheduledScan> = match namespace.as_deref() {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
-    let stream = Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy(NAME), ctx);
-    drain(NAME, stream).await;
+    watch_resource(ctx, namespace, shutdown, NAME, reconcile).await;
 }
