@@ -187,17 +187,35 @@ impl PolicySink for ApiSink {
     }
 }
 
+/// What `serve` knows that the operator needs besides its flags.
+pub struct Settings {
+    /// This replica's identity in the Lease.
+    pub identity: String,
+    /// scanplane's API address, for the statuses' `url`.
+    pub api_url: String,
+    /// `operator.defaults` of the configuration file.
+    pub defaults: AnnotationDefaults,
+    /// `operator.tenant_annotation` of the configuration file.
+    pub tenant_annotation: bool,
+    /// The Kubernetes executor's namespace, when it is the executor.
+    pub jobs_namespace: Option<String>,
+}
+
 /// The operator's loops (the Lease election and the controllers that run while leading),
 /// for `serve` to supervise; both end when `stop` turns true.
 pub async fn start(
     args: &OperatorArgs,
     state: Arc<AppState>,
-    identity: String,
-    api_url: String,
-    defaults: AnnotationDefaults,
-    tenant_annotation: bool,
+    settings: Settings,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<(&'static str, tokio::task::JoinHandle<()>)>> {
+    let Settings {
+        identity,
+        api_url,
+        defaults,
+        tenant_annotation,
+        jobs_namespace,
+    } = settings;
     let watched = args.watched()?;
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow!("operator: no Kubernetes API ({e}); run in a cluster or set KUBECONFIG")
@@ -225,7 +243,8 @@ pub async fn start(
             Some(api_url),
             state.metrics.clone(),
         )
-        .with_tenant_annotation(tenant_annotation),
+        .with_tenant_annotation(tenant_annotation)
+        .with_jobs_namespace(jobs_namespace),
     );
     tracing::info!(?watched, lease_namespace = %args.operator_lease_namespace, "operator enabled");
     let stopped = |mut stop: watch::Receiver<bool>| {

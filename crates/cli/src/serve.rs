@@ -485,13 +485,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             crate::operator::start(
                 &args.operator,
                 state.clone(),
-                replica.id.clone(),
-                server_url.to_string(),
-                config
-                    .operator
-                    .defaults()
-                    .map_err(|e| anyhow!("config file: {e}"))?,
-                config.operator.tenant_annotation,
+                crate::operator::Settings {
+                    identity: replica.id.clone(),
+                    api_url: server_url.to_string(),
+                    defaults: config
+                        .operator
+                        .defaults()
+                        .map_err(|e| anyhow!("config file: {e}"))?,
+                    tenant_annotation: config.operator.tenant_annotation,
+                    jobs_namespace: matches!(args.executor, ExecutorKind::Kubernetes)
+                        .then(|| args.kubernetes.k8s_namespace.clone()),
+                },
                 stop_rx.clone(),
             )
             .await?,

@@ -103,10 +103,16 @@ pub fn next_status(
             let phase = phase_of(run.status);
             next.phase = Some(phase);
             next.scan_run_id = Some(run.id.clone());
-            next.job_ref = run.executor_ref.as_ref().map(|name| JobRef {
-                name: name.clone(),
-                start_time: run.started_at.map(rfc3339),
-                ..JobRef::default()
+            // What was learnt of the same Job before (its uid, its pod) is kept.
+            let known = current.job_ref.as_ref();
+            next.job_ref = run.executor_ref.as_ref().map(|name| {
+                let same = known.filter(|j| &j.name == name);
+                JobRef {
+                    name: name.clone(),
+                    uid: same.and_then(|j| j.uid.clone()),
+                    pod_name: same.and_then(|j| j.pod_name.clone()),
+                    start_time: run.started_at.map(rfc3339),
+                }
             });
             next.scan_start_time = run.started_at.map(rfc3339);
             next.completion_time = run.finished_at.map(rfc3339);
@@ -163,6 +169,25 @@ pub fn next_status(
         }
     }
     next
+}
+
+/// `job_ref` completed from the Kubernetes Job it names and that Job's pods (the newest
+/// pod, for `kubectl logs`); what is already known stays.
+pub fn with_job_details(
+    mut job_ref: JobRef,
+    job: Option<&k8s_openapi::api::batch::v1::Job>,
+    pods: &[k8s_openapi::api::core::v1::Pod],
+) -> JobRef {
+    if job_ref.uid.is_none() {
+        job_ref.uid = job.and_then(|j| j.metadata.uid.clone());
+    }
+    if job_ref.pod_name.is_none() {
+        job_ref.pod_name = pods
+            .iter()
+            .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .and_then(|p| p.metadata.name.clone());
+    }
+    job_ref
 }
 
 /// One event to publish on the resource.
@@ -471,5 +496,43 @@ mod tests {
             panic!()
         };
         assert!(e.starts_with("spec.targets"), "{e}");
+    }
+
+    #[test]
+    fn job_details_are_learnt_once_and_kept() {
+        let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(json!({
+            "metadata": {"name": "scanplane-abc-1", "uid": "job-uid"}}))
+        .unwrap();
+        let pods: Vec<k8s_openapi::api::core::v1::Pod> = serde_json::from_value(json!([
+            {"metadata": {"name": "scanplane-abc-1-old", "creationTimestamp": "2026-12-06T10:00:00Z"}},
+            {"metadata": {"name": "scanplane-abc-1-new", "creationTimestamp": "2026-12-06T10:05:00Z"}}
+        ])).unwrap();
+        let jr = with_job_details(
+            JobRef {
+                name: "scanplane-abc-1".into(),
+                ..JobRef::default()
+            },
+            Some(&job),
+            &pods,
+        );
+        assert_eq!(jr.uid.as_deref(), Some("job-uid"));
+        assert_eq!(jr.pod_name.as_deref(), Some("scanplane-abc-1-new"));
+
+        // The next status of the same run keeps them; another Job starts afresh.
+        let mut obj = scan(1, json!(null));
+        obj.status = Some(ScanStatus {
+            job_ref: Some(jr.clone()),
+            ..ScanStatus::default()
+        });
+        let mut r = run(RunStatus::Running);
+        r.executor_ref = Some("scanplane-abc-1".into());
+        let st = next_status(&obj, &Observed::Run(r.clone()), Utc::now(), None);
+        assert_eq!(
+            st.job_ref.as_ref().unwrap().pod_name.as_deref(),
+            Some("scanplane-abc-1-new")
+        );
+        r.executor_ref = Some("scanplane-abc-2".into());
+        let st = next_status(&obj, &Observed::Run(r), Utc::now(), None);
+        assert_eq!(st.job_ref.unwrap().uid, None);
     }
 }

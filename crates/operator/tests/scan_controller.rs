@@ -349,3 +349,62 @@ async fn deleting_a_scan_cancels_its_running_run_before_the_finalizer_goes() {
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
     assert_eq!(runs.runs.lock().unwrap()[&id].status, ScanStatus::Cancelled);
 }
+
+#[tokio::test]
+async fn with_the_kubernetes_executor_the_job_ref_names_its_uid_and_pod() {
+    let runs = Arc::new(Runs::default());
+    let (client, mut handle) = mock("team-a");
+    let ctx = Arc::new(
+        Context::new(
+            client,
+            Sinks {
+                scans: runs.clone(),
+                ..support::unused()
+            },
+            AnnotationDefaults::default(),
+            None,
+            None,
+            Arc::new(Metrics::new()),
+        )
+        .with_jobs_namespace(Some("scans".into())),
+    );
+    let id = run_id("scan-uid", 1);
+    let (_, status, _) =
+        reconcile_once(&ctx, &mut handle, &object(1, Value::Null, json!({}))).await;
+    runs.set(&id, |r| {
+        r.status = ScanStatus::Running;
+        r.executor_ref = Some("scanplane-once-1".into());
+    });
+    let obj = object(1, status, json!({}));
+    let task = tokio::spawn(scan::reconcile(parse(&obj), ctx.clone()));
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(
+        seen.line(),
+        "GET /apis/batch/v1/namespaces/scans/jobs/scanplane-once-1"
+    );
+    send.send_response(ok(&json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "scanplane-once-1", "namespace": "scans", "uid": "job-uid"}})));
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(seen.line(), "GET /api/v1/namespaces/scans/pods");
+    assert!(
+        seen.query.contains("job-name%3Dscanplane-once-1"),
+        "{}",
+        seen.query
+    );
+    send.send_response(ok(
+        &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+        "items": [{"metadata": {"name": "scanplane-once-1-x7k2p", "namespace": "scans"}}]}),
+    ));
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(seen.line(), format!("PATCH {OBJ}/status"));
+    let job_ref = &seen.body["status"]["jobRef"];
+    assert_eq!(job_ref["uid"], "job-uid");
+    assert_eq!(job_ref["podName"], "scanplane-once-1-x7k2p");
+    send.send_response(ok(&obj));
+    let (seen, send) = next(&mut handle).await;
+    assert_eq!(seen.body["reason"], "ScanJobCreated");
+    send.send_response(ok(&seen.body));
+    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(scan::POLL));
+    drop(ctx);
+    no_more(&mut handle).await;
+}

@@ -46,6 +46,9 @@ pub struct Context {
     pub api_url: Option<String>,
     /// How resources map to tenants (the namespace, or an allowed annotation).
     pub tenants: TenantMapping,
+    /// Where the Kubernetes executor runs scan Jobs, when it is the executor: a Scan's
+    /// `jobRef` then gets the Job's uid and pod.
+    pub jobs_namespace: Option<String>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -72,8 +75,16 @@ impl Context {
             defaults,
             api_url,
             tenants: TenantMapping::default(),
+            jobs_namespace: None,
             metrics,
         }
+    }
+
+    /// Scan Jobs run in `namespace` (the Kubernetes executor's).
+    #[must_use]
+    pub fn with_jobs_namespace(mut self, namespace: Option<String>) -> Self {
+        self.jobs_namespace = namespace;
+        self
     }
 
     /// Lets the `scanplane.io/tenant` annotation map a resource to another tenant than its

@@ -7,15 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
-use kube::api::Api;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::ResourceExt;
 
 use super::{watch_resource, write_status, Context, Error};
-use crate::crd::{Phase, Scan};
-use crate::scanrun::{next_status, notices, step, Observed, Step, FINALIZER};
+use crate::crd::{JobRef, Phase, Scan};
+use crate::scanrun::{next_status, notices, step, with_job_details, Observed, Step, FINALIZER};
 use crate::sink::SinkError;
 
 /// How often a run that has not ended is looked at again.
@@ -78,7 +80,12 @@ async fn apply(obj: &Scan, api: &Api<Scan>, ctx: &Context) -> Result<Action, Err
             }
         }
     };
-    let status = next_status(obj, &observed, chrono::Utc::now(), ctx.api_url.as_deref());
+    let mut status = next_status(obj, &observed, chrono::Utc::now(), ctx.api_url.as_deref());
+    if let Some(ns) = &ctx.jobs_namespace {
+        if let Some(job_ref) = status.job_ref.take() {
+            status.job_ref = Some(job_details(ctx, ns, job_ref).await);
+        }
+    }
     if write_status(api, &obj.name_any(), obj.status.as_ref(), &status).await? {
         // Told once per transition: the status write above is what makes it one. A bad
         // spec is a ScanFailed naming the field.
@@ -95,6 +102,32 @@ async fn apply(obj: &Scan, api: &Api<Scan>, ctx: &Context) -> Result<Action, Err
         (Observed::Run(_), Some(Phase::Pending | Phase::Running)) => Action::requeue(POLL),
         _ => Action::await_change(),
     })
+}
+
+/// The Job's uid and newest pod, read once; a failure to read them is logged, not fatal (the
+/// Job's name is already in the status).
+async fn job_details(ctx: &Context, ns: &str, job_ref: JobRef) -> JobRef {
+    if job_ref.uid.is_some() && job_ref.pod_name.is_some() {
+        return job_ref;
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let job = match jobs.get_opt(&job_ref.name).await {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::debug!(job = %job_ref.name, error = %e, "could not read a scan's Job");
+            return job_ref;
+        }
+    };
+    let selector = format!("job-name={}", job_ref.name);
+    let found = match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            tracing::debug!(job = %job_ref.name, error = %e, "could not list a scan's pods");
+            Vec::new()
+        }
+    };
+    with_job_details(job_ref, job.as_ref(), &found)
 }
 
 async fn cleanup(obj: &Scan, ctx: &Context) -> Result<Action, Error> {
