@@ -18,12 +18,13 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer;
+use kube::runtime::finalizer::{self, finalizer};
 use kube::{Client, Resource};
 use scanplane_core::annotations::AnnotationDefaults;
 use scanplane_metrics::{ControllerLabel, Metrics};
 use tokio::sync::watch;
 
+use crate::crd::{Registry, Scan, ScanPolicy, ScheduledScan};
 use crate::scheduled::TenantMapping;
 use crate::sink::{PolicySink, RegistrySink, ScanSink, ScheduleSink, SinkError, Sinks};
 
@@ -191,10 +192,12 @@ pub async fn run(ctx: Arc<Context>, watched: Watched, shutdown: BoxFuture<'stati
     let mut all = Vec::new();
     for ns in scopes {
         all.push(ingress::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
-        all.push(scheduled_scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
-        all.push(scan::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
-        all.push(registry::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
-        all.push(scan_policy::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+        all.push(
+            watch_resource::<ScheduledScan>(ctx.clone(), ns.clone(), shutdown.clone()).boxed(),
+        );
+        all.push(watch_resource::<Scan>(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+        all.push(watch_resource::<Registry>(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
+        all.push(watch_resource::<ScanPolicy>(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
         all.push(virtualservice::controller(ctx.clone(), ns.clone(), shutdown.clone()).boxed());
     }
     futures::future::join_all(all).await;
@@ -264,31 +267,65 @@ where
 
 /// Runs the controller of one of scanplane's own resources over one namespace (`None`:
 /// all) until `shutdown`: the watch, the shared error policy, and the drain.
-async fn watch_resource<K, R, Fut>(
+async fn watch_resource<K: Finalized>(
     ctx: Arc<Context>,
     namespace: Option<String>,
     shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
-    name: &'static str,
-    reconcile: R,
-) where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    R: FnMut(Arc<K>, Arc<Context>) -> Fut,
-    Fut: futures::TryFuture<Ok = Action, Error = Error> + Send + 'static,
-{
+) {
     let api: kube::Api<K> = match namespace.as_deref() {
         Some(ns) => kube::Api::namespaced(ctx.client.clone(), ns),
         None => kube::Api::all(ctx.client.clone()),
     };
     let stream = kube::runtime::Controller::new(api, kube::runtime::watcher::Config::default())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy(name), ctx);
-    drain(name, stream).await;
+        .run(reconcile_finalized::<K>, error_policy(K::CONTROLLER), ctx);
+    drain(K::CONTROLLER, stream).await;
+}
+
+/// One of scanplane's own resources whose state in the database a finalizer guards: its
+/// controller puts the finalizer first, applies while the resource lives, and cleans up
+/// (then releases the finalizer) when it is deleted.
+pub(crate) trait Finalized:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const FINALIZER: &'static str;
+    /// The `controller` label of its metrics.
+    const CONTROLLER: &'static str;
+    fn apply<'a>(
+        obj: &'a Self,
+        api: &'a kube::Api<Self>,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Action, Error>>;
+    fn cleanup<'a>(obj: &'a Self, ctx: &'a Context) -> BoxFuture<'a, Result<Action, Error>>;
+}
+
+/// One reconcile of a [`Finalized`] resource.
+pub(crate) async fn reconcile_finalized<K: Finalized>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.counted(K::CONTROLLER);
+    let ns = obj
+        .meta()
+        .namespace
+        .clone()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, K::FINALIZER, obj, |event| async {
+        match event {
+            finalizer::Event::Apply(obj) => K::apply(&obj, &api, &ctx).await,
+            finalizer::Event::Cleanup(obj) => K::cleanup(&obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
 /// Drains a controller's stream, logging what it reports.

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, Shared};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event};
 use kube::ResourceExt;
 
-use super::{watch_resource, write_status, Context, Error};
+use super::{reconcile_finalized, write_status, Context, Error, Finalized};
 use crate::crd::Registry;
 use crate::registry::{auth_from_secret, declared, next_status, Outcome, FINALIZER};
 use crate::sink::SinkError;
@@ -26,32 +26,33 @@ const NAME: &str = "registry";
 
 /// One reconcile of one Registry.
 pub async fn reconcile(obj: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.counted(NAME);
+    reconcile_finalized(obj, ctx).await
+}
+
+impl Finalized for Registry {
+    const FINALIZER: &'static str = FINALIZER;
+    const CONTROLLER: &'static str = NAME;
+    fn apply<'a>(
+        obj: &'a Self,
+        api: &'a Api<Self>,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Action, Error>> {
+        apply(obj, api, ctx).boxed()
+    }
+    fn cleanup<'a>(obj: &'a Self, ctx: &'a Context) -> BoxFuture<'a, Result<Action, Error>> {
+        cleanup(obj, ctx).boxed()
+    }
+}
+
+async fn apply(obj: &Registry, api: &Api<Registry>, ctx: &Context) -> Result<Action, Error> {
     let ns = obj
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let api: Api<Registry> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Event::Apply(obj) => apply(&obj, &api, &ns, &ctx).await,
-            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
-}
-
-async fn apply(
-    obj: &Registry,
-    api: &Api<Registry>,
-    ns: &str,
-    ctx: &Context,
-) -> Result<Action, Error> {
     let mut retry = None;
     let auth = match &obj.spec.auth_secret_ref {
         None => Ok(None),
         Some(r) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
             match secrets.get_opt(&r.name).await? {
                 Some(s) => auth_from_secret(&s).map(Some),
                 None => {
@@ -93,13 +94,4 @@ async fn cleanup(obj: &Registry, ctx: &Context) -> Result<Action, Error> {
         tracing::info!(registry = %obj.name_any(), registry_id = %uid, "registry deleted with its resource");
     }
     Ok(Action::await_change())
-}
-
-/// The Registry controller over one namespace (`None`: all), until `shutdown`.
-pub async fn controller(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: Shared<BoxFuture<'static, ()>>,
-) {
-    watch_resource(ctx, namespace, shutdown, NAME, reconcile).await;
 }

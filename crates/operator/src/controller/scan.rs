@@ -6,16 +6,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, Shared};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{finalizer, Event};
 use kube::ResourceExt;
 
-use super::{watch_resource, write_status, Context, Error};
+use super::{reconcile_finalized, write_status, Context, Error, Finalized};
 use crate::crd::{JobRef, Phase, Scan};
 use crate::scanrun::{next_status, notices, step, with_job_details, Observed, Step, FINALIZER};
 use crate::sink::SinkError;
@@ -26,19 +26,22 @@ const NAME: &str = "scan";
 
 /// One reconcile of one Scan.
 pub async fn reconcile(obj: Arc<Scan>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.counted(NAME);
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let api: Api<Scan> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Event::Apply(obj) => apply(&obj, &api, &ctx).await,
-            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    reconcile_finalized(obj, ctx).await
+}
+
+impl Finalized for Scan {
+    const FINALIZER: &'static str = FINALIZER;
+    const CONTROLLER: &'static str = NAME;
+    fn apply<'a>(
+        obj: &'a Self,
+        api: &'a Api<Self>,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Action, Error>> {
+        apply(obj, api, ctx).boxed()
+    }
+    fn cleanup<'a>(obj: &'a Self, ctx: &'a Context) -> BoxFuture<'a, Result<Action, Error>> {
+        cleanup(obj, ctx).boxed()
+    }
 }
 
 fn sink(e: SinkError) -> Result<Observed, Error> {
@@ -139,13 +142,4 @@ async fn cleanup(obj: &Scan, ctx: &Context) -> Result<Action, Error> {
             .map_err(Error::Sink)?;
     }
     Ok(Action::await_change())
-}
-
-/// The Scan controller over one namespace (`None`: all), until `shutdown`.
-pub async fn controller(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: Shared<BoxFuture<'static, ()>>,
-) {
-    watch_resource(ctx, namespace, shutdown, NAME, reconcile).await;
 }

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, Shared};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event};
 use kube::ResourceExt;
 
-use super::{watch_resource, write_status, Context, Error};
+use super::{reconcile_finalized, write_status, Context, Error, Finalized};
 use crate::crd::ScanPolicy;
 use crate::scanpolicy::{declared, next_status, FINALIZER};
 use crate::sink::SinkError;
@@ -19,19 +19,22 @@ const NAME: &str = "scanpolicy";
 
 /// One reconcile of one ScanPolicy.
 pub async fn reconcile(obj: Arc<ScanPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.counted(NAME);
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let api: Api<ScanPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Event::Apply(obj) => apply(&obj, &api, &ctx).await,
-            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    reconcile_finalized(obj, ctx).await
+}
+
+impl Finalized for ScanPolicy {
+    const FINALIZER: &'static str = FINALIZER;
+    const CONTROLLER: &'static str = NAME;
+    fn apply<'a>(
+        obj: &'a Self,
+        api: &'a Api<Self>,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Action, Error>> {
+        apply(obj, api, ctx).boxed()
+    }
+    fn cleanup<'a>(obj: &'a Self, ctx: &'a Context) -> BoxFuture<'a, Result<Action, Error>> {
+        cleanup(obj, ctx).boxed()
+    }
 }
 
 async fn apply(obj: &ScanPolicy, api: &Api<ScanPolicy>, ctx: &Context) -> Result<Action, Error> {
@@ -60,13 +63,4 @@ async fn cleanup(obj: &ScanPolicy, ctx: &Context) -> Result<Action, Error> {
             .map_err(Error::Sink)?;
     }
     Ok(Action::await_change())
-}
-
-/// The ScanPolicy controller over one namespace (`None`: all), until `shutdown`.
-pub async fn controller(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: Shared<BoxFuture<'static, ()>>,
-) {
-    watch_resource(ctx, namespace, shutdown, NAME, reconcile).await;
 }

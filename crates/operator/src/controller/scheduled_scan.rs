@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, Shared};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event};
 use kube::ResourceExt;
 
-use super::{watch_resource, write_status, Context, Error};
+use super::{reconcile_finalized, write_status, Context, Error, Finalized};
 use crate::crd::ScheduledScan;
 use crate::scheduled::{declared, next_status, Outcome};
 use crate::sink::SinkError;
@@ -24,19 +24,22 @@ const NAME: &str = "scheduledscan";
 
 /// One reconcile of one ScheduledScan.
 pub async fn reconcile(obj: Arc<ScheduledScan>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.counted(NAME);
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let api: Api<ScheduledScan> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Event::Apply(obj) => apply(&obj, &api, &ctx).await,
-            Event::Cleanup(obj) => cleanup(&obj, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    reconcile_finalized(obj, ctx).await
+}
+
+impl Finalized for ScheduledScan {
+    const FINALIZER: &'static str = FINALIZER;
+    const CONTROLLER: &'static str = NAME;
+    fn apply<'a>(
+        obj: &'a Self,
+        api: &'a Api<Self>,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Action, Error>> {
+        apply(obj, api, ctx).boxed()
+    }
+    fn cleanup<'a>(obj: &'a Self, ctx: &'a Context) -> BoxFuture<'a, Result<Action, Error>> {
+        cleanup(obj, ctx).boxed()
+    }
 }
 
 async fn apply(
@@ -75,13 +78,4 @@ async fn cleanup(obj: &ScheduledScan, ctx: &Context) -> Result<Action, Error> {
         tracing::info!(scheduled_scan = %obj.name_any(), schedule_id = %uid, "schedule deleted with its resource");
     }
     Ok(Action::await_change())
-}
-
-/// The ScheduledScan controller over one namespace (`None`: all), until `shutdown`.
-pub async fn controller(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: Shared<BoxFuture<'static, ()>>,
-) {
-    watch_resource(ctx, namespace, shutdown, NAME, reconcile).await;
 }
