@@ -345,8 +345,8 @@ pub async fn apply_declared_registry(
     d: &DeclaredRegistry,
 ) -> Result<RegistryRecord, ApiError> {
     use crate::registries::{
-        arm, auth_json, cadence as registry_cadence, definition_json, new_discovery_schedule,
-        new_record, validate_auth, validate_spec, CadenceRequest,
+        auth_json, cadence as registry_cadence, definition_json, new_record,
+        rearmed_discovery_schedule, validate_auth, validate_spec, CadenceRequest,
     };
     let now = state.clock.now();
     let mut spec = d.spec.clone();
@@ -416,17 +416,7 @@ pub async fn apply_declared_registry(
             old.updated_at = now;
             Some(old)
         }
-        (Some((c, j)), current) => {
-            let mut s = new_discovery_schedule(&r, &host, c, j, now)?;
-            if let Some(old) = current {
-                s.id = old.id;
-                s.enabled = old.enabled;
-                s.last_fired_at = old.last_fired_at;
-                s.created_at = old.created_at;
-                arm(&mut s, now)?;
-            }
-            Some(s)
-        }
+        (Some((c, j)), current) => Some(rearmed_discovery_schedule(&r, &host, c, j, current, now)?),
     };
     r.name = spec.name.clone();
     r.definition = definition;

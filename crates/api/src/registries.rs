@@ -754,6 +754,27 @@ pub(crate) fn new_discovery_schedule(
     Ok(s)
 }
 
+/// A registry's discovery schedule on a new cadence: a new one, or `current` re-armed so
+/// that its id and history stay.
+pub(crate) fn rearmed_discovery_schedule(
+    r: &RegistryRecord,
+    host: &str,
+    cadence: Cadence,
+    jitter: Option<Duration>,
+    current: Option<Schedule>,
+    now: Timestamp,
+) -> Result<Schedule, ApiError> {
+    let mut s = new_discovery_schedule(r, host, cadence, jitter, now)?;
+    if let Some(old) = current {
+        s.id = old.id;
+        s.enabled = old.enabled;
+        s.last_fired_at = old.last_fired_at;
+        s.created_at = old.created_at;
+        arm(&mut s, now)?;
+    }
+    Ok(s)
+}
+
 /// Refuses a `scan` schedule (see [`SCAN_SCHEDULE_REFUSED`]).
 fn refuse_scan_schedule(scan: Option<&CadenceRequest>, now: Timestamp) -> Result<(), ApiError> {
     if let Some(req) = scan {
@@ -990,18 +1011,9 @@ pub async fn patch_registry(
     };
     let discovery = match (new_cadence, current) {
         (Some(None), _) | (None, None) => None,
-        (Some(Some((cadence, jitter))), current) => {
-            let mut s = new_discovery_schedule(&r, &host, cadence, jitter, now)?;
-            // The same schedule, re-armed: its id and history stay.
-            if let Some(old) = current {
-                s.id = old.id;
-                s.enabled = old.enabled;
-                s.last_fired_at = old.last_fired_at;
-                s.created_at = old.created_at;
-                arm(&mut s, now)?;
-            }
-            Some(s)
-        }
+        (Some(Some((cadence, jitter))), current) => Some(rearmed_discovery_schedule(
+            &r, &host, cadence, jitter, current, now,
+        )?),
         (None, Some(mut s)) => {
             // Same cadence; the target follows the URL.
             s.targets = vec![format!("registry://{host}")];
