@@ -12,15 +12,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use base64::Engine as _;
 use kube::runtime::controller::Action;
-use scanplane_core::annotations::AnnotationDefaults;
-use scanplane_metrics::Metrics;
 use scanplane_operator::controller::registry::{reconcile, REFRESH, SECRET_RETRY};
 use scanplane_operator::controller::Context;
 use scanplane_operator::crd::Registry;
 use scanplane_operator::sink::{RegistrySink, SinkError, Sinks};
 use scanplane_protocol::registry::{DeclaredRegistry, RegistryAuth};
 use serde_json::{json, Value};
-use support::{full, mock, next, no_more, ok, status, Handle};
+use support::{full, next, no_more, ok, status, Handle};
 
 const OBJ: &str = "/apis/scanplane.io/v1alpha1/namespaces/team-a/registries/ghcr";
 const SECRET: &str = "/api/v1/namespaces/team-a/secrets/ghcr-creds";
@@ -48,28 +46,20 @@ impl RegistrySink for Registries {
 }
 
 fn context(sink: Arc<Registries>) -> (Arc<Context>, Handle) {
-    let (client, handle) = mock("team-a");
-    let ctx = Context::new(
-        client,
-        Sinks {
-            registries: sink,
-            ..support::unused()
-        },
-        AnnotationDefaults::default(),
-        None,
-        Some("https://scanplane.example".into()),
-        Arc::new(Metrics::new()),
-    );
+    let (ctx, handle) = support::context(Sinks {
+        registries: sink,
+        ..support::unused()
+    });
     (Arc::new(ctx), handle)
 }
 
 fn object(extra_meta: Value) -> Value {
-    let mut meta = json!({"name": "ghcr", "namespace": "team-a", "uid": "reg-uid",
+    let meta = support::meta(
+        json!({"name": "ghcr", "namespace": "team-a", "uid": "reg-uid",
                           "generation": 1, "resourceVersion": "3",
-                          "finalizers": ["scanplane.io/registry"]});
-    meta.as_object_mut()
-        .unwrap()
-        .extend(extra_meta.as_object().unwrap().clone());
+                          "finalizers": ["scanplane.io/registry"]}),
+        extra_meta,
+    );
     json!({
         "apiVersion": "scanplane.io/v1alpha1", "kind": "Registry", "metadata": meta,
         "spec": {"url": "https://ghcr.io", "catalog": "none",

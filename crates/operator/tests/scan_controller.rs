@@ -11,16 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use kube::runtime::controller::Action;
-use scanplane_core::annotations::AnnotationDefaults;
 use scanplane_core::declared::{run_id, DeclaredScan};
 use scanplane_core::finding::Severity;
 use scanplane_core::scan::ScanStatus;
-use scanplane_metrics::Metrics;
 use scanplane_operator::controller::{scan, Context, Error};
 use scanplane_operator::crd::Scan;
 use scanplane_operator::sink::{RunSummary, ScanSink, SinkError, Sinks};
 use serde_json::{json, Value};
-use support::{mock, next, no_more, ok, Handle};
+use support::{next, no_more, ok, Handle};
 
 const OBJ: &str = "/apis/scanplane.io/v1alpha1/namespaces/team-a/scans/once";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
@@ -95,28 +93,20 @@ impl ScanSink for Runs {
 }
 
 fn context(runs: Arc<Runs>) -> (Arc<Context>, Handle) {
-    let (client, handle) = mock("team-a");
-    let ctx = Context::new(
-        client,
-        Sinks {
-            scans: runs,
-            ..support::unused()
-        },
-        AnnotationDefaults::default(),
-        None,
-        Some("https://scanplane.example".into()),
-        Arc::new(Metrics::new()),
-    );
+    let (ctx, handle) = support::context(Sinks {
+        scans: runs,
+        ..support::unused()
+    });
     (Arc::new(ctx), handle)
 }
 
 fn object(generation: i64, status: Value, extra_meta: Value) -> Value {
-    let mut meta = json!({"name": "once", "namespace": "team-a", "uid": "scan-uid",
+    let meta = support::meta(
+        json!({"name": "once", "namespace": "team-a", "uid": "scan-uid",
                           "generation": generation, "resourceVersion": "5",
-                          "finalizers": ["scanplane.io/scan"]});
-    meta.as_object_mut()
-        .unwrap()
-        .extend(extra_meta.as_object().unwrap().clone());
+                          "finalizers": ["scanplane.io/scan"]}),
+        extra_meta,
+    );
     json!({
         "apiVersion": "scanplane.io/v1alpha1", "kind": "Scan", "metadata": meta,
         "spec": {"scanner": "nuclei", "targets": ["https://shop.example.test"]},
@@ -353,21 +343,11 @@ async fn deleting_a_scan_cancels_its_running_run_before_the_finalizer_goes() {
 #[tokio::test]
 async fn with_the_kubernetes_executor_the_job_ref_names_its_uid_and_pod() {
     let runs = Arc::new(Runs::default());
-    let (client, mut handle) = mock("team-a");
-    let ctx = Arc::new(
-        Context::new(
-            client,
-            Sinks {
-                scans: runs.clone(),
-                ..support::unused()
-            },
-            AnnotationDefaults::default(),
-            None,
-            None,
-            Arc::new(Metrics::new()),
-        )
-        .with_jobs_namespace(Some("scans".into())),
-    );
+    let (ctx, mut handle) = support::context(Sinks {
+        scans: runs.clone(),
+        ..support::unused()
+    });
+    let ctx = Arc::new(ctx.with_jobs_namespace(Some("scans".into())));
     let id = run_id("scan-uid", 1);
     let (_, status, _) =
         reconcile_once(&ctx, &mut handle, &object(1, Value::Null, json!({}))).await;

@@ -10,15 +10,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use kube::runtime::controller::Action;
-use scanplane_core::annotations::AnnotationDefaults;
 use scanplane_core::declared::DeclaredPolicy;
-use scanplane_metrics::Metrics;
 use scanplane_operator::controller::scan_policy::reconcile;
 use scanplane_operator::controller::Context;
 use scanplane_operator::crd::ScanPolicy;
 use scanplane_operator::sink::{PolicySink, SinkError, Sinks};
 use serde_json::{json, Value};
-use support::{mock, next, no_more, ok, Handle};
+use support::{next, no_more, ok, Handle};
 
 const OBJ: &str = "/apis/scanplane.io/v1alpha1/namespaces/team-a/scanpolicies/nightly";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
@@ -46,28 +44,20 @@ impl PolicySink for Policies {
 }
 
 fn context(sink: Arc<Policies>) -> (Arc<Context>, Handle) {
-    let (client, handle) = mock("team-a");
-    let ctx = Context::new(
-        client,
-        Sinks {
-            policies: sink,
-            ..support::unused()
-        },
-        AnnotationDefaults::default(),
-        None,
-        None,
-        Arc::new(Metrics::new()),
-    );
+    let (ctx, handle) = support::context(Sinks {
+        policies: sink,
+        ..support::unused()
+    });
     (Arc::new(ctx), handle)
 }
 
 fn object(extra_meta: Value) -> Value {
-    let mut meta = json!({"name": "nightly", "namespace": "team-a", "uid": "pol-uid",
+    let meta = support::meta(
+        json!({"name": "nightly", "namespace": "team-a", "uid": "pol-uid",
                           "generation": 1, "resourceVersion": "2",
-                          "finalizers": ["scanplane.io/policy"]});
-    meta.as_object_mut()
-        .unwrap()
-        .extend(extra_meta.as_object().unwrap().clone());
+                          "finalizers": ["scanplane.io/policy"]}),
+        extra_meta,
+    );
     json!({
         "apiVersion": "scanplane.io/v1alpha1", "kind": "ScanPolicy", "metadata": meta,
         "spec": {"enabled": true,

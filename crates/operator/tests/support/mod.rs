@@ -163,3 +163,29 @@ pub fn unused() -> Sinks {
         policies: std::sync::Arc::new(Unused),
     }
 }
+
+/// The API address the test contexts put in statuses' `url`.
+pub const API_URL: &str = "https://scanplane.example";
+
+/// A context over a scripted API server in namespace `team-a` with these seams; a test
+/// chains `with_...` settings before wrapping it in an `Arc`.
+pub fn context(sinks: Sinks) -> (scanplane_operator::controller::Context, Handle) {
+    let (client, handle) = mock("team-a");
+    let ctx = scanplane_operator::controller::Context::new(
+        client,
+        sinks,
+        scanplane_core::annotations::AnnotationDefaults::default(),
+        None,
+        Some(API_URL.into()),
+        std::sync::Arc::new(scanplane_metrics::Metrics::new()),
+    );
+    (ctx, handle)
+}
+
+/// `base` metadata with the fields of `extra` added (or replaced).
+pub fn meta(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    base
+}
