@@ -257,46 +257,38 @@ async fn a_relative_config_and_command_work_from_the_servers_directory() {
     s.terminate();
 }
 
-#[test]
-fn kubernetes_executor_without_a_cluster_is_a_one_line_error() {
+/// Runs `serve` with `env` where neither a kubeconfig nor an in-cluster service account is
+/// reachable, and returns its one error line (it must fail without panicking).
+fn error_without_a_cluster(env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Server::command(
         &format!("sqlite://{}/x.db", dir.path().display()),
         free_port(),
         dir.path(),
-        &[("SCANPLANE_EXECUTOR", "kubernetes")],
+        env,
     );
-    // Neither a kubeconfig nor an in-cluster service account is reachable.
     cmd.env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
         .env("HOME", dir.path());
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_ne!(out.status.code(), Some(0));
-    let line = error_line(&err);
-    assert!(line.contains("kubernetes executor"), "{line}");
     assert!(!err.contains("panicked"), "{err}");
+    error_line(&err).to_string()
+}
+
+#[test]
+fn kubernetes_executor_without_a_cluster_is_a_one_line_error() {
+    let line = error_without_a_cluster(&[("SCANPLANE_EXECUTOR", "kubernetes")]);
+    assert!(line.contains("kubernetes executor"), "{line}");
 }
 
 #[test]
 fn the_operator_without_a_cluster_is_a_one_line_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Server::command(
-        &format!("sqlite://{}/x.db", dir.path().display()),
-        free_port(),
-        dir.path(),
-        &[("SCANPLANE_OPERATOR", "true")],
-    );
-    cmd.env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
-        .env("HOME", dir.path());
-    let out = cmd.output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_ne!(out.status.code(), Some(0));
-    let line = error_line(&err);
+    let line = error_without_a_cluster(&[("SCANPLANE_OPERATOR", "true")]);
     assert!(
         line.contains("operator: no Kubernetes API") && line.contains("KUBECONFIG"),
         "{line}"
     );
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
